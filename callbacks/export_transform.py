@@ -1,0 +1,36 @@
+"""ExportTransform: when fitting ends, write T as a plain export (safetensors + JSON card) in the run's folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from callbacks.steering_efficacy import SteeringEfficacy
+
+
+class ExportTransform(L.Callback):
+    """Args:
+    dirname: folder name inside the run's log directory.
+    """
+
+    def __init__(self, dirname: str = "transform"):
+        self.dirname = dirname
+        self.path: Path | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        card: dict[str, Any] = {}
+        datamodule = trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "describe"):
+            card.update(datamodule.describe())
+        card["fit_method"] = f"gradient descent ({pl_module.hparams.loss}), init {pl_module.hparams.init}"
+        card["hyperparameters"] = dict(pl_module.hparams)
+        card["metrics"] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        efficacy = [c for c in trainer.callbacks if isinstance(c, SteeringEfficacy)]
+        if efficacy and efficacy[0].history:
+            card["efficacy"] = efficacy[0].history[-1]
+        root = Path(trainer.log_dir or trainer.default_root_dir)
+        self.path = pl_module.to_transform(card=card).save_pretrained(root / self.dirname)

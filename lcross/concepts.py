@@ -1,0 +1,248 @@
+"""Concepts as contrastive pairs: CAA A/B JSON, JSONL free-text pairs, or a Hugging Face dataset.
+
+A pair is one prompt with a concept-matching completion (``positive``) and a non-matching one (``negative``).
+Every concept keeps its held-out evaluation items (``test``) apart from the pairs that steering vectors and the
+transform are fitted on (``train``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lcross.errors import LCrossInputError
+
+# What a CAA answer looks like, "(A)", and the choices a CAA question offers, " (A) ...".
+_ANSWER = re.compile(r"^\s*\(([A-Z])\)\s*$")
+_CHOICE = re.compile(r"\(([A-Z])\)")
+
+CAA_TRAIN_FILE = "generate_dataset.json"
+CAA_TEST_FILE = "test_dataset_ab.json"
+JSONL_TRAIN_FILE = "train.jsonl"
+JSONL_TEST_FILE = "test.jsonl"
+
+# Appended to a CAA question so that the answer letter follows naturally without a chat template.
+AB_ANSWER_PREFIX = "\n\nAnswer:"
+
+
+@dataclass(frozen=True)
+class ContrastivePair:
+    """One prompt with a concept-matching and a non-matching completion."""
+
+    prompt: str
+    positive: str
+    negative: str
+
+
+@dataclass
+class Concept:
+    """A named concept: training pairs and held-out evaluation items."""
+
+    name: str
+    train: list[ContrastivePair]
+    test: list[ContrastivePair]
+    kind: Literal["ab", "text"] = "text"
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A hash of everything in the concept that can change activations or metrics."""
+        payload = json.dumps(
+            {"train": [asdict(p) for p in self.train], "test": [asdict(p) for p in self.test], "kind": self.kind},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_concept(
+    source: str | Path,
+    name: str | None = None,
+    *,
+    test_fraction: float = 0.2,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    seed: int = 0,
+) -> Concept:
+    """Loads a concept from a file, a folder, or a Hugging Face dataset.
+
+    Args:
+        source: a CAA A/B ``.json`` file; a ``.jsonl`` file of ``{"prompt", "positive", "negative"}`` lines; a folder
+            with ``generate_dataset.json`` and ``test_dataset_ab.json`` (CAA layout) or ``train.jsonl`` and
+            ``test.jsonl``; or a Hugging Face dataset id or saved dataset folder with either set of columns.
+        name: the concept's name; defaults to the file or folder name.
+        test_fraction: share of items held out for evaluation when the source has no separate test file.
+        max_train: keep at most this many training pairs (the first ones after a seeded shuffle).
+        max_test: keep at most this many evaluation items.
+        seed: seed of the shuffle used for the split and the caps.
+    """
+    path = Path(source)
+    name = name or path.stem
+    if path.is_dir() and (path / CAA_TRAIN_FILE).exists():
+        train, kind = _read_file(path / CAA_TRAIN_FILE), "ab"
+        test = _read_file(path / CAA_TEST_FILE) if (path / CAA_TEST_FILE).exists() else None
+    elif path.is_dir() and (path / JSONL_TRAIN_FILE).exists():
+        train, kind = _read_file(path / JSONL_TRAIN_FILE), "text"
+        test = _read_file(path / JSONL_TEST_FILE) if (path / JSONL_TEST_FILE).exists() else None
+    elif path.is_file():
+        train, test = _read_file(path), None
+        kind = "ab" if train and isinstance(train[0], _AB) else "text"
+    elif path.is_dir() and not _is_saved_dataset(path):
+        raise LCrossInputError(
+            "folder holds no concept data",
+            where=str(path),
+            fix=f"put {CAA_TRAIN_FILE} (+ {CAA_TEST_FILE}) or {JSONL_TRAIN_FILE} (+ {JSONL_TEST_FILE}) in it",
+        )
+    else:
+        train, test, kind = _read_hf_dataset(str(source))
+
+    rng = random.Random(seed)
+    train_pairs = [item.to_pair() for item in train]
+    rng.shuffle(train_pairs)
+    if test is None:
+        n_test = max(1, round(len(train_pairs) * test_fraction))
+        test_pairs, train_pairs = train_pairs[:n_test], train_pairs[n_test:]
+    else:
+        test_pairs = [item.to_pair() for item in test]
+    train_pairs = train_pairs[:max_train]
+    test_pairs = test_pairs[:max_test]
+    if len(train_pairs) < 2:
+        raise LCrossInputError(
+            f"concept {name!r} has {len(train_pairs)} training pair(s); a steering vector needs at least 2",
+            where=str(source),
+            fix="add pairs, or lower test_fraction / raise max_train",
+        )
+    if not test_pairs:
+        raise LCrossInputError(
+            f"concept {name!r} has no held-out evaluation items", where=str(source), fix="add a test file"
+        )
+    return Concept(name=name, train=train_pairs, test=test_pairs, kind=kind, source=str(source))
+
+
+@dataclass(frozen=True)
+class _AB:
+    question: str
+    matching: str
+    not_matching: str
+
+    def to_pair(self) -> ContrastivePair:
+        # The completion is the answer up to its letter, "(A": CAA reads activations at the letter token.
+        return ContrastivePair(
+            prompt=self.question.rstrip() + AB_ANSWER_PREFIX,
+            positive=" " + self.matching.strip()[:-1],
+            negative=" " + self.not_matching.strip()[:-1],
+        )
+
+
+@dataclass(frozen=True)
+class _Text:
+    prompt: str
+    positive: str
+    negative: str
+
+    def to_pair(self) -> ContrastivePair:
+        return ContrastivePair(self.prompt, self.positive, self.negative)
+
+
+_AB_FIELDS = ("question", "answer_matching_behavior", "answer_not_matching_behavior")
+_TEXT_FIELDS = ("prompt", "positive", "negative")
+
+
+def _read_file(path: Path) -> list[_AB | _Text]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        records = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise LCrossInputError(
+                    f"line {lineno} is not valid JSON ({err.msg} at column {err.colno})",
+                    where=str(path),
+                    fix="each line must be one JSON object with prompt, positive and negative",
+                ) from None
+    else:
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise LCrossInputError(
+                f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})",
+                where=str(path),
+                fix="the file must be a JSON list of objects (CAA A/B format) or use .jsonl for one object a line",
+            ) from None
+        if not isinstance(records, list):
+            raise LCrossInputError(
+                f"expected a JSON list of items, found {type(records).__name__}", where=str(path), fix="wrap the items in [ ]"
+            )
+    return [_parse_record(r, f"{path} item {i}") for i, r in enumerate(records)]
+
+
+def _parse_record(record: Any, where: str) -> _AB | _Text:
+    if not isinstance(record, dict):
+        raise LCrossInputError(f"expected a JSON object, found {type(record).__name__}", where=where)
+    if "question" in record or "answer_matching_behavior" in record:
+        _require(record, _AB_FIELDS, where)
+        question = str(record["question"])
+        choices = set(_CHOICE.findall(question))
+        for key in _AB_FIELDS[1:]:
+            match = _ANSWER.match(str(record[key]))
+            if match is None:
+                raise LCrossInputError(
+                    f"{key} is {record[key]!r}, not of the form '(X)'", where=where, fix="write answers as '(A)', '(B)', ..."
+                )
+            if match.group(1) not in choices:
+                raise LCrossInputError(
+                    f"{key} names choice ({match.group(1)}) but the question offers {sorted(choices) or 'no choices'}",
+                    where=where,
+                    fix="list the choices in the question as ' (A) ...', ' (B) ...'",
+                )
+        return _AB(question, str(record[_AB_FIELDS[1]]), str(record[_AB_FIELDS[2]]))
+    _require(record, _TEXT_FIELDS, where)
+    return _Text(*(str(record[k]) for k in _TEXT_FIELDS))
+
+
+def _require(record: dict, fields: tuple[str, ...], where: str) -> None:
+    missing = [f for f in fields if f not in record]
+    if missing:
+        raise LCrossInputError(
+            f"missing field(s) {missing}; found {sorted(record)}",
+            where=where,
+            fix=f"every item needs {list(fields)}",
+        )
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()
+
+
+def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text], list[_AB | _Text] | None, str]:
+    import datasets
+
+    try:
+        if Path(source).is_dir():
+            data = datasets.load_from_disk(source)
+        else:
+            data = datasets.load_dataset(source)
+    except FileNotFoundError as err:
+        raise LCrossInputError(
+            f"no concept file, folder or dataset found ({err})",
+            where=source,
+            fix="give a .json/.jsonl file, a folder in CAA or train/test JSONL layout, or a reachable dataset id",
+        ) from None
+    if isinstance(data, datasets.Dataset):
+        data = datasets.DatasetDict({"train": data})
+    train_split = "train" if "train" in data else next(iter(data))
+
+    def parse(split: str) -> list[_AB | _Text]:
+        return [_parse_record(r, f"{source} [{split}] row {i}") for i, r in enumerate(data[split])]
+
+    train = parse(train_split)
+    test = parse("test") if "test" in data and train_split != "test" else None
+    kind = "ab" if train and isinstance(train[0], _AB) else "text"
+    return train, test, kind

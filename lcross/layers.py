@@ -1,0 +1,56 @@
+"""Finding a model's decoder blocks by name templates, rather than by per-architecture code.
+
+"Layer l" everywhere in lcross is the OUTPUT of decoder block l, 0-based: ``hidden_states[l + 1]`` of a Hugging Face
+forward pass with ``output_hidden_states=True``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lcross.errors import LCrossInputError
+
+# Where the decoder blocks live, most common first: Llama, Qwen2, Mistral, Gemma; Gemma3 multimodal; GPT-2;
+# GPT-NeoX/Pythia; OPT; a PEFT-wrapped model.
+BLOCK_LIST_TEMPLATES = (
+    "model.layers",
+    "model.language_model.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.decoder.layers",
+    "base_model.model.model.layers",
+)
+
+
+def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    for name in BLOCK_LIST_TEMPLATES:
+        try:
+            blocks = model.get_submodule(name)
+        except AttributeError:
+            continue
+        if isinstance(blocks, torch.nn.ModuleList):
+            return blocks
+    raise LCrossInputError(
+        f"cannot find the decoder blocks of {type(model).__name__}",
+        fix=f"lcross looks for a ModuleList at one of {BLOCK_LIST_TEMPLATES}; add this model's path to "
+        "lcross.layers.BLOCK_LIST_TEMPLATES",
+    )
+
+
+def decoder_block(model: torch.nn.Module, layer: int) -> torch.nn.Module:
+    blocks = decoder_blocks(model)
+    check_layer(layer, len(blocks), type(model).__name__)
+    return blocks[layer]
+
+
+def check_layer(layer: int, num_layers: int, model_name: str = "the model") -> None:
+    if not isinstance(layer, int) or not 0 <= layer < num_layers:
+        raise LCrossInputError(
+            f"layer {layer!r} is outside {model_name}, which has {num_layers} decoder blocks",
+            fix=f"use a layer from 0 to {num_layers - 1} (0-based: layer l is the output of block l)",
+        )
+
+
+def block_output(output: torch.Tensor | tuple) -> torch.Tensor:
+    """The hidden states in a block's output (recent transformers return a tensor, older ones a tuple)."""
+    return output[0] if isinstance(output, tuple) else output

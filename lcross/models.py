@@ -1,0 +1,254 @@
+"""Loading language models: hub ids, local folders, GGUF files (de-quantised once, then cached), tiny test models,
+optionally with a PEFT adapter merged in. Models come back in eval mode with gradients off."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lcross.errors import LCrossInputError
+from lcross.files import atomic_path, cache_root, sha256_file
+from lcross.packaged_models import PACKAGED, packaged_gguf
+
+log = logging.getLogger(__name__)
+
+TINY_PREFIX = "tiny-"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+_GGUF_MAGIC = b"GGUF"
+
+
+@dataclass
+class ModelSpec:
+    """Which language model to load, and how.
+
+    Args:
+        name: a Hugging Face hub id, a local model folder, a path to a ``.gguf`` file, or ``tiny-<model_type>``
+            (e.g. ``tiny-llama``) for a small random model built in code (tests and smoke runs only).
+        gguf_file: the GGUF file name inside ``name`` when ``name`` is a folder or hub id holding GGUF files.
+        revision: hub revision (branch, tag or commit); pin a commit for reproducible caches.
+        adapter: a PEFT adapter folder or hub id, merged into the weights after loading.
+        dtype: float32, bfloat16, float16 or float64.
+        device: cpu, cuda, cuda:N, or auto (cuda when available).
+        device_map: passed to from_pretrained (e.g. ``auto``) to spread a large model over GPUs with accelerate;
+            overrides ``device``.
+        trust_remote_code: run model code shipped with a hub repo. Off unless you turn it on.
+        prefer_packaged: for hub ids that ship as PyPI packages (SmolLM2-135M-Instruct, Gemma-3-270M), load the
+            packaged GGUF when its package is installed. The offline demo relies on this.
+        tiny: config overrides for ``tiny-*`` models (hidden_size, num_hidden_layers, ...) and their ``seed``.
+    """
+
+    name: str
+    gguf_file: str | None = None
+    revision: str | None = None
+    adapter: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    device_map: str | None = None
+    trust_remote_code: bool = False
+    prefer_packaged: bool = True
+    tiny: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise LCrossInputError(f"unknown dtype {self.dtype!r}", where="ModelSpec.dtype", fix=f"use one of {list(_DTYPES)}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    def resolve(self) -> _Resolved:
+        """Decides where the weights come from, without loading them."""
+        if self.name.startswith(TINY_PREFIX):
+            return _Resolved("tiny", self.name[len(TINY_PREFIX) :])
+        path = Path(self.name)
+        if self.gguf_file is None and self.name.endswith(".gguf"):
+            return _Resolved("gguf", str(path.parent), path.name)
+        if self.gguf_file is not None:
+            return _Resolved("gguf", self.name, self.gguf_file)
+        if self.prefer_packaged and self.name in PACKAGED and not path.exists():
+            packaged = packaged_gguf(self.name)
+            if packaged is not None:
+                return _Resolved("gguf", str(packaged.parent), packaged.name)
+        return _Resolved("pretrained", self.name)
+
+    def fingerprint(self) -> str:
+        """Identifies the weights exactly enough to key a cache of activations on them."""
+        resolved = self.resolve()
+        if resolved.kind == "tiny":
+            ident = json.dumps({"arch": resolved.path, **self.tiny}, sort_keys=True)
+        elif resolved.kind == "gguf":
+            ident = "gguf:" + sha256_file(_check_gguf(resolved))
+        elif Path(resolved.path).is_dir():
+            ident = "dir:" + _folder_fingerprint(Path(resolved.path))
+        else:
+            ident = f"hub:{resolved.path}@{self.revision or _cached_hub_commit(resolved.path) or 'main'}"
+        if self.adapter:
+            adapter = Path(self.adapter)
+            ident += "+adapter:" + (_folder_fingerprint(adapter) if adapter.is_dir() else self.adapter)
+        return hashlib.sha256(f"{ident}|{self.dtype}".encode()).hexdigest()[:16]
+
+    def config(self) -> Any:
+        """The model's Hugging Face config, read without loading weights (fast)."""
+        from transformers import AutoConfig
+
+        resolved = self.resolve()
+        if resolved.kind == "tiny":
+            from lcross.tiny_models import tiny_model
+
+            return tiny_model(resolved.path, **self.tiny).config
+        if resolved.kind == "gguf":
+            # Parsing a GGUF's metadata costs about as much as de-quantising it: do that once, then read config.json.
+            return AutoConfig.from_pretrained(_dequantised(resolved))
+        return AutoConfig.from_pretrained(
+            resolved.path, revision=self.revision, trust_remote_code=self.trust_remote_code
+        )
+
+    def hidden_size(self) -> int:
+        return int(self.config().get_text_config().hidden_size)
+
+    def num_layers(self) -> int:
+        return int(self.config().get_text_config().num_hidden_layers)
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, "")}
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    kind: str  # tiny | gguf | pretrained
+    path: str
+    gguf_file: str | None = None
+
+
+def load_model(spec: ModelSpec | str | dict) -> tuple[torch.nn.Module, Any]:
+    """Loads a causal LM and its tokenizer: eval mode, no gradients, on the spec's device and dtype.
+
+    A tokenizer without a pad token gets its EOS (or UNK) token as pad token; padding never changes lcross's
+    results because every read and write uses the attention mask.
+    """
+    spec = as_spec(spec)
+    resolved = spec.resolve()
+    if resolved.kind == "tiny":
+        from lcross.tiny_models import byte_tokenizer, tiny_model
+
+        model, tokenizer = tiny_model(resolved.path, **spec.tiny).to(spec.torch_dtype), byte_tokenizer()
+    elif resolved.kind == "gguf":
+        model, tokenizer = _load_gguf(resolved, spec)
+    else:
+        model, tokenizer = _load_pretrained(resolved.path, spec)
+    if spec.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+    if spec.device_map is None:
+        model = model.to(resolve_device(spec.device))
+    _ensure_pad_token(tokenizer, model)
+    model.eval().requires_grad_(False)
+    return model, tokenizer
+
+
+def as_spec(spec: ModelSpec | str | dict) -> ModelSpec:
+    if isinstance(spec, ModelSpec):
+        return spec
+    if isinstance(spec, str):
+        return ModelSpec(name=spec)
+    return ModelSpec(**spec)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LCrossInputError(f"device {device!r} asked for, but CUDA is not available", fix="use device: cpu or auto")
+    return torch.device(device)
+
+
+def _load_pretrained(path: str, spec: ModelSpec) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=spec.torch_dtype, device_map=spec.device_map, **common)
+    return model, tokenizer
+
+
+def _load_gguf(resolved: _Resolved, spec: ModelSpec) -> tuple[torch.nn.Module, Any]:
+    """De-quantising a GGUF takes 15-50 s on 2 cores; the float weights are saved once and reloaded in seconds."""
+    return _load_pretrained(str(_dequantised(resolved)), spec)
+
+
+def _dequantised(resolved: _Resolved) -> Path:
+    """The folder of the GGUF's float weights, de-quantising it on first use."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _check_gguf(resolved)
+    cached = _dequantised_dir(resolved)
+    if not cached.exists():
+        log.info("de-quantising %s once; the float weights go to %s", gguf, cached)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with atomic_path(cached) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    return cached
+
+
+def _dequantised_dir(resolved: _Resolved) -> Path:
+    gguf = Path(resolved.path) / (resolved.gguf_file or "")
+    stat = gguf.stat() if gguf.exists() else None
+    # Keyed on the file's identity (path, size, mtime) so that checking the cache needs no full read of the file.
+    ident = f"{gguf.resolve()}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+    return cache_root() / "models" / f"{gguf.stem}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+
+
+def _check_gguf(resolved: _Resolved) -> Path:
+    path = Path(resolved.path) / (resolved.gguf_file or "")
+    if not path.is_file():
+        raise LCrossInputError("GGUF file not found", where=str(path), fix="check the path, or name a hub id instead")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != _GGUF_MAGIC:
+        raise LCrossInputError(
+            f"not a GGUF file (it starts with {magic!r}, not {_GGUF_MAGIC!r})",
+            where=str(path),
+            fix="point to a .gguf model file, or give a Hugging Face model folder as name without gguf_file",
+        )
+    return path
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            # config files by content; large weight files by size and modification time (a full hash of a 14 GB
+            # checkpoint would cost more than the extraction it guards)
+            content = path.read_bytes() if stat.st_size < 1 << 20 else f"{stat.st_size}|{stat.st_mtime_ns}".encode()
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + content)
+    return digest.hexdigest()[:16]
+
+
+def _cached_hub_commit(repo_id: str) -> str | None:
+    """The commit the local hub cache resolves 'main' to, if the model was downloaded before."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return None
+    ref = Path(HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--")) / "refs" / "main"
+    return ref.read_text().strip() if ref.exists() else None
+
+
+def _ensure_pad_token(tokenizer: Any, model: torch.nn.Module) -> None:
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            tokenizer.add_special_tokens({"pad_token": "<pad>"})
+            model.resize_token_embeddings(len(tokenizer))
+        else:
+            tokenizer.pad_token = fallback
