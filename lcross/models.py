@@ -191,8 +191,15 @@ def _dequantised(resolved: _Resolved) -> Path:
     cached = _dequantised_dir(resolved)
     if not cached.exists():
         log.info("de-quantising %s once; the float weights go to %s", gguf, cached)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # transformers refuses to save a model loaded from GGUF: copy the float weights into a plain model.
+        config = quantised.config
+        for attr in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(config, attr):
+                delattr(config, attr)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(quantised.state_dict())
         with atomic_path(cached) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

@@ -68,7 +68,7 @@ class LinearTransform(torch.nn.Module):
     ) -> LinearTransform:
         """Fits T in closed form; see ``lcross.closed_form.fit_map`` for the methods."""
         weight, b = fit_map(x_source, x_target, method=method, alpha=alpha, bias=bias)
-        transform = cls(weight.shape[0], weight.shape[1], bias=bias, card={"fit_method": method})
+        transform = cls(weight.shape[0], weight.shape[1], bias=bias, card={"fit_method": method}).to(weight.dtype)
         if method == "ridge":
             transform.card["alpha"] = alpha
         with torch.no_grad():

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny random models built in code, and the path of ../shared when it exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lcross.concepts import ContrastivePair
+from lcross.tiny_models import byte_tokenizer, tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEMO_DATA = ROOT / "data" / "demo"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own lcross cache, so no test reads what another wrote."""
+    monkeypatch.setenv("LCROSS_CACHE", str(tmp_path / "lcross-cache"))
+
+
+@pytest.fixture(scope="session", params=["llama", "gemma3_text"])
+def tiny(request):
+    """(model, tokenizer) of a tiny random model; two architectures with different block signatures."""
+    torch.manual_seed(0)
+    return tiny_model(request.param, seed=3), byte_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    return tiny_model("llama", seed=3), byte_tokenizer()
+
+
+@pytest.fixture
+def pairs() -> list[ContrastivePair]:
+    return [
+        ContrastivePair("The film was", " wonderful", " terrible"),
+        ContrastivePair("A much longer prompt about the weather, which was", " hot", " cold and wet"),
+        ContrastivePair("Hi", " yes", " no"),
+        ContrastivePair("The elephant at the zoo was very", " big", " small"),
+    ]
+
+
+def needs_shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared exists beside the checkout and in CI only)")
+    return path
