@@ -8,16 +8,14 @@ the widths match.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from lcross.efficacy import SweepResult, steering_sweep
 from lcross.steering import Positions
-
-log = logging.getLogger(__name__)
 
 
 class SteeringEfficacy(L.Callback):
@@ -95,7 +93,7 @@ class SteeringEfficacy(L.Callback):
                 chat_template=datamodule.chat_template,
                 batch_size=self.batch_size,
             )
-            log.info("efficacy %s: %s", name, results[name].as_dict())
+            rank_zero_info(_summary(name, results[name]))
         return results
 
     def _log_plot(self, trainer: L.Trainer, concept: str, result: SweepResult) -> None:
@@ -111,6 +109,12 @@ class SteeringEfficacy(L.Callback):
         self.history = list(state_dict.get("history", []))
 
 
+def _summary(concept: str, result: SweepResult) -> str:
+    betas = ", ".join(f"{b:+g}" for b in result.betas)
+    rows = "; ".join(f"{k} " + " ".join(f"{v:.3f}" for v in values.tolist()) for k, values in result.mean.items())
+    return f"efficacy {concept} (beta {betas}): {rows}"
+
+
 def sweep_figure(concept: str, result: SweepResult):
     """A matplotlib figure: behaviour-matching probability against beta, one line per vector."""
     import matplotlib
@@ -122,7 +126,9 @@ def sweep_figure(concept: str, result: SweepResult):
     axes = figure.subplots()
     for name, values in result.mean.items():
         axes.plot(result.betas, values.tolist(), marker="o", label=name)
-    axes.axhline(float(result.mean["own_sv"][result.betas.index(0.0)]), color="grey", linestyle="--", label="no steering")
+    axes.axhline(
+        float(result.mean["own_sv"][result.betas.index(0.0)]), color="grey", linestyle="--", label="no steering"
+    )
     axes.set(xlabel="beta", ylabel="p(positive) / (p(pos) + p(neg))", title=concept, ylim=(0, 1))
     axes.legend(fontsize="small")
     figure.tight_layout()

@@ -47,7 +47,10 @@ def extract_deltas(
     Returns:
         float32 tensor [n_pairs, d_model] on the CPU; for a list of layers, a dict layer -> such a tensor.
     """
-    pairs = [p if isinstance(p, ContrastivePair) else ContrastivePair(p["prompt"], p["positive"], p["negative"]) for p in pairs]
+    pairs = [
+        p if isinstance(p, ContrastivePair) else ContrastivePair(p["prompt"], p["positive"], p["negative"])
+        for p in pairs
+    ]
     layers = [layer] if isinstance(layer, int) else list(layer)
     texts = [encode(tokenizer, p.prompt, c, chat_template) for p in pairs for c in (p.positive, p.negative)]
     states = last_token_states(model, tokenizer, texts, layers, batch_size=batch_size, on_batch=on_batch)
@@ -80,15 +83,7 @@ def last_token_states(
         rows = torch.arange(len(index), device=last.device)
         captured: dict[int, torch.Tensor] = {}
 
-        def make_hook(l: int):
-            def hook(_module, _args, output):
-                captured[l] = block_output(output)[rows, last].float().cpu()
-                if l == layers[-1]:
-                    raise _StopForward
-
-            return hook
-
-        handles = [blocks[l].register_forward_hook(make_hook(l)) for l in layers]
+        handles = [blocks[l].register_forward_hook(_capture(l, l == layers[-1], rows, last, captured)) for l in layers]
         try:
             with torch.inference_mode():
                 model(**batch, use_cache=False)
@@ -105,6 +100,17 @@ def last_token_states(
         if on_batch is not None:
             on_batch(done, len(texts))
     return {l: torch.stack(v) if v else torch.empty(0) for l, v in out.items()}
+
+
+def _capture(layer: int, deepest: bool, rows: torch.Tensor, last: torch.Tensor, into: dict[int, torch.Tensor]):
+    """A forward hook keeping only each row's last-token state; on the deepest layer it ends the forward pass."""
+
+    def hook(_module, _args, output):
+        into[layer] = block_output(output)[rows, last].float().cpu()
+        if deepest:
+            raise _StopForward
+
+    return hook
 
 
 def pad_batch(

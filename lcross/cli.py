@@ -1,7 +1,7 @@
 """The command line: a LightningCLI over LCross and PairedDeltas, with the data's hidden sizes linked into the model.
 
-    python main.py fit --config configs/tiny.yaml
-    python main.py fit --config configs/demo.yaml --print_config
+python main.py fit --config configs/tiny.yaml
+python main.py fit --config configs/demo.yaml --print_config
 """
 
 from __future__ import annotations

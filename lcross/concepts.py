@@ -178,7 +178,9 @@ def _read_file(path: Path) -> list[_AB | _Text]:
             ) from None
         if not isinstance(records, list):
             raise LCrossInputError(
-                f"expected a JSON list of items, found {type(records).__name__}", where=str(path), fix="wrap the items in [ ]"
+                f"expected a JSON list of items, found {type(records).__name__}",
+                where=str(path),
+                fix="wrap the items in [ ]",
             )
     return [_parse_record(r, f"{path} item {i}") for i, r in enumerate(records)]
 
@@ -194,7 +196,9 @@ def _parse_record(record: Any, where: str) -> _AB | _Text:
             match = _ANSWER.match(str(record[key]))
             if match is None:
                 raise LCrossInputError(
-                    f"{key} is {record[key]!r}, not of the form '(X)'", where=where, fix="write answers as '(A)', '(B)', ..."
+                    f"{key} is {record[key]!r}, not of the form '(X)'",
+                    where=where,
+                    fix="write answers as '(A)', '(B)', ...",
                 )
             if match.group(1) not in choices:
                 raise LCrossInputError(

@@ -75,7 +75,11 @@ class PairedDeltas(L.LightningDataModule):
         self.source, self.target = source, target
         self.layers: dict[Side, int] = {"source": source_layer, "target": target_layer}
         self.split, self.val_fraction, self.sv_method = split, val_fraction, sv_method
-        self.chat_template, self.batch_size, self.extraction_batch_size = chat_template, batch_size, extraction_batch_size
+        self.chat_template, self.batch_size, self.extraction_batch_size = (
+            chat_template,
+            batch_size,
+            extraction_batch_size,
+        )
         self.cache = DeltaCache(cache_dir)
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
@@ -97,8 +101,9 @@ class PairedDeltas(L.LightningDataModule):
             raise LCrossInputError("every concept is held out; none is left to train T", where="data.val_concepts")
         # Concepts are read (and checked) now, before any model loads.
         self.concepts: dict[str, Concept] = {
-            name: load_concept(src, name, test_fraction=test_fraction, max_train=max_train_pairs,
-                               max_test=max_test_items, seed=seed)
+            name: load_concept(
+                src, name, test_fraction=test_fraction, max_train=max_train_pairs, max_test=max_test_items, seed=seed
+            )
             for name, src in concepts.items()
         }
         self.val_concepts = val_concepts if split == "concept" else list(concepts)
@@ -151,7 +156,9 @@ class PairedDeltas(L.LightningDataModule):
                     batch_size=self.extraction_batch_size,
                     chat_template=self.chat_template,
                 )
-                self.cache.save(self.key(side, name), deltas, {"side": side, "concept": name, "model": self.spec(side).name})
+                self.cache.save(
+                    self.key(side, name), deltas, {"side": side, "concept": name, "model": self.spec(side).name}
+                )
             if side == "source":
                 self.release("source")  # the source is not needed after extraction
 

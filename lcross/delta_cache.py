@@ -47,7 +47,8 @@ class DeltaCache:
         if not path.exists():
             return None
         try:
-            tensor = load_file(path)["deltas"]
+            # clone: load_file maps the file, and a tensor must not change if the file is later rewritten
+            tensor = load_file(path)["deltas"].clone()
             with open(path, "rb") as handle:
                 header = _metadata(handle.read())
             if header.get("checksum") != _checksum(tensor):

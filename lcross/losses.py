@@ -11,7 +11,9 @@ from lcross.errors import LCrossInputError
 LossName = Literal["mse", "cosine", "mse+cosine"]
 
 
-def fit_loss(pred: torch.Tensor, target: torch.Tensor, kind: LossName = "mse", cosine_weight: float = 0.5) -> torch.Tensor:
+def fit_loss(
+    pred: torch.Tensor, target: torch.Tensor, kind: LossName = "mse", cosine_weight: float = 0.5
+) -> torch.Tensor:
     """``mse``: mean squared error (same minimiser as the closed-form least squares); ``cosine``: 1 - mean cosine
     similarity of rows (scale-free); ``mse+cosine``: (1 - cosine_weight) * mse + cosine_weight * cosine."""
     if kind == "mse":

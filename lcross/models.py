@@ -56,7 +56,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
-            raise LCrossInputError(f"unknown dtype {self.dtype!r}", where="ModelSpec.dtype", fix=f"use one of {list(_DTYPES)}")
+            raise LCrossInputError(
+                f"unknown dtype {self.dtype!r}", where="ModelSpec.dtype", fix=f"use one of {list(_DTYPES)}"
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:

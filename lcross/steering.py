@@ -43,11 +43,14 @@ def steer(
     param = next(model.parameters())
     if vector.ndim != 1 or vector.shape[0] != _hidden_size(model):
         raise LCrossInputError(
-            f"steering vector of shape {tuple(vector.shape)} does not fit the model's hidden size {_hidden_size(model)}",
+            f"steering vector of shape {tuple(vector.shape)} does not fit the model's hidden size "
+            f"{_hidden_size(model)}",
             fix="transfer the source vector with a transform whose d_target matches this model",
         )
     if positions != "all" and prompt_end is None:
-        raise LCrossInputError(f"positions={positions!r} needs prompt_end", fix="pass prompt_end or use positions='all'")
+        raise LCrossInputError(
+            f"positions={positions!r} needs prompt_end", fix="pass prompt_end or use positions='all'"
+        )
     shift = (beta * vector).to(device=param.device, dtype=param.dtype)
 
     def hook(_module, _args, output):

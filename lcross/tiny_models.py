@@ -11,7 +11,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFa
 
 # Small enough to run a forward pass in milliseconds; wide enough that a linear map between two of them is
 # a real regression problem.
-_DEFAULTS = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2)
+_DEFAULTS = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2
+)
 
 _SPECIALS = ["<pad>", "<s>", "</s>"]
 _CHAT_TEMPLATE = (

@@ -62,7 +62,9 @@ def test_list_of_layers_matches_single_layers(tiny, pairs):
 def test_dict_pairs_accepted(tiny_llama, pairs):
     model, tokenizer = tiny_llama
     as_dicts = [{"prompt": p.prompt, "positive": p.positive, "negative": p.negative} for p in pairs]
-    torch.testing.assert_close(extract_deltas(model, tokenizer, as_dicts, 1), extract_deltas(model, tokenizer, pairs, 1))
+    torch.testing.assert_close(
+        extract_deltas(model, tokenizer, as_dicts, 1), extract_deltas(model, tokenizer, pairs, 1)
+    )
 
 
 def test_forward_stops_after_the_deepest_requested_block(tiny_llama, pairs):

@@ -26,7 +26,9 @@ def test_fit_tiny_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     cli = main(
         [
-            "fit", "--config", "configs/tiny.yaml",
+            "fit",
+            "--config",
+            "configs/tiny.yaml",
             f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
             f"--data.cache_dir={tmp_path / 'cache'}",
         ]
@@ -36,9 +38,16 @@ def test_fit_tiny_end_to_end(tmp_path, monkeypatch):
     events = EventAccumulator(glob.glob(str(run / "events.out.tfevents.*"))[0])
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    for key in ["train/loss", "val/loss", "val/r2", "val/cos/sentiment", "efficacy/sentiment/no_steering",
-                "efficacy/sentiment/transferred/beta_+4", "efficacy/sentiment/own_sv/beta_-4",
-                "efficacy/sentiment/random_T/beta_+4"]:
+    for key in [
+        "train/loss",
+        "val/loss",
+        "val/r2",
+        "val/cos/sentiment",
+        "efficacy/sentiment/no_steering",
+        "efficacy/sentiment/transferred/beta_+4",
+        "efficacy/sentiment/own_sv/beta_-4",
+        "efficacy/sentiment/random_T/beta_+4",
+    ]:
         assert key in scalars, key
     assert "efficacy/sentiment/beta_sweep" in events.Tags()["images"]
     assert len(events.Scalars("train/loss")) == 6  # one per epoch

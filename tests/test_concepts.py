@@ -66,10 +66,13 @@ def test_fingerprint_changes_with_the_data(tmp_path):
 @pytest.mark.parametrize(
     "content,suffix,message",
     [
-        ("[{\"question\": ", ".json", r"not valid JSON \(.* at line 1, column"),
+        ('[{"question": ', ".json", r"not valid JSON \(.* at line 1, column"),
         ('{"prompt": "a", "positive": "b", "negative": "c"}\n{oops\n', ".jsonl", "line 2 is not valid JSON"),
-        (json.dumps([{"question": "Q (A) x (B) y", "answer_matching_behavior": "(A)"}]), ".json",
-         r"missing field\(s\) \['answer_not_matching_behavior'\]"),
+        (
+            json.dumps([{"question": "Q (A) x (B) y", "answer_matching_behavior": "(A)"}]),
+            ".json",
+            r"missing field\(s\) \['answer_not_matching_behavior'\]",
+        ),
         (json.dumps([{**AB_ITEM, "answer_matching_behavior": "A"}]), ".json", "not of the form '\\(X\\)'"),
         (json.dumps([{**AB_ITEM, "answer_matching_behavior": "(C)"}]), ".json", r"names choice \(C\)"),
         (json.dumps([{"prompt": "a", "positive": "b", "negative": "c"}] * 2), ".json", "needs at least 2"),

