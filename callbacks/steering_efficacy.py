@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lcross.efficacy import SweepResult, steering_sweep
+from lcross.errors import LCrossInputError
 from lcross.steering import Positions
 
 
@@ -39,6 +40,12 @@ class SteeringEfficacy(L.Callback):
         random_seed: int = 0,
         plot: bool = True,
     ):
+        if betas is not None and len(betas) == 0:
+            raise LCrossInputError(
+                "the beta grid is empty", where="SteeringEfficacy.betas", fix="give at least one beta, e.g. [-1, 1]"
+            )
+        if every_n_epochs < 1:
+            raise LCrossInputError(f"every_n_epochs is {every_n_epochs}", where="SteeringEfficacy", fix="use 1 or more")
         self.every_n_epochs, self.positions, self.max_items = every_n_epochs, positions, max_items
         self.betas = sorted({0.0, *(float(b) for b in (betas if betas is not None else [-2, -1, 1, 2]))})
         self.batch_size, self.random_seed, self.plot = batch_size, random_seed, plot
@@ -64,8 +71,9 @@ class SteeringEfficacy(L.Callback):
 
     def evaluate(self, datamodule: Any, transform: torch.nn.Module) -> dict[str, SweepResult]:
         """Sweeps every evaluation concept; returns concept -> SweepResult (variants: own_sv, transferred, ...)."""
-        model, tokenizer = datamodule.model("target")
         transform = transform.to(torch.float32)
+        transform.check_models(datamodule.d_source, datamodule.d_target)
+        model, tokenizer = datamodule.model("target")
         random_map = torch.randn(
             transform.d_source, transform.d_target, generator=torch.Generator().manual_seed(self.random_seed)
         )

@@ -6,6 +6,8 @@ python main.py fit --config configs/demo.yaml --print_config
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lightning.pytorch.cli import LightningCLI
 
 from lcross.datamodule import PairedDeltas
@@ -17,6 +19,24 @@ class LCrossCLI(LightningCLI):
         # The widths of T come from the models' configs, read by the data module before any weights load.
         parser.link_arguments("data.d_source", "model.d_source", apply_on="instantiate")
         parser.link_arguments("data.d_target", "model.d_target", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """`fit --ckpt_path last` continues the newest run of this config in place (same log folder, same last.ckpt)
+        instead of opening a new TensorBoard version that has no checkpoint to resume from."""
+        if self.subcommand != "fit":
+            return
+        config = self.config["fit"]
+        logger = config.trainer.get("logger")
+        if config.get("ckpt_path") != "last" or not logger or "TensorBoardLogger" not in str(logger.get("class_path")):
+            return
+        args = logger.init_args
+        if args.get("version") is not None:
+            return
+        runs = Path(args.get("save_dir") or ".") / (args.get("name") or "lightning_logs")
+        candidates = [p.parent.parent.name for p in runs.glob("version_*/checkpoints/last.ckpt")]
+        resumable = sorted(candidates, key=lambda name: int(name.split("_")[1]))
+        if resumable:
+            args.version = resumable[-1]
 
 
 def main(args: list[str] | None = None) -> LCrossCLI:

@@ -175,8 +175,8 @@ def _load_pretrained(path: str, spec: ModelSpec) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(path, **common)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=spec.torch_dtype, device_map=spec.device_map, **common)
+    tokenizer = AutoTokenizer.from_pretrained(path, **common)
     return model, tokenizer
 
 

@@ -61,3 +61,21 @@ def test_sweep_shares_the_unsteered_point_and_moves_with_beta(tiny_llama, pairs)
     torch.testing.assert_close(result.mean["a"].flip(0), result.mean["b"], atol=1e-6, rtol=1e-6)
     with pytest.raises(LCrossInputError, match="beta grid is empty"):
         steering_sweep(model, tokenizer, pairs, 1, vectors, [])
+
+
+def test_efficacy_callback_rejects_bad_settings_and_mismatched_transforms(tmp_path):
+    from callbacks.steering_efficacy import SteeringEfficacy
+    from lcross import LinearTransform, ModelSpec, PairedDeltas
+
+    from .conftest import DEMO_DATA
+
+    with pytest.raises(LCrossInputError, match="SteeringEfficacy.betas: the beta grid is empty"):
+        SteeringEfficacy(betas=[])
+    dm = PairedDeltas(
+        ModelSpec("tiny-llama"), ModelSpec("tiny-llama", tiny={"hidden_size": 48}), 1, 1,
+        {"a": str(DEMO_DATA / "size"), "b": str(DEMO_DATA / "age")}, val_concepts=["a"], max_train_pairs=4,
+        cache_dir=str(tmp_path),
+    )
+    with pytest.raises(LCrossInputError, match="maps 32 -> 32, but the models have hidden sizes 32 .* -> 48"):
+        SteeringEfficacy().evaluate(dm, LinearTransform(32, 32))
+    assert dm._models == {}  # failed before loading the target

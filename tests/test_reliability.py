@@ -1,0 +1,172 @@
+"""Faults lose nothing: killed extractions, resumed fits, bit-identical reruns, and safe loading."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import lcross
+import lcross.datamodule
+from lcross import ModelSpec, PairedDeltas, extract_deltas, load_model, load_transform
+from lcross.cli import main
+
+from .conftest import DEMO_DATA, ROOT
+
+SOURCE = {"name": "tiny-llama", "tiny": {"hidden_size": 32, "seed": 1}}
+TARGET = {"name": "tiny-gemma3_text", "tiny": {"hidden_size": 48, "seed": 2}}
+CONCEPTS = {name: str(DEMO_DATA / name) for name in ("sentiment", "size", "speed")}
+
+
+def _dm(cache_dir):
+    return PairedDeltas(
+        ModelSpec(**SOURCE), ModelSpec(**TARGET), 1, 2, CONCEPTS, val_concepts=["sentiment"],
+        max_train_pairs=12, cache_dir=str(cache_dir),
+    )
+
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import lcross.delta_cache as dc
+from tests.test_reliability import _dm
+
+mode, saves = sys.argv[1], []
+real_save = dc.save_file
+
+def dying_save(tensors, path, metadata=None):
+    saves.append(path)
+    if len(saves) == 2:  # the first entry is complete; die while writing the second
+        real_save(tensors, path, metadata=metadata)
+        if mode == "partial_write":
+            data = open(path, "rb").read()
+            open(path, "wb").write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)  # before_rename: the whole file is written, not yet renamed
+    real_save(tensors, path, metadata=metadata)
+
+dc.save_file = dying_save
+if mode == "mid_forward":
+    from lcross.models import load_model as real_load
+    import lcross.datamodule as dmod
+    calls = []
+    def load_and_arm(spec):
+        model, tok = real_load(spec)
+        def hook(*args):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        model.get_submodule("model.layers.0").register_forward_hook(hook)
+        return model, tok
+    dmod.load_model = load_and_arm
+_dm(sys.argv[2]).prepare_data()
+"""
+
+
+@pytest.mark.parametrize("mode", ["before_rename", "partial_write", "mid_forward"])
+def test_sigkill_during_extraction_leaves_nothing_read_as_valid(tmp_path, mode, monkeypatch):
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER.format(root=str(ROOT)))
+    cache = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, str(script), mode, str(cache)], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+
+    reference = _dm(tmp_path / "reference")
+    reference.prepare_data()
+    survivors = _dm(cache)
+    valid = {}
+    for side in ("source", "target"):
+        for name in CONCEPTS:
+            loaded = survivors.cache.load(survivors.key(side, name))
+            if loaded is not None:  # whatever reads as valid is exactly right
+                assert torch.equal(loaded, reference.cache.load(reference.key(side, name)))
+                valid[side, name] = loaded
+    assert len(valid) == 1  # the entry finished before the kill survives; the interrupted one does not
+
+    extracted = []
+    real_extract = lcross.datamodule.extract_deltas
+    monkeypatch.setattr(
+        lcross.datamodule, "extract_deltas", lambda *a, **k: extracted.append(1) or real_extract(*a, **k)
+    )
+    survivors.prepare_data()  # resumes: only what is missing is extracted
+    assert len(extracted) == 2 * len(CONCEPTS) - len(valid)
+    survivors.setup("fit")
+    for side in ("source", "target"):
+        for name in CONCEPTS:
+            assert torch.equal(survivors.deltas[side][name], reference.cache.load(reference.key(side, name)))
+
+
+def _fit(tmp_path, *extra):
+    return main(
+        [
+            "fit", "--config", "configs/tiny.yaml",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+            f"--data.cache_dir={tmp_path / 'cache'}",
+            *extra,
+        ]
+    )
+
+
+def _final(tmp_path, version=0):
+    run = tmp_path / "logs" / "tiny" / f"version_{version}"
+    card = json.loads((run / "transform" / "transform_card.json").read_text())
+    return load_transform(run / "checkpoints" / "last.ckpt"), card
+
+
+def test_same_config_and_seed_give_bit_identical_results(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    _fit(tmp_path / "a")
+    _fit(tmp_path / "b")
+    (ta, card_a), (tb, card_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
+    assert torch.equal(ta.weight, tb.weight)
+    assert card_a["metrics"] == card_b["metrics"] and card_a["efficacy"] == card_b["efficacy"]
+
+
+def test_resume_from_last_ends_with_the_same_transform(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    _fit(tmp_path / "straight")
+    _fit(tmp_path / "interrupted", "--trainer.max_epochs=3")
+    _fit(tmp_path / "interrupted", "--ckpt_path=last")
+    straight, _ = _final(tmp_path / "straight")
+    resumed, card = _final(tmp_path / "interrupted")  # continued in place: still version_0
+    assert not (tmp_path / "interrupted" / "logs" / "tiny" / "version_1").exists()
+    assert torch.equal(straight.weight, resumed.weight)
+    assert torch.load(
+        tmp_path / "interrupted" / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+    )["epoch"] == 5
+
+
+def test_remote_code_does_not_run_unless_asked(tmp_path):
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "lcross-remote-test", "auto_map": {"AutoConfig": "conf.Conf",
+                                                                     "AutoModelForCausalLM": "model.Model"}})
+    )
+    (folder / "conf.py").write_text(textwrap.dedent("""
+        raise SystemExit("remote code ran")
+    """))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_model(str(folder))
+    assert ModelSpec("x").trust_remote_code is False
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"state_dict": {}, "hyper_parameters": {"d_source": 1}, "payload": Evil()}, tmp_path / "evil.ckpt")
+    with pytest.raises(lcross.LCrossInputError, match="not an lcross checkpoint"):
+        load_transform(tmp_path / "evil.ckpt")
+
+
+def test_extraction_matches_after_reload(tmp_path):
+    model, tokenizer = load_model(ModelSpec(**SOURCE))
+    dm = _dm(tmp_path)
+    dm.prepare_data()
+    dm.setup()
+    expected = extract_deltas(model, tokenizer, dm.concepts["size"].train, 1)
+    assert torch.equal(dm.deltas["source"]["size"], expected)
