@@ -12,9 +12,10 @@ import torch
 from lcross.activations import pad_batch
 from lcross.concepts import ContrastivePair
 from lcross.errors import LCrossInputError
+from lcross.layers import block_output, check_layer, decoder_blocks, final_norm
 from lcross.metrics import BehaviorMatching, behavior_matching_probability
-from lcross.prompting import encode
-from lcross.steering import Positions, steer
+from lcross.prompting import Encoded, encode
+from lcross.steering import Positions, position_mask, steer
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,67 @@ class SweepResult:
         return {"betas": self.betas, "mean": {k: v.tolist() for k, v in self.mean.items()}}
 
 
+@dataclass
+class _Batch:
+    """One padded batch of encoded texts and the positions whose logits score the completions."""
+
+    index: list[int]  # which texts (positions in the flat text list)
+    inputs: dict[str, torch.Tensor]
+    prompt_end: torch.Tensor  # [batch] first position after each row's prompt
+    rows: torch.Tensor  # (rows[k], cols[k]) is the position whose logits predict targets[k]
+    cols: torch.Tensor
+    targets: torch.Tensor
+    owner: torch.Tensor  # which text each target token belongs to
+
+
+def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: torch.device) -> list[_Batch]:
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i].input_ids))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        chunk = [texts[i] for i in index]
+        inputs = pad_batch(tokenizer, [t.input_ids for t in chunk], device=device, side="left")
+        width = inputs["input_ids"].shape[1]
+        offsets = [width - len(t.input_ids) for t in chunk]
+        rows, cols, targets, owner = [], [], [], []
+        for row, (offset, text) in enumerate(zip(offsets, chunk)):
+            for j in range(text.prompt_len, len(text.input_ids)):
+                rows.append(row)
+                cols.append(offset + j - 1)
+                targets.append(text.input_ids[j])
+                owner.append(index[row])
+        batches.append(
+            _Batch(
+                index=index,
+                inputs=inputs,
+                prompt_end=torch.tensor([o + t.prompt_len for o, t in zip(offsets, chunk)], device=device),
+                rows=torch.tensor(rows, device=device),
+                cols=torch.tensor(cols, device=device),
+                targets=torch.tensor(targets, device=device),
+                owner=torch.tensor(owner),
+            )
+        )
+    return batches
+
+
+def _encode_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair], chat_template: bool) -> list[Encoded]:
+    return [encode(tokenizer, p.prompt, c, chat_template) for p in pairs for c in (p.positive, p.negative)]
+
+
+def _score(model: torch.nn.Module, final_hidden: torch.Tensor, batch: _Batch, out: torch.Tensor) -> None:
+    """Adds each completion token's log-probability to its text's total in ``out``.
+
+    The output layer runs only on the positions that predict a completion token, not on every position: with
+    large vocabularies (Gemma's 262k) it otherwise costs more than all the decoder blocks together.
+    """
+    logits = model.get_output_embeddings()(final_hidden[batch.rows, batch.cols]).double()
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    token_logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
+    out.index_add_(0, batch.owner, token_logp.cpu())
+
+
 def completion_logprobs(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -51,44 +113,18 @@ def completion_logprobs(
     chat_template: bool = False,
     batch_size: int = 16,
 ) -> torch.Tensor:
-    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2].
-
-    The output layer runs only on the positions that predict a completion token, not on every position: with
-    large vocabularies (Gemma's 262k) it otherwise costs more than all the decoder blocks together.
-    """
-    texts = [encode(tokenizer, p.prompt, c, chat_template) for p in pairs for c in (p.positive, p.negative)]
+    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2]."""
+    texts = _encode_pairs(tokenizer, pairs, chat_template)
     out = torch.zeros(len(texts), dtype=torch.float64)
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i].input_ids))
-    device = next(model.parameters()).device
-    decoder, head = model.base_model, model.get_output_embeddings()
-    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        batch_texts = [texts[i] for i in index]
-        batch = pad_batch(tokenizer, [t.input_ids for t in batch_texts], device=device, side="left")
-        width = batch["input_ids"].shape[1]
-        offsets = [width - len(t.input_ids) for t in batch_texts]
-        prompt_end = torch.tensor([o + t.prompt_len for o, t in zip(offsets, batch_texts)])
-        # (row, position whose logits predict the next token, that token, which text it belongs to)
-        rows, cols, targets, owner = [], [], [], []
-        for row, (offset, text) in enumerate(zip(offsets, batch_texts)):
-            for j in range(text.prompt_len, len(text.input_ids)):
-                rows.append(row)
-                cols.append(offset + j - 1)
-                targets.append(text.input_ids[j])
-                owner.append(index[row])
+    for batch in _batches(tokenizer, texts, batch_size, next(model.parameters()).device):
         context = (
-            steer(model, steering.vector, steering.layer, steering.beta, steering.positions, prompt_end)
+            steer(model, steering.vector, steering.layer, steering.beta, steering.positions, batch.prompt_end)
             if steering is not None and steering.beta != 0
             else contextlib.nullcontext()
         )
         with context, torch.inference_mode():
-            hidden = decoder(**batch, use_cache=False).last_hidden_state
-            logits = head(hidden[torch.tensor(rows), torch.tensor(cols)]).double()
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        token_logp = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(targets).unsqueeze(-1).to(device))
-        out.index_add_(0, torch.tensor(owner), token_logp.squeeze(-1).cpu())
+            hidden = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
+            _score(model, hidden, batch, out)
     return out.view(-1, 2)
 
 
@@ -103,39 +139,105 @@ def steering_sweep(
     positions: Positions = "all",
     chat_template: bool = False,
     batch_size: int = 16,
+    reuse_prefix: bool = True,
 ) -> SweepResult:
     """Behaviour-matching probability on ``pairs`` for every vector at every beta.
 
-    beta = 0 is the unsteered model, the same for every vector: it is computed once.
+    With ``reuse_prefix`` (the default), each batch runs the blocks up to ``layer`` once; every (vector, beta) then
+    runs only the blocks after it, from the saved hidden state, with the same attention masks and position
+    embeddings the full model used. beta = 0, the unsteered model, is the same for every vector and computed once.
+    ``reuse_prefix=False`` runs one full steered forward pass per (vector, beta) instead (the reference).
     """
     if len(betas) == 0:
         raise LCrossInputError("the beta grid is empty", fix="give at least one beta, e.g. betas: [-2, 0, 2]")
     if not pairs:
         raise LCrossInputError("no evaluation items to steer on", fix="give the concept held-out test items")
-    unsteered: torch.Tensor | None = None
-    items: dict[str, list[torch.Tensor]] = {name: [] for name in vectors}
-    means: dict[str, list[float]] = {name: [] for name in vectors}
-    for name, vector in vectors.items():
-        for beta in betas:
-            if beta == 0 and unsteered is not None:
-                logp = unsteered
-            else:
-                logp = completion_logprobs(
+    betas = [float(b) for b in betas]
+    if reuse_prefix:
+        logp = _sweep_reusing_prefix(
+            model, tokenizer, pairs, layer, vectors, betas, positions, chat_template, batch_size
+        )
+    else:
+        logp = {}
+        for name, vector in vectors.items():
+            for beta in betas:
+                if beta == 0 and ("__unsteered__", 0.0) in logp:
+                    logp[name, beta] = logp["__unsteered__", 0.0]
+                    continue
+                logp[name, beta] = completion_logprobs(
                     model,
                     tokenizer,
                     pairs,
-                    steering=Steering(vector, layer, float(beta), positions),
+                    steering=Steering(vector, layer, beta, positions),
                     chat_template=chat_template,
                     batch_size=batch_size,
                 )
                 if beta == 0:
-                    unsteered = logp
+                    logp["__unsteered__", 0.0] = logp[name, beta]
+    items, means = {}, {}
+    for name in vectors:
+        per_beta = []
+        for beta in betas:
             metric = BehaviorMatching()
-            metric.update(logp[:, 0], logp[:, 1])
-            means[name].append(float(metric.compute()))
-            items[name].append(behavior_matching_probability(logp[:, 0], logp[:, 1]))
-    return SweepResult(
-        betas=[float(b) for b in betas],
-        mean={k: torch.tensor(v) for k, v in means.items()},
-        items={k: torch.stack(v) for k, v in items.items()},
-    )
+            metric.update(logp[name, beta][:, 0], logp[name, beta][:, 1])
+            per_beta.append(float(metric.compute()))
+        means[name] = torch.tensor(per_beta)
+        items[name] = torch.stack([behavior_matching_probability(*logp[name, b].unbind(-1)) for b in betas])
+    return SweepResult(betas=betas, mean=means, items=items)
+
+
+def _sweep_reusing_prefix(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[ContrastivePair],
+    layer: int,
+    vectors: Mapping[str, torch.Tensor],
+    betas: list[float],
+    positions: Positions,
+    chat_template: bool,
+    batch_size: int,
+) -> dict[tuple[str, float], torch.Tensor]:
+    texts = _encode_pairs(tokenizer, pairs, chat_template)
+    blocks, norm = decoder_blocks(model), final_norm(model)
+    check_layer(layer, len(blocks), type(model).__name__)
+    param = next(model.parameters())
+    unsteered = torch.zeros(len(texts), dtype=torch.float64)
+    steered = {(n, b): torch.zeros(len(texts), dtype=torch.float64) for n in vectors for b in betas if b != 0}
+    for batch in _batches(tokenizer, texts, batch_size, param.device):
+        with torch.inference_mode(), _recording_block_calls(blocks, layer) as record:
+            final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
+            _score(model, final, batch, unsteered)
+            for (name, beta), out in steered.items():
+                shift = (beta * vectors[name]).to(device=param.device, dtype=param.dtype)
+                hidden = record.output + position_mask(record.output, positions, batch.prompt_end) * shift
+                for block, (args, kwargs) in zip(blocks[layer + 1 :], record.calls):
+                    hidden = block_output(block(hidden, *args[1:], **kwargs))
+                _score(model, norm(hidden), batch, out)
+    logp = {(n, b): (steered[n, b] if b != 0 else unsteered).view(-1, 2) for n in vectors for b in betas}
+    return logp
+
+
+class _Record:
+    output: torch.Tensor
+    calls: list[tuple[tuple, dict]]
+
+
+@contextlib.contextmanager
+def _recording_block_calls(blocks: torch.nn.ModuleList, layer: int):
+    """Records block ``layer``'s output and the arguments of every later block's call, for replaying the suffix."""
+    record = _Record()
+    record.calls = []
+
+    def keep_output(_module, _args, output):
+        record.output = block_output(output)
+
+    def keep_call(_module, args, kwargs):
+        record.calls.append((args, kwargs))
+
+    handles = [blocks[layer].register_forward_hook(keep_output)]
+    handles += [b.register_forward_pre_hook(keep_call, with_kwargs=True) for b in blocks[layer + 1 :]]
+    try:
+        yield record
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -37,6 +37,23 @@ def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
     )
 
 
+# The norm applied after the last block, as an attribute of the decoder stack (model.base_model).
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_norm")
+
+
+def final_norm(model: torch.nn.Module) -> torch.nn.Module:
+    decoder = model.base_model
+    for name in FINAL_NORM_NAMES:
+        module = getattr(decoder, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    raise LCrossInputError(
+        f"cannot find the final norm of {type(model).__name__}",
+        fix=f"lcross looks for one of {FINAL_NORM_NAMES} on model.base_model; add this model's to "
+        "lcross.layers.FINAL_NORM_NAMES, or use reuse_prefix=False",
+    )
+
+
 def decoder_block(model: torch.nn.Module, layer: int) -> torch.nn.Module:
     blocks = decoder_blocks(model)
     check_layer(layer, len(blocks), type(model).__name__)

@@ -55,7 +55,7 @@ def steer(
 
     def hook(_module, _args, output):
         hidden = output[0] if isinstance(output, tuple) else output
-        hidden = hidden + _position_mask(hidden, positions, prompt_end) * shift
+        hidden = hidden + position_mask(hidden, positions, prompt_end) * shift
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
     handle = block.register_forward_hook(hook)
@@ -65,7 +65,7 @@ def steer(
         handle.remove()
 
 
-def _position_mask(hidden: torch.Tensor, positions: Positions, prompt_end: torch.Tensor | None) -> torch.Tensor | float:
+def position_mask(hidden: torch.Tensor, positions: Positions, prompt_end: torch.Tensor | None) -> torch.Tensor | float:
     if positions == "all":
         return 1.0
     batch, length = hidden.shape[:2]

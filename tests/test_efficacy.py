@@ -79,3 +79,19 @@ def test_efficacy_callback_rejects_bad_settings_and_mismatched_transforms(tmp_pa
     with pytest.raises(LCrossInputError, match="maps 32 -> 32, but the models have hidden sizes 32 .* -> 48"):
         SteeringEfficacy().evaluate(dm, LinearTransform(32, 32))
     assert dm._models == {}  # failed before loading the target
+
+
+@pytest.mark.parametrize("positions", ["all", "after_prompt", "last_prompt"])
+@pytest.mark.parametrize("layer", [1, 3])
+def test_reusing_the_pre_steering_blocks_gives_the_naive_metrics(tiny, pairs, positions, layer):
+    model, tokenizer = tiny
+    g = torch.Generator().manual_seed(0)
+    vectors = {name: torch.randn(model.config.hidden_size, generator=g) for name in ("own", "transferred", "random")}
+    betas = [-2.0, -1.0, 0.0, 1.0, 2.0]
+    kwargs = dict(positions=positions, batch_size=3)
+    fast = steering_sweep(model, tokenizer, pairs, layer, vectors, betas, reuse_prefix=True, **kwargs)
+    naive = steering_sweep(model, tokenizer, pairs, layer, vectors, betas, reuse_prefix=False, **kwargs)
+    for name in vectors:
+        torch.testing.assert_close(fast.items[name], naive.items[name], atol=1e-5, rtol=0)
+        torch.testing.assert_close(fast.mean[name], naive.mean[name], atol=1e-5, rtol=0)
+    assert not torch.equal(naive.items["own"][0], naive.items["own"][2])  # the steering did something
