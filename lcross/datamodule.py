@@ -47,6 +47,7 @@ class PairedDeltas(L.LightningDataModule):
         max_test_items: cap on held-out evaluation items per concept (None: all).
         batch_size: rows per gradient step; 0 means the whole training set in one batch.
         extraction_batch_size: texts per forward pass during extraction.
+        shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
         cache_dir: where deltas are cached (default ``$LCROSS_CACHE/deltas``).
         seed: seed for splitting items.
     """
@@ -68,6 +69,7 @@ class PairedDeltas(L.LightningDataModule):
         max_test_items: int | None = None,
         batch_size: int = 0,
         extraction_batch_size: int = 16,
+        shard_size: int = 256,
         cache_dir: str | None = None,
         seed: int = 0,
     ):
@@ -81,6 +83,9 @@ class PairedDeltas(L.LightningDataModule):
             extraction_batch_size,
         )
         self.cache = DeltaCache(cache_dir)
+        if shard_size < 1:
+            raise LCrossInputError(f"shard_size is {shard_size}", where="data.shard_size", fix="use 1 or more")
+        self.shard_size = shard_size
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
         val_concepts = list(val_concepts or [])
@@ -131,34 +136,42 @@ class PairedDeltas(L.LightningDataModule):
         self._models.pop(side, None)
 
     # -- extraction and cache -----------------------------------------------------------------------------------
-    def key(self, side: Side, concept: str) -> str:
+    def keys(self, side: Side, concept: str) -> list[str]:
+        """Cache keys of the concept's shards: ``shard_size`` pairs each, so extraction streams to disk in pieces
+        and a killed run resumes at the last finished shard."""
         if side not in self._fingerprints:
             self._fingerprints[side] = self.spec(side).fingerprint()
-        return cache_key(
-            model=self._fingerprints[side],
-            layer=self.layers[side],
-            data=self.concepts[concept].fingerprint(),
-            chat_template=self.chat_template,
-            dtype=self.spec(side).dtype,
-        )
+        n_shards = -(-len(self.concepts[concept].train) // self.shard_size)
+        return [
+            cache_key(
+                model=self._fingerprints[side],
+                layer=self.layers[side],
+                data=self.concepts[concept].fingerprint(),
+                chat_template=self.chat_template,
+                dtype=self.spec(side).dtype,
+                shard=(shard, self.shard_size),
+            )
+            for shard in range(n_shards)
+        ]
 
     def prepare_data(self) -> None:
         for side in ("source", "target"):
-            missing = [c for c in self.concepts if self.cache.load(self.key(side, c)) is None]
-            for name in missing:
-                model, tokenizer = self.model(side)
-                log.info("extracting %s deltas for %s at layer %d", side, name, self.layers[side])
-                deltas = extract_deltas(
-                    model,
-                    tokenizer,
-                    self.concepts[name].train,
-                    self.layers[side],
-                    batch_size=self.extraction_batch_size,
-                    chat_template=self.chat_template,
-                )
-                self.cache.save(
-                    self.key(side, name), deltas, {"side": side, "concept": name, "model": self.spec(side).name}
-                )
+            for name in self.concepts:
+                pairs = self.concepts[name].train
+                for shard, key in enumerate(self.keys(side, name)):
+                    if self.cache.load(key) is not None:
+                        continue
+                    model, tokenizer = self.model(side)
+                    log.info("extracting %s deltas for %s (shard %d) at layer %d", side, name, shard, self.layers[side])
+                    deltas = extract_deltas(
+                        model,
+                        tokenizer,
+                        pairs[shard * self.shard_size : (shard + 1) * self.shard_size],
+                        self.layers[side],
+                        batch_size=self.extraction_batch_size,
+                        chat_template=self.chat_template,
+                    )
+                    self.cache.save(key, deltas, {"side": side, "concept": name, "shard": shard})
             if side == "source":
                 self.release("source")  # the source is not needed after extraction
 
@@ -168,10 +181,10 @@ class PairedDeltas(L.LightningDataModule):
         for side in ("source", "target"):
             self.deltas[side] = {}
             for name in self.concepts:
-                deltas = self.cache.load(self.key(side, name))
-                if deltas is None:
+                shards = [self.cache.load(key) for key in self.keys(side, name)]
+                if any(shard is None for shard in shards):
                     raise RuntimeError(f"deltas of {name} ({side}) are not cached; call prepare_data() first")
-                self.deltas[side][name] = deltas
+                self.deltas[side][name] = torch.cat(shards)
 
     # -- splits -------------------------------------------------------------------------------------------------
     def _rows(self, name: str, part: Literal["train", "val"]) -> slice:

@@ -47,17 +47,20 @@ class SweepResult:
 class _Batch:
     """One padded batch of encoded texts and the positions whose logits score the completions."""
 
-    index: list[int]  # which texts (positions in the flat text list)
     inputs: dict[str, torch.Tensor]
     prompt_end: torch.Tensor  # [batch] first position after each row's prompt
-    rows: torch.Tensor  # (rows[k], cols[k]) is the position whose logits predict targets[k]
+    rows: torch.Tensor  # (rows[k], cols[k]): a position whose logits predict at least one completion token
     cols: torch.Tensor
-    targets: torch.Tensor
-    owner: torch.Tensor  # which text each target token belongs to
+    position: torch.Tensor  # per completion token: which (rows, cols) entry predicts it
+    targets: torch.Tensor  # per completion token: its id
+    owner: torch.Tensor  # per completion token: which text it belongs to
 
 
 def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: torch.device) -> list[_Batch]:
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i].input_ids))
+    # The two texts of a pair stay side by side (longest pairs first), so the position that predicts their first
+    # completion token, the same prompt in both, is scored once.
+    pair_len = [max(len(texts[i].input_ids), len(texts[i ^ 1].input_ids)) for i in range(len(texts))]
+    order = sorted(range(len(texts)), key=lambda i: (-pair_len[i], i))
     batches = []
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
@@ -65,20 +68,25 @@ def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: 
         inputs = pad_batch(tokenizer, [t.input_ids for t in chunk], device=device, side="left")
         width = inputs["input_ids"].shape[1]
         offsets = [width - len(t.input_ids) for t in chunk]
-        rows, cols, targets, owner = [], [], [], []
+        seen: dict[tuple[int, ...], int] = {}  # token prefix -> index into rows/cols
+        rows, cols, position, targets, owner = [], [], [], [], []
         for row, (offset, text) in enumerate(zip(offsets, chunk)):
             for j in range(text.prompt_len, len(text.input_ids)):
-                rows.append(row)
-                cols.append(offset + j - 1)
+                prefix = tuple(text.input_ids[:j])  # equal prefixes give equal hidden states (causal attention)
+                if prefix not in seen:
+                    seen[prefix] = len(rows)
+                    rows.append(row)
+                    cols.append(offset + j - 1)
+                position.append(seen[prefix])
                 targets.append(text.input_ids[j])
                 owner.append(index[row])
         batches.append(
             _Batch(
-                index=index,
                 inputs=inputs,
                 prompt_end=torch.tensor([o + t.prompt_len for o, t in zip(offsets, chunk)], device=device),
                 rows=torch.tensor(rows, device=device),
                 cols=torch.tensor(cols, device=device),
+                position=torch.tensor(position, device=device),
                 targets=torch.tensor(targets, device=device),
                 owner=torch.tensor(owner),
             )
@@ -100,7 +108,7 @@ def _score(model: torch.nn.Module, final_hidden: torch.Tensor, batch: _Batch, ou
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    token_logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
+    token_logp = torch.log_softmax(logits, dim=-1)[batch.position, batch.targets]
     out.index_add_(0, batch.owner, token_logp.cpu())
 
 

@@ -67,28 +67,28 @@ def test_second_run_reads_the_cache_and_loads_no_model(tmp_path):
 
 def test_cache_key_changes_with_layer_data_and_dtype(tmp_path):
     base = _dm(tmp_path)
-    key = base.key("source", "size")
-    assert _dm(tmp_path, source_layer=2).key("source", "size") != key
-    assert _dm(tmp_path, max_train_pairs=11).key("source", "size") != key
-    assert _dm(tmp_path, chat_template=True).key("source", "size") != key
+    key = base.keys("source", "size")[0]
+    assert _dm(tmp_path, source_layer=2).keys("source", "size")[0] != key
+    assert _dm(tmp_path, max_train_pairs=11).keys("source", "size")[0] != key
+    assert _dm(tmp_path, chat_template=True).keys("source", "size")[0] != key
     other_dtype = ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1}, dtype="bfloat16")
-    assert _dm(tmp_path, source=other_dtype).key("source", "size") != key
+    assert _dm(tmp_path, source=other_dtype).keys("source", "size")[0] != key
 
 
 def test_corrupt_cache_entry_is_recomputed(tmp_path):
     dm = _dm(tmp_path)
     dm.prepare_data()
-    path = dm.cache.path(dm.key("target", "size"))
-    good = dm.cache.load(dm.key("target", "size"))
+    path = dm.cache.path(dm.keys("target", "size")[0])
+    good = dm.cache.load(dm.keys("target", "size")[0])
     raw = bytearray(path.read_bytes())
     raw[-5] ^= 0xFF  # flip bits inside the tensor data
     path.write_bytes(bytes(raw))
-    assert dm.cache.load(dm.key("target", "size")) is None and not path.exists()
+    assert dm.cache.load(dm.keys("target", "size")[0]) is None and not path.exists()
     path.write_bytes(b"\x00" * 3)  # truncated
-    assert dm.cache.load(dm.key("target", "size")) is None
+    assert dm.cache.load(dm.keys("target", "size")[0]) is None
     again = _dm(tmp_path)
     again.prepare_data()
-    assert torch.equal(again.cache.load(again.key("target", "size")), good)
+    assert torch.equal(again.cache.load(again.keys("target", "size")[0]), good)
 
 
 def test_cache_round_trip_and_no_leftovers(tmp_path):
@@ -111,3 +111,14 @@ def test_cache_round_trip_and_no_leftovers(tmp_path):
 def test_bad_configuration_fails_before_models_load(tmp_path, kwargs, message):
     with pytest.raises(LCrossInputError, match=message):
         _dm(tmp_path, **kwargs)
+
+
+def test_shards_stream_to_the_cache_and_concatenate_in_order(tmp_path):
+    whole = _dm(tmp_path / "a", max_train_pairs=10)
+    sharded = _dm(tmp_path / "b", max_train_pairs=10, shard_size=3)
+    assert len(sharded.keys("source", "size")) == 4  # 3 + 3 + 3 + 1 pairs
+    for dm in (whole, sharded):
+        dm.prepare_data()
+        dm.setup()
+    for side in ("source", "target"):
+        torch.testing.assert_close(whole.deltas[side]["size"], sharded.deltas[side]["size"], atol=1e-5, rtol=1e-5)

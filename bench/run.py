@@ -1,0 +1,341 @@
+"""Benchmark: lcross against naive baselines, as ratios measured in one run, on the offline demo pair.
+
+    python bench/run.py            # ~5-10 min on 2 CPU cores; writes bench/results.json
+    python bench/run.py --quick    # fewer pairs, for a smoke check
+
+Every ratio compares two ways of computing the same thing in the same process, so machine speed cancels out. The
+results also record the machine, and the largest difference between the two ways' outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lcross import LinearTransform, ModelSpec, PairedDeltas, extract_deltas, load_concept, load_model  # noqa: E402
+from lcross.activations import pad_batch  # noqa: E402
+from lcross.efficacy import steering_sweep  # noqa: E402
+from lcross.prompting import encode  # noqa: E402
+from lcross.steering_vectors import caa_vector  # noqa: E402
+
+SOURCE, TARGET = "HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m"
+LAYERS = {SOURCE: 15, TARGET: 9}  # middle blocks of 30 and 18
+DEMO = ROOT / "data" / "demo"
+CAA = ROOT.parent / "shared" / "data" / "caa" / "corrigible-neutral-HHH"
+
+
+def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def machine() -> dict:
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+    }
+
+
+# -- baselines ----------------------------------------------------------------------------------------------------
+def naive_one_at_a_time(model, tokenizer, pairs, layer):
+    """As the CAA reference code does: one text at a time, a full forward with output_hidden_states."""
+    rows = []
+    with torch.no_grad():
+        for p in pairs:
+            states = []
+            for completion in (p.positive, p.negative):
+                ids = tokenizer(p.prompt + completion, return_tensors="pt").input_ids
+                states.append(model(ids, output_hidden_states=True).hidden_states[layer + 1][0, -1])
+            rows.append(states[0] - states[1])
+    return torch.stack(rows)
+
+
+def batched_full_forward(model, tokenizer, pairs, layer, batch_size=16):
+    """Batched, in data order, full forward (all blocks, lm_head) with output_hidden_states."""
+    texts = [encode(tokenizer, p.prompt, c).input_ids for p in pairs for c in (p.positive, p.negative)]
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = pad_batch(tokenizer, texts[start : start + batch_size])
+            last = batch["attention_mask"].cumsum(-1).argmax(-1)
+            hidden = model(**batch, output_hidden_states=True).hidden_states[layer + 1]
+            out.append(hidden[torch.arange(len(last)), last])
+    states = torch.cat(out)
+    return states[0::2] - states[1::2]
+
+
+# -- benchmarks ---------------------------------------------------------------------------------------------------
+def bench_extraction(name, model, tokenizer, pairs, layer, label):
+    extract_deltas(model, tokenizer, pairs[:4], layer)  # warm-up
+    t_lcross, ours = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, batch_size=16))
+    t_naive, naive = timed(lambda: naive_one_at_a_time(model, tokenizer, pairs, layer))
+    t_batched, batched = timed(lambda: batched_full_forward(model, tokenizer, pairs, layer))
+    row = {
+        "model": name,
+        "data": label,
+        "pairs": len(pairs),
+        "layer": layer,
+        "seconds": {"lcross": t_lcross, "naive_one_at_a_time": t_naive, "batched_full_forward": t_batched},
+        "speedup_vs_naive": t_naive / t_lcross,
+        "speedup_vs_batched_full": t_batched / t_lcross,
+        "max_abs_diff_vs_naive": float((ours - naive).abs().max()),
+        "max_abs_diff_vs_batched": float((ours - batched).abs().max()),
+    }
+    print(
+        f"extraction {name.split('/')[-1]} {label} ({len(pairs)} pairs, layer {layer}): "
+        f"{row['speedup_vs_naive']:.2f}x vs one-at-a-time (target >= 3), "
+        f"{row['speedup_vs_batched_full']:.2f}x vs batched full forward (target >= 1.6); "
+        f"max |diff| {row['max_abs_diff_vs_naive']:.1e}",
+        flush=True,
+    )
+    return row
+
+
+def bench_efficacy(model, tokenizer, concept, layer, vectors, n_items):
+    items = concept.test[:n_items]
+    betas = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    steering_sweep(model, tokenizer, items[:2], layer, vectors, [1.0])  # warm-up
+    t_reuse, fast = timed(lambda: steering_sweep(model, tokenizer, items, layer, vectors, betas, batch_size=24))
+    t_sep, slow = timed(
+        lambda: steering_sweep(model, tokenizer, items, layer, vectors, betas, batch_size=24, reuse_prefix=False)
+    )
+    diff = max(float((fast.items[k] - slow.items[k]).abs().max()) for k in vectors)
+    row = {
+        "items": len(items),
+        "betas": betas,
+        "vectors": list(vectors),
+        "layer": layer,
+        "seconds": {"reuse_prefix": t_reuse, "separately": t_sep},
+        "ratio": t_reuse / t_sep,
+        "max_abs_diff": diff,
+    }
+    print(
+        f"efficacy sweep ({len(items)} items, 5 betas, {len(vectors)} vectors, layer {layer}): "
+        f"{row['ratio']:.2f}x the time of evaluating each separately (target <= 0.6); max |diff| {diff:.1e}",
+        flush=True,
+    )
+    return row
+
+
+def bench_cache(max_pairs):
+    concepts = {n: str(DEMO / n) for n in ("sentiment", "size", "speed")}
+    with tempfile.TemporaryDirectory() as cache:
+
+        def run():
+            dm = PairedDeltas(
+                ModelSpec(SOURCE),
+                ModelSpec(TARGET),
+                LAYERS[SOURCE],
+                LAYERS[TARGET],
+                concepts,
+                val_concepts=["sentiment"],
+                max_train_pairs=max_pairs,
+                cache_dir=cache,
+            )
+            dm.prepare_data()
+            dm.setup()
+            return dm
+
+        t_cold, _ = timed(run)
+        t_warm, _ = timed(run)
+    row = {"cold_seconds": t_cold, "warm_seconds": t_warm, "ratio": t_warm / t_cold}
+    print(
+        f"delta cache: warm run {row['ratio']:.3f}x the cold run (target <= 0.05; cold {t_cold:.1f} s "
+        f"incl. model loads, warm {t_warm:.2f} s)",
+        flush=True,
+    )
+    return row
+
+
+def bench_gradient_descent(xs, xt, max_epochs):
+    """Epochs of full-batch AdamW until the training objective is within 1% of the closed-form optimum of the same
+    objective (ridge, since n <= d_source makes plain least squares interpolate)."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lcross.system import LCross
+
+    n, d_t = xt.shape
+    alpha = 1e4
+    closed = LinearTransform.fit(xs, xt, method="ridge", alpha=alpha).weight.detach().double()
+    ridge = alpha / (n * d_t)
+
+    def objective(weight):
+        return float(((xs.double() @ weight - xt.double()) ** 2).mean() + ridge * weight.pow(2).sum())
+
+    optimum = objective(closed)
+    rows = {}
+    for init in ("closed_form", "random", "identity"):
+        if init == "identity" and xs.shape[1] != xt.shape[1]:
+            rows[init] = {"epochs": None, "note": f"widths differ ({xs.shape[1]} -> {d_t})"}
+            continue
+        module = LCross(xs.shape[1], d_t, lr=1e-2, ridge=ridge, init=init, init_method="ridge", init_alpha=alpha)
+        reached: list[int] = []
+
+        class Stop(L.Callback):
+            def __init__(self, reached: list[int]):
+                self.reached = reached
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                if objective(pl_module.full_weight().detach().double()) <= optimum * 1.01:
+                    self.reached.append(trainer.current_epoch + 1)
+                    trainer.should_stop = True
+
+        class Dm(L.LightningDataModule):
+            def tensors(self, part):
+                return xs, xt, None
+
+            def train_dataloader(self):
+                return DataLoader(TensorDataset(xs, xt), batch_size=len(xs))
+
+        if init == "closed_form" and objective(closed) <= optimum * 1.01:
+            rows[init] = {"epochs": 0}
+            continue
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[Stop(reached)],
+            limit_val_batches=0,
+        )
+        trainer.fit(module, datamodule=Dm())
+        rows[init] = {
+            "epochs": reached[0] if reached else None,
+            "max_epochs": max_epochs,
+            "final_over_optimum": objective(module.full_weight().detach().double()) / optimum,
+        }
+    print(
+        "gradient descent, epochs to within 1% of the closed form: "
+        + ", ".join(f"{k} {v.get('epochs')}" + (f" ({v['note']})" if "note" in v else "") for k, v in rows.items()),
+        flush=True,
+    )
+    return {"objective": "mse + ridge, optimum = ridge closed form (alpha 1e4)", "rows": n, **rows}
+
+
+MEMORY_CHILD = r"""
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from bench.run import batched_full_forward, demo_pairs
+from lcross import extract_deltas, load_model
+model, tok = load_model(sys.argv[2])
+pairs = demo_pairs(int(sys.argv[4]))
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak resident set to the current one
+def peak():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
+base = peak()
+if sys.argv[3] == "lcross":
+    extract_deltas(model, tok, pairs, int(sys.argv[5]), batch_size=16)
+else:
+    batched_full_forward(model, tok, pairs, int(sys.argv[5]))
+print(json.dumps({"peak_extra_bytes": peak() - base}))
+"""
+
+
+def bench_memory(name, n_pairs):
+    rows = {}
+    for method in ("lcross", "batched_full_forward"):
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(ROOT), name, method, str(n_pairs), str(LAYERS[name])],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows[method] = json.loads(out.stdout.strip().splitlines()[-1])["peak_extra_bytes"]
+    print(
+        f"peak memory of extraction, {n_pairs} pairs, {name.split('/')[-1]}: lcross +{rows['lcross'] / 2**20:.0f} MiB, "
+        f"batched full forward +{rows['batched_full_forward'] / 2**20:.0f} MiB over the loaded model",
+        flush=True,
+    )
+    return {"model": name, "pairs": n_pairs, **rows}
+
+
+def demo_pairs(n):
+    pairs = [p for folder in sorted(DEMO.iterdir()) for p in load_concept(folder).train]
+    return (pairs * (n // len(pairs) + 1))[:n]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer pairs and epochs, for a smoke check")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+    n_pairs, n_caa, n_items, n_memory = (16, 8, 6, 100) if args.quick else (96, 48, 24, 1000)
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    results: dict = {"machine": info, "command": "python bench/run.py" + (" --quick" if args.quick else "")}
+
+    results["extraction"] = []
+    sentiment = load_concept(DEMO / "sentiment")
+    caa = load_concept(CAA, max_train=n_caa) if CAA.exists() else None
+    models = {}
+    for name in (SOURCE, TARGET):
+        models[name] = load_model(name)
+        model, tok = models[name]
+        results["extraction"].append(bench_extraction(name, model, tok, demo_pairs(n_pairs), LAYERS[name], "demo"))
+        if caa is not None:
+            results["extraction"].append(bench_extraction(name, model, tok, caa.train, LAYERS[name], "caa-corrigible"))
+
+    source, target = models[SOURCE], models[TARGET]
+    train = [p for n in ("temperature", "size", "speed", "topic") for p in load_concept(DEMO / n).train]
+    xs = extract_deltas(*source, train, LAYERS[SOURCE], batch_size=32)
+    xt = extract_deltas(*target, train, LAYERS[TARGET], batch_size=32)
+    transform = LinearTransform.fit(xs, xt, method="ridge", alpha=1e4)
+    sv_source = caa_vector(extract_deltas(*source, sentiment.train, LAYERS[SOURCE]))
+    transferred = transform.transfer(sv_source)
+    random_sv = sv_source @ torch.randn(xs.shape[1], xt.shape[1], generator=torch.Generator().manual_seed(0))
+    vectors = {
+        "transferred": transferred,
+        "own_sv": caa_vector(extract_deltas(*target, sentiment.train, LAYERS[TARGET])),
+        "random_T": random_sv * transferred.norm() / random_sv.norm(),
+    }
+    results["efficacy"] = bench_efficacy(*target, sentiment, LAYERS[TARGET], vectors, n_items)
+    del models, source, target
+
+    results["cache"] = bench_cache(24 if args.quick else 96)
+    results["gradient_descent"] = bench_gradient_descent(xs, xt, 200 if args.quick else 3000)
+    results["memory"] = [bench_memory(name, n_memory) for name in (SOURCE, TARGET)]
+
+    out = Path(args.out)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
