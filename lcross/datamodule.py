@@ -19,6 +19,7 @@ from lcross.delta_cache import DeltaCache, cache_key
 from lcross.errors import LCrossInputError
 from lcross.layers import check_layer
 from lcross.models import ModelSpec, load_model
+from lcross.sharded_extraction import extract_deltas_sharded
 from lcross.steering_vectors import SVMethod, steering_vector
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class PairedDeltas(L.LightningDataModule):
         batch_size: rows per gradient step; 0 means the whole training set in one batch.
         extraction_batch_size: texts per forward pass during extraction.
         shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
+        extraction_trainer: if set, extraction runs as ``L.Trainer(**extraction_trainer).predict`` split across
+            processes, GPUs or nodes (e.g. ``{accelerator: gpu, devices: 8, strategy: ddp_spawn}``); each rank writes
+            its own shard and rank 0 merges them into the cache. Unset: one process.
         cache_dir: where deltas are cached (default ``$LCROSS_CACHE/deltas``).
         seed: seed for splitting items.
     """
@@ -70,6 +74,7 @@ class PairedDeltas(L.LightningDataModule):
         batch_size: int = 0,
         extraction_batch_size: int = 16,
         shard_size: int = 256,
+        extraction_trainer: dict[str, Any] | None = None,
         cache_dir: str | None = None,
         seed: int = 0,
     ):
@@ -85,7 +90,7 @@ class PairedDeltas(L.LightningDataModule):
         self.cache = DeltaCache(cache_dir)
         if shard_size < 1:
             raise LCrossInputError(f"shard_size is {shard_size}", where="data.shard_size", fix="use 1 or more")
-        self.shard_size = shard_size
+        self.shard_size, self.extraction_trainer = shard_size, extraction_trainer
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
         val_concepts = list(val_concepts or [])
@@ -161,12 +166,25 @@ class PairedDeltas(L.LightningDataModule):
                 for shard, key in enumerate(self.keys(side, name)):
                     if self.cache.load(key) is not None:
                         continue
-                    model, tokenizer = self.model(side)
+                    shard_pairs = pairs[shard * self.shard_size : (shard + 1) * self.shard_size]
                     log.info("extracting %s deltas for %s (shard %d) at layer %d", side, name, shard, self.layers[side])
+                    if self.extraction_trainer:
+                        extract_deltas_sharded(
+                            self.spec(side),
+                            shard_pairs,
+                            self.layers[side],
+                            cache=self.cache,
+                            key=key,
+                            trainer_kwargs=self.extraction_trainer,
+                            chat_template=self.chat_template,
+                            batch_size=self.extraction_batch_size,
+                        )
+                        continue
+                    model, tokenizer = self.model(side)
                     deltas = extract_deltas(
                         model,
                         tokenizer,
-                        pairs[shard * self.shard_size : (shard + 1) * self.shard_size],
+                        shard_pairs,
                         self.layers[side],
                         batch_size=self.extraction_batch_size,
                         chat_template=self.chat_template,

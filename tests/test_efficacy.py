@@ -72,8 +72,13 @@ def test_efficacy_callback_rejects_bad_settings_and_mismatched_transforms(tmp_pa
     with pytest.raises(LCrossInputError, match="SteeringEfficacy.betas: the beta grid is empty"):
         SteeringEfficacy(betas=[])
     dm = PairedDeltas(
-        ModelSpec("tiny-llama"), ModelSpec("tiny-llama", tiny={"hidden_size": 48}), 1, 1,
-        {"a": str(DEMO_DATA / "size"), "b": str(DEMO_DATA / "age")}, val_concepts=["a"], max_train_pairs=4,
+        ModelSpec("tiny-llama"),
+        ModelSpec("tiny-llama", tiny={"hidden_size": 48}),
+        1,
+        1,
+        {"a": str(DEMO_DATA / "size"), "b": str(DEMO_DATA / "age")},
+        val_concepts=["a"],
+        max_train_pairs=4,
         cache_dir=str(tmp_path),
     )
     with pytest.raises(LCrossInputError, match="maps 32 -> 32, but the models have hidden sizes 32 .* -> 48"):

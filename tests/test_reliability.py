@@ -23,8 +23,14 @@ CONCEPTS = {name: str(DEMO_DATA / name) for name in ("sentiment", "size", "speed
 
 def _dm(cache_dir):
     return PairedDeltas(
-        ModelSpec(**SOURCE), ModelSpec(**TARGET), 1, 2, CONCEPTS, val_concepts=["sentiment"],
-        max_train_pairs=12, cache_dir=str(cache_dir),
+        ModelSpec(**SOURCE),
+        ModelSpec(**TARGET),
+        1,
+        2,
+        CONCEPTS,
+        val_concepts=["sentiment"],
+        max_train_pairs=12,
+        cache_dir=str(cache_dir),
     )
 
 
@@ -101,7 +107,9 @@ def test_sigkill_during_extraction_leaves_nothing_read_as_valid(tmp_path, mode, 
 def _fit(tmp_path, *extra):
     return main(
         [
-            "fit", "--config", "configs/tiny.yaml",
+            "fit",
+            "--config",
+            "configs/tiny.yaml",
             f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
             f"--data.cache_dir={tmp_path / 'cache'}",
             *extra,
@@ -130,24 +138,33 @@ def test_resume_from_last_ends_with_the_same_transform(tmp_path, monkeypatch):
     _fit(tmp_path / "interrupted", "--trainer.max_epochs=3")
     _fit(tmp_path / "interrupted", "--ckpt_path=last")
     straight, _ = _final(tmp_path / "straight")
-    resumed, card = _final(tmp_path / "interrupted")  # continued in place: still version_0
+    resumed, _ = _final(tmp_path / "interrupted")  # continued in place: still version_0
     assert not (tmp_path / "interrupted" / "logs" / "tiny" / "version_1").exists()
     assert torch.equal(straight.weight, resumed.weight)
-    assert torch.load(
-        tmp_path / "interrupted" / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
-    )["epoch"] == 5
+    assert (
+        torch.load(
+            tmp_path / "interrupted" / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+        )["epoch"]
+        == 5
+    )
 
 
 def test_remote_code_does_not_run_unless_asked(tmp_path):
     folder = tmp_path / "remote"
     folder.mkdir()
     (folder / "config.json").write_text(
-        json.dumps({"model_type": "lcross-remote-test", "auto_map": {"AutoConfig": "conf.Conf",
-                                                                     "AutoModelForCausalLM": "model.Model"}})
+        json.dumps(
+            {
+                "model_type": "lcross-remote-test",
+                "auto_map": {"AutoConfig": "conf.Conf", "AutoModelForCausalLM": "model.Model"},
+            }
+        )
     )
-    (folder / "conf.py").write_text(textwrap.dedent("""
+    (folder / "conf.py").write_text(
+        textwrap.dedent("""
         raise SystemExit("remote code ran")
-    """))
+    """)
+    )
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_model(str(folder))
     assert ModelSpec("x").trust_remote_code is False
