@@ -3,7 +3,7 @@
 For each evaluation concept it transfers the source SV through the current T, steers the target on the concept's
 held-out items over a beta grid, and logs the behaviour-matching probability next to the baselines: no steering,
 the target's own SV, a random T (scaled so the transferred vector has the same norm), and the identity map where
-the widths match.
+the widths match. Every figure carries a bootstrap confidence interval over the items.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lcross.bootstrap import bootstrap_ci
 from lcross.efficacy import SweepResult, steering_sweep
 from lcross.errors import LCrossInputError
+from lcross.plots import sweep_figure
 from lcross.steering import Positions
 
 
@@ -27,6 +29,9 @@ class SteeringEfficacy(L.Callback):
     max_items: evaluate on at most this many held-out items per concept (None: all).
     batch_size: texts per forward pass of the target.
     random_seed: seed of the random-T baseline (fixed, so epochs are comparable).
+    source_self_steering: also steer the source model with its own SV (the weak-to-strong comparison); loads the
+        source model next to the target.
+    bootstrap: resamples for the confidence intervals (0: none).
     plot: also log the beta sweep of each concept as an image.
     """
 
@@ -38,6 +43,8 @@ class SteeringEfficacy(L.Callback):
         max_items: int | None = None,
         batch_size: int = 16,
         random_seed: int = 0,
+        source_self_steering: bool = False,
+        bootstrap: int = 1000,
         plot: bool = True,
     ):
         if betas is not None and len(betas) == 0:
@@ -49,6 +56,7 @@ class SteeringEfficacy(L.Callback):
         self.every_n_epochs, self.positions, self.max_items = every_n_epochs, positions, max_items
         self.betas = sorted({0.0, *(float(b) for b in (betas if betas is not None else [-2, -1, 1, 2]))})
         self.batch_size, self.random_seed, self.plot = batch_size, random_seed, plot
+        self.source_self_steering, self.bootstrap = source_self_steering, bootstrap
         self.history: list[dict[str, Any]] = []
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -65,9 +73,11 @@ class SteeringEfficacy(L.Callback):
                 for beta, value in zip(result.betas, values.tolist()):
                     if beta != 0:
                         pl_module.log(f"efficacy/{concept}/{name}/beta_{beta:+g}", value)
-            if self.plot:
-                self._log_plot(trainer, concept, result)
-        self.history.append({"epoch": trainer.current_epoch, **{c: r.as_dict() for c, r in results.items()}})
+        summary = {c: self.summarise(r) for c, r in results.items()}
+        if self.plot:
+            for concept, entry in summary.items():
+                self._log_plot(trainer, concept, entry)
+        self.history.append({"epoch": trainer.current_epoch, **summary})
 
     def evaluate(self, datamodule: Any, transform: torch.nn.Module) -> dict[str, SweepResult]:
         """Sweeps every evaluation concept; returns concept -> SweepResult (variants: own_sv, transferred, ...)."""
@@ -90,25 +100,39 @@ class SteeringEfficacy(L.Callback):
             if transform.d_source == transform.d_target:
                 vectors["identity"] = source_sv
             items = datamodule.concepts[name].test[: self.max_items]
+            sweep = dict(positions=self.positions, chat_template=datamodule.chat_template, batch_size=self.batch_size)
             results[name] = steering_sweep(
-                model,
-                tokenizer,
-                items,
-                datamodule.layers["target"],
-                vectors,
-                self.betas,
-                positions=self.positions,
-                chat_template=datamodule.chat_template,
-                batch_size=self.batch_size,
+                model, tokenizer, items, datamodule.layers["target"], vectors, self.betas, **sweep
             )
-            rank_zero_info(_summary(name, results[name]))
+            if self.source_self_steering:
+                source_model, source_tokenizer = datamodule.model("source")
+                own = steering_sweep(
+                    source_model, source_tokenizer, items, datamodule.layers["source"], {"source_on_source": source_sv},
+                    self.betas, **sweep,
+                )
+                results[name].mean.update(own.mean)
+                results[name].items.update(own.items)
+            rank_zero_info(_summary_line(name, results[name]))
         return results
 
-    def _log_plot(self, trainer: L.Trainer, concept: str, result: SweepResult) -> None:
+    def summarise(self, result: SweepResult) -> dict[str, Any]:
+        """Means and bootstrap intervals per vector and beta, as plain lists (kept in history and the T card)."""
+        entry = result.as_dict()
+        if self.bootstrap:
+            entry["ci95"] = {
+                name: [bootstrap_ci(row, n_resamples=self.bootstrap) for row in items]
+                for name, items in result.items.items()
+            }
+        entry["n_items"] = int(next(iter(result.items.values())).shape[1])
+        return entry
+
+    def _log_plot(self, trainer: L.Trainer, concept: str, entry: dict[str, Any]) -> None:
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_figure"):
             return
-        experiment.add_figure(f"efficacy/{concept}/beta_sweep", sweep_figure(concept, result), trainer.current_epoch)
+        baseline = entry["mean"]["own_sv"][entry["betas"].index(0.0)]
+        figure = sweep_figure(concept, entry["betas"], entry["mean"], baseline, entry.get("ci95"))
+        experiment.add_figure(f"efficacy/{concept}/beta_sweep", figure, trainer.current_epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -117,27 +141,7 @@ class SteeringEfficacy(L.Callback):
         self.history = list(state_dict.get("history", []))
 
 
-def _summary(concept: str, result: SweepResult) -> str:
+def _summary_line(concept: str, result: SweepResult) -> str:
     betas = ", ".join(f"{b:+g}" for b in result.betas)
     rows = "; ".join(f"{k} " + " ".join(f"{v:.3f}" for v in values.tolist()) for k, values in result.mean.items())
     return f"efficacy {concept} (beta {betas}): {rows}"
-
-
-def sweep_figure(concept: str, result: SweepResult):
-    """A matplotlib figure: behaviour-matching probability against beta, one line per vector."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5, 3.5))
-    axes = figure.subplots()
-    for name, values in result.mean.items():
-        axes.plot(result.betas, values.tolist(), marker="o", label=name)
-    axes.axhline(
-        float(result.mean["own_sv"][result.betas.index(0.0)]), color="grey", linestyle="--", label="no steering"
-    )
-    axes.set(xlabel="beta", ylabel="p(positive) / (p(pos) + p(neg))", title=concept, ylim=(0, 1))
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    return figure

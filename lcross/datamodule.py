@@ -255,4 +255,5 @@ class PairedDeltas(L.LightningDataModule):
             "train_concepts": self.train_concepts,
             "val_concepts": self.val_concepts,
             "chat_template": self.chat_template,
+            "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas else None,
         }

@@ -6,10 +6,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric, R2Score
 
 from lcross.closed_form import FitMethod, fit_map
 from lcross.errors import LCrossInputError
+from lcross.interpolation import interpolation_warning
 from lcross.losses import LossName, fit_loss, orthogonality_penalty
 from lcross.transform import LinearTransform
 
@@ -102,11 +104,16 @@ class LCross(L.LightningModule):
                 self.right.copy_((root[:, None] * vh[:r]).float())
 
     def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "tensors"):
+            return
+        xs, xt, _ = datamodule.tensors("train")
+        warning = interpolation_warning(xs.shape[0], xs.shape[1])
+        if warning:
+            rank_zero_warn(warning)
         # A resumed run keeps its restored weights; only a fresh one is initialised from the closed form.
         if self.hparams.init != "closed_form" or self.trainer.ckpt_path is not None:
             return
-        datamodule = self.trainer.datamodule
-        xs, xt, _ = datamodule.tensors("train")
         weight, bias = fit_map(xs, xt, self.hparams.init_method, self.hparams.init_alpha, bias=self.bias is not None)
         self._set_weight(weight.to(self.device))
         if bias is not None:

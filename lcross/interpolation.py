@@ -1,0 +1,16 @@
+"""The interpolation trap (PAPER.md): with n <= d_source training rows, least squares fits them exactly."""
+
+from __future__ import annotations
+
+
+def interpolation_warning(n_rows: int, d_source: int) -> str | None:
+    """A warning to show when T is fitted on ``n_rows`` <= ``d_source`` rows, else None."""
+    if n_rows > d_source:
+        return None
+    return (
+        f"T is fitted on n={n_rows} rows with d_source={d_source} >= n: least squares can map every training delta "
+        "exactly (the interpolation trap). Then the mean of the transferred training deltas equals the target's own "
+        "steering vector by construction, so same-concept transfer measured on the pairs T was fitted on proves "
+        "nothing. Judge T on held-out concepts and held-out items (split: concept, the default) next to the random-T "
+        "baseline, and prefer a regularised fit (init_method: ridge, or ridge / weight_decay > 0) or more pairs."
+    )

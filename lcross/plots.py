@@ -1,0 +1,42 @@
+"""Figures: beta sweeps and 2-D maps of deltas (matplotlib Figure objects: no pyplot, no display needed)."""
+
+from __future__ import annotations
+
+import torch
+from matplotlib.figure import Figure
+
+
+def sweep_figure(
+    title: str,
+    betas: list[float],
+    curves: dict[str, list[float]],
+    baseline: float | None = None,
+    intervals: dict[str, list[tuple[float, float]]] | None = None,
+) -> Figure:
+    """Behaviour-matching probability against beta, one line per vector, with optional confidence bands."""
+    figure = Figure(figsize=(5, 3.5))
+    axes = figure.subplots()
+    for name, values in curves.items():
+        line = axes.plot(betas, values, marker="o", label=name)[0]
+        if intervals and name in intervals:
+            low, high = zip(*intervals[name])
+            axes.fill_between(betas, low, high, color=line.get_color(), alpha=0.15)
+    if baseline is not None:
+        axes.axhline(baseline, color="grey", linestyle="--", label="no steering")
+    axes.set(xlabel="beta", ylabel="p(positive) / (p(pos) + p(neg))", title=title, ylim=(0, 1))
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def map_figure(title: str, coords: torch.Tensor, labels: list[str]) -> Figure:
+    """A scatter of 2-D points coloured by label (e.g. per-pair deltas by concept)."""
+    figure = Figure(figsize=(5, 4))
+    axes = figure.subplots()
+    for label in dict.fromkeys(labels):
+        mask = torch.tensor([lab == label for lab in labels])
+        axes.scatter(coords[mask, 0], coords[mask, 1], s=8, label=label)
+    axes.set(title=title, xlabel="PC 1", ylabel="PC 2")
+    axes.legend(fontsize="small", markerscale=2)
+    figure.tight_layout()
+    return figure

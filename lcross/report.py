@@ -1,0 +1,210 @@
+"""The report: efficacy tables in the paper's layout, beta-sweep plots, and the analysis of T.
+
+    python -m lcross.report logs/demo_rq2/version_0 [more runs into the same target] --out results/demo_rq2 \
+        [--config configs/paper/demo_rq2.yaml]   # adds the T analysis (Table 4) and the delta map (Figure 3)
+
+Rows are concepts; columns are no steering, the target's own SV, the SV transferred from each run's source, a random
+T, the identity (where widths match) and the source steering itself (weak to strong), each as the behaviour-matching
+probability in % with its 95% bootstrap interval over the held-out items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from lcross.interpolation import interpolation_warning
+from lcross.plots import map_figure, sweep_figure
+from lcross.transform import CARD_NAME
+
+COLUMNS = [
+    ("own_sv", "own SV"),
+    ("transferred", "transferred from {source}"),
+    ("random_T", "random T"),
+    ("identity", "identity (no T)"),
+    ("source_on_source", "{source} steering itself"),
+]
+
+
+def load_run(run: str | Path) -> dict[str, Any]:
+    card_path = Path(run) / "transform" / CARD_NAME
+    if not card_path.exists():
+        raise FileNotFoundError(f"{card_path} not found: give the run folder of a finished `main.py fit`")
+    card = json.loads(card_path.read_text())
+    if "efficacy" not in card:
+        raise ValueError(f"{card_path} has no efficacy results: was the SteeringEfficacy callback configured?")
+    return card
+
+
+def efficacy_table(cards: list[dict[str, Any]], beta: float) -> str:
+    """A Markdown table at one beta; runs with different sources add 'transferred from' columns."""
+    header, cells = ["concept", "no steering"], {}
+    concepts = list(dict.fromkeys(c for card in cards for c in card["efficacy"] if c != "epoch"))
+    for index, card in enumerate(cards):
+        source = _short(card["source"]["name"])
+        for key, title in COLUMNS:
+            if index > 0 and key not in ("transferred", "source_on_source"):
+                continue  # the target's baselines are the same in every run
+            label = title.format(source=source)
+            for concept in concepts:
+                entry = card["efficacy"].get(concept)
+                if entry is None or key not in entry["mean"] or beta not in entry["betas"]:
+                    continue
+                if label not in header:
+                    header.append(label)
+                cells[concept, label] = _cell(entry, key, entry["betas"].index(beta))
+                cells[concept, "no steering"] = _cell(entry, "own_sv", entry["betas"].index(0.0))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for concept in concepts:
+        lines.append("| " + " | ".join([concept] + [cells.get((concept, h), "") for h in header[1:]]) + " |")
+    return "\n".join(lines)
+
+
+def _cell(entry: dict[str, Any], key: str, index: int) -> str:
+    mean = 100 * entry["mean"][key][index]
+    if "ci95" not in entry:
+        return f"{mean:.1f}"
+    low, high = entry["ci95"][key][index]
+    return f"{mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _short(name: str) -> str:
+    return name.rstrip("/").split("/")[-1]
+
+
+def write_report(runs: list[str], out: str | Path, betas: list[float], config: str | None = None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cards = [load_run(run) for run in runs]
+    first = cards[0]
+    lines = [
+        f"# Steering efficacy: target {_short(first['target']['name'])} (layer {first['target_layer']})",
+        "",
+        "Behaviour-matching probability p(positive) / (p(positive) + p(negative)) in %, mean over held-out items "
+        "with a 95% bootstrap interval. Runs: " + ", ".join(f"`{r}`" for r in runs) + ".",
+        "",
+    ]
+    for card, run in zip(cards, runs):
+        concepts = ", ".join(card.get("val_concepts", []))
+        lines.append(
+            f"- `{run}`: source {_short(card['source']['name'])} (layer {card['source_layer']}), split "
+            f"{card.get('split')}, T trained on {', '.join(card.get('train_concepts', []))}; evaluated on {concepts}; "
+            f"{card.get('fit_method')}."
+        )
+        n_rows = card.get("n_train_rows")
+        if n_rows is not None and interpolation_warning(n_rows, card["d_source"]):
+            lines.append(f"  - Warning: {interpolation_warning(n_rows, card['d_source'])}")
+    for beta in betas:
+        lines += ["", f"## beta = {beta:+g}", "", efficacy_table(cards, beta)]
+    lines += ["", "## Beta sweeps", ""]
+    for concept, entry in first["efficacy"].items():
+        if concept == "epoch":
+            continue
+        curves = {k: v for card in cards for k, v in _named(card, concept, "mean").items()}
+        bands = {k: v for card in cards for k, v in _named(card, concept, "ci95").items()}
+        baseline = entry["mean"]["own_sv"][entry["betas"].index(0.0)]
+        figure = sweep_figure(concept, entry["betas"], curves, baseline, bands)
+        figure.savefig(out / f"sweep_{concept}.png", dpi=120)
+        lines.append(f"![{concept}](sweep_{concept}.png)")
+    if config:
+        lines += ["", analyse(config, out)]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out / "report.md"
+
+
+def _named(card: dict[str, Any], concept: str, field: str) -> dict[str, Any]:
+    entry = card["efficacy"].get(concept, {})
+    source = _short(card["source"]["name"])
+    return {
+        (f"{k} ({source})" if k in ("transferred", "source_on_source") else k): v
+        for k, v in entry.get(field, {}).items()
+    }
+
+
+def analyse(config: str, out: Path) -> str:
+    """T analysis (closed-form ridge T per concept vs random Ts) and the PCA map of per-pair deltas."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lcross.transform import LinearTransform
+    from lcross.transform_analysis import compare_transforms, pca_2d
+
+    datamodule = data_module_from_config(config)
+    datamodule.prepare_data()
+    datamodule.setup()
+    weights = {}
+    for name in datamodule.concepts:
+        xs, xt = datamodule.deltas["source"][name], datamodule.deltas["target"][name]
+        weights[name] = LinearTransform.fit(xs, xt, method="ridge", alpha=1e4).weight.detach()
+    comparison = compare_transforms(weights)
+    lines = [
+        "## Analysis of T (as the paper's Table 4)",
+        "",
+        "T fitted per concept in closed form (ridge, alpha 1e4) on that concept's pairs. SSIM (1 = identical "
+        "structure) and Frobenius distance relative to the mean norm (0 = identical); the last row is the mean over "
+        "pairs of random Ts of the same shape and norm.",
+        "",
+        "| Ts compared | SSIM | relative Frobenius distance |",
+        "|---|---|---|",
+    ]
+    for pair, values in comparison["pairs"].items():
+        lines.append(f"| {pair} | {values['ssim']:.3f} | {values['frobenius_relative']:.3f} |")
+    random = comparison["random"]
+    lines.append(f"| random vs random | {random['ssim']:.3f} | {random['frobenius_relative']:.3f} |")
+    lines += [
+        "",
+        "Top singular values:",
+        "",
+        "| T | " + " | ".join(f"s{i + 1}" for i in range(5)) + " |",
+        "|---|" + "---|" * 5,
+    ]
+    for name, values in comparison["spectra"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values[:5]) + " |")
+    for side in ("source", "target"):
+        deltas = torch.cat(list(datamodule.deltas[side].values()))
+        labels = [name for name, d in datamodule.deltas[side].items() for _ in range(d.shape[0])]
+        map_figure(f"per-pair deltas, {side}", pca_2d(deltas), labels).savefig(out / f"map_{side}.png", dpi=120)
+        writer = SummaryWriter(str(out / "projector" / side))
+        writer.add_embedding(deltas, metadata=labels, tag=f"deltas_{side}")
+        writer.close()
+    lines += [
+        "",
+        "Per-pair deltas, first two principal components (TensorBoard projector: "
+        f"`tensorboard --logdir {out / 'projector'}`):",
+        "",
+        "![source](map_source.png) ![target](map_target.png)",
+    ]
+    (out / "analysis.json").write_text(json.dumps(comparison, indent=2))
+    return "\n".join(lines)
+
+
+def data_module_from_config(config: str):
+    """The PairedDeltas of a LightningCLI config file, built the way the CLI builds it."""
+    from jsonargparse import ArgumentParser
+
+    from lcross.datamodule import PairedDeltas
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(PairedDeltas, "data")
+    data = yaml.safe_load(Path(config).read_text())["data"]
+    namespace = parser.parse_object({"data": data})
+    return parser.instantiate_classes(namespace).data
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the efficacy report of finished runs (see module docs).")
+    parser.add_argument("runs", nargs="+", help="run folders (logs/<name>/version_N) into the same target model")
+    parser.add_argument("--out", required=True, help="folder for report.md and the plots")
+    parser.add_argument("--beta", type=float, action="append", help="betas to tabulate (default: +1 and -1)")
+    parser.add_argument("--config", help="config of the runs: adds the T analysis and the map of deltas")
+    args = parser.parse_args(argv)
+    path = write_report(args.runs, args.out, args.beta or [1.0, -1.0], args.config)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
