@@ -48,13 +48,36 @@ def compare_transforms(weights: dict[str, torch.Tensor], n_random: int = 3, seed
     random_pairs = [_similarity(a, b) for a, b in combinations(randoms, 2)]
     return {
         "pairs": pairs,
-        "random": {k: sum(p[k] for p in random_pairs) / len(random_pairs) for k in ("ssim", "frobenius_relative")},
+        "random": {k: sum(p[k] for p in random_pairs) / len(random_pairs) for k in random_pairs[0]},
         "spectra": {name: spectrum(w, top=10) for name, w in weights.items()} | {"random": spectrum(randoms[0], 10)},
     }
 
 
 def _similarity(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-    return {"ssim": ssim(a, b), "frobenius_relative": frobenius_distance(a, b, relative=True)}
+    return {
+        "ssim": ssim(a, b),
+        "ssim_clipped": ssim_clipped(a, b),
+        "correlation": correlation(a, b),
+        "frobenius_relative": frobenius_distance(a, b, relative=True),
+    }
+
+
+def ssim_clipped(a: torch.Tensor, b: torch.Tensor, quantile: float = 0.005) -> float:
+    """SSIM after clipping both matrices to their joint [quantile, 1 - quantile] range.
+
+    Transforms between LLMs carry a few entries tens of standard deviations out (the models' outlier dimensions).
+    Plain SSIM takes its constants from the full value range, which such outliers inflate until any two matrices
+    of small entries score near 1; clipping first makes the score reflect the bulk of the entries.
+    """
+    joint = torch.cat([a.detach().flatten(), b.detach().flatten()]).double()
+    sample = joint[:: max(1, joint.numel() // 1_000_000)]  # torch.quantile takes at most 16M values
+    low, high = torch.quantile(sample, torch.tensor([quantile, 1 - quantile], dtype=torch.float64))
+    return ssim(a.double().clamp(low, high), b.double().clamp(low, high))
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of the two matrices' entries."""
+    return float(torch.corrcoef(torch.stack([a.detach().double().flatten(), b.detach().double().flatten()]))[0, 1])
 
 
 def pca_2d(points: torch.Tensor) -> torch.Tensor:

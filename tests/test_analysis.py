@@ -8,7 +8,15 @@ import torch
 
 from lcross.bootstrap import bootstrap_ci
 from lcross.interpolation import interpolation_warning
-from lcross.transform_analysis import compare_transforms, frobenius_distance, pca_2d, spectrum, ssim
+from lcross.transform_analysis import (
+    compare_transforms,
+    correlation,
+    frobenius_distance,
+    pca_2d,
+    spectrum,
+    ssim,
+    ssim_clipped,
+)
 
 from .conftest import ROOT
 
@@ -92,7 +100,19 @@ def test_related_transforms_are_more_alike_than_random_ones():
     result = compare_transforms(weights)
     assert result["pairs"]["a vs b"]["ssim"] > 0.9 > result["random"]["ssim"]
     assert result["pairs"]["a vs b"]["frobenius_relative"] < 0.2 < result["random"]["frobenius_relative"]
+    assert result["pairs"]["a vs b"]["correlation"] > 0.9 and abs(result["random"]["correlation"]) < 0.1
     assert len(result["spectra"]["a"]) == 10
+
+
+def test_clipped_ssim_is_not_fooled_by_outliers():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(40, 40, generator=g), torch.randn(40, 40, generator=g)  # unrelated
+    a[0, 0] = b[0, 0] = 500.0  # one shared outlier entry inflates the data range
+    assert ssim(a, b) > 0.9  # plain SSIM calls them nearly identical
+    assert ssim_clipped(a, b) < 0.2
+    assert correlation(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[2.0, 4.0], [6.0, 8.0]])) == pytest.approx(
+        1
+    )
 
 
 def test_report_from_a_tiny_run(tmp_path, monkeypatch):
