@@ -22,13 +22,7 @@ class ExportTransform(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        card: dict[str, Any] = {}
-        datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "describe"):
-            card.update(datamodule.describe())
-        card["fit_method"] = f"gradient descent ({pl_module.hparams.loss}), init {pl_module.hparams.init}"
-        card["hyperparameters"] = dict(pl_module.hparams)
-        card["metrics"] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        card: dict[str, Any] = pl_module.card()
         efficacy = [c for c in trainer.callbacks if isinstance(c, SteeringEfficacy)]
         if efficacy and efficacy[0].history:
             card["efficacy"] = efficacy[0].history[-1]

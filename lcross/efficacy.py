@@ -54,6 +54,7 @@ class _Batch:
     position: torch.Tensor  # per completion token: which (rows, cols) entry predicts it
     targets: torch.Tensor  # per completion token: its id
     owner: torch.Tensor  # per completion token: which text it belongs to
+    first: torch.Tensor  # per completion token: the first one, after a prompt the pair's other text shares
 
 
 def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: torch.device) -> list[_Batch]:
@@ -69,9 +70,15 @@ def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: 
         width = inputs["input_ids"].shape[1]
         offsets = [width - len(t.input_ids) for t in chunk]
         seen: dict[tuple[int, ...], int] = {}  # token prefix -> index into rows/cols
-        rows, cols, position, targets, owner = [], [], [], [], []
+        rows, cols, position, targets, owner, first = [], [], [], [], [], []
         for row, (offset, text) in enumerate(zip(offsets, chunk)):
+            other = texts[index[row] ^ 1]  # texts come in (positive, negative) pairs
+            shared = (
+                other.prompt_len == text.prompt_len
+                and other.input_ids[: text.prompt_len] == text.input_ids[: text.prompt_len]
+            )
             for j in range(text.prompt_len, len(text.input_ids)):
+                first.append(shared and j == text.prompt_len)
                 prefix = tuple(text.input_ids[:j])  # equal prefixes give equal hidden states (causal attention)
                 if prefix not in seen:
                     seen[prefix] = len(rows)
@@ -89,6 +96,7 @@ def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: 
                 position=torch.tensor(position, device=device),
                 targets=torch.tensor(targets, device=device),
                 owner=torch.tensor(owner),
+                first=torch.tensor(first, dtype=torch.bool, device=device),
             )
         )
     return batches
@@ -98,17 +106,35 @@ def _encode_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair], chat_templat
     return [encode(tokenizer, p.prompt, c, chat_template) for p in pairs for c in (p.positive, p.negative)]
 
 
-def _score(model: torch.nn.Module, final_hidden: torch.Tensor, batch: _Batch, out: torch.Tensor) -> None:
+def _score(
+    model: torch.nn.Module, final_hidden: torch.Tensor, batch: _Batch, out: torch.Tensor, relative: bool = False
+) -> None:
     """Adds each completion token's log-probability to its text's total in ``out``.
 
-    The output layer runs only on the positions that predict a completion token, not on every position: with
-    large vocabularies (Gemma's 262k) it otherwise costs more than all the decoder blocks together.
+    The output layer runs only on the positions that predict a completion token, once per distinct prefix, not on
+    every position: with large vocabularies (Gemma's 262k) it otherwise costs more than all the decoder blocks.
+    ``relative``: for a pair's first completion token, predicted from the prompt both texts share, the softmax
+    normaliser is the same for both and cancels in p(pos) / (p(pos) + p(neg)); only the two target logits are
+    computed there. Totals are then log-probabilities up to a per-pair constant.
     """
-    logits = model.get_output_embeddings()(final_hidden[batch.rows, batch.cols]).double()
+    head = model.get_output_embeddings()
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    token_logp = torch.log_softmax(logits, dim=-1)[batch.position, batch.targets]
+    hidden = final_hidden[batch.rows, batch.cols]
+    token_logp = torch.empty(batch.targets.shape[0], dtype=torch.float64, device=hidden.device)
+    full = ~batch.first if relative and isinstance(head, torch.nn.Linear) else torch.ones_like(batch.first)
+    if (~full).any():
+        k = (~full).nonzero().squeeze(-1)
+        logits = (hidden[batch.position[k]].double() * head.weight[batch.targets[k]].double()).sum(-1)
+        if head.bias is not None:
+            logits = logits + head.bias[batch.targets[k]].double()
+        token_logp[k] = torch.tanh(logits / softcap) * softcap if softcap else logits
+    if full.any():
+        k = full.nonzero().squeeze(-1)
+        needed, inverse = torch.unique(batch.position[k], return_inverse=True)
+        logits = head(hidden[needed]).double()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        token_logp[k] = torch.log_softmax(logits, dim=-1)[inverse, batch.targets[k]]
     out.index_add_(0, batch.owner, token_logp.cpu())
 
 
@@ -120,8 +146,14 @@ def completion_logprobs(
     steering: Steering | None = None,
     chat_template: bool = False,
     batch_size: int = 16,
+    relative: bool = False,
 ) -> torch.Tensor:
-    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2]."""
+    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2].
+
+    ``relative=True`` skips the softmax normaliser that both completions of a pair share (see ``_score``): the
+    difference of the two columns, and so the behaviour-matching probability, is unchanged; it costs far less with
+    large vocabularies.
+    """
     texts = _encode_pairs(tokenizer, pairs, chat_template)
     out = torch.zeros(len(texts), dtype=torch.float64)
     for batch in _batches(tokenizer, texts, batch_size, next(model.parameters()).device):
@@ -132,7 +164,7 @@ def completion_logprobs(
         )
         with context, torch.inference_mode():
             hidden = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
-            _score(model, hidden, batch, out)
+            _score(model, hidden, batch, out, relative)
     return out.view(-1, 2)
 
 
@@ -179,6 +211,7 @@ def steering_sweep(
                     steering=Steering(vector, layer, beta, positions),
                     chat_template=chat_template,
                     batch_size=batch_size,
+                    relative=True,
                 )
                 if beta == 0:
                     logp["__unsteered__", 0.0] = logp[name, beta]
@@ -214,13 +247,13 @@ def _sweep_reusing_prefix(
     for batch in _batches(tokenizer, texts, batch_size, param.device):
         with torch.inference_mode(), _recording_block_calls(blocks, layer) as record:
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
-            _score(model, final, batch, unsteered)
+            _score(model, final, batch, unsteered, relative=True)
             for (name, beta), out in steered.items():
                 shift = (beta * vectors[name]).to(device=param.device, dtype=param.dtype)
                 hidden = record.output + position_mask(record.output, positions, batch.prompt_end) * shift
                 for block, (args, kwargs) in zip(blocks[layer + 1 :], record.calls):
                     hidden = block_output(block(hidden, *args[1:], **kwargs))
-                _score(model, norm(hidden), batch, out)
+                _score(model, norm(hidden), batch, out, relative=True)
     logp = {(n, b): (steered[n, b] if b != 0 else unsteered).view(-1, 2) for n in vectors for b in betas}
     return logp
 

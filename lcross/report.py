@@ -55,6 +55,11 @@ def efficacy_table(cards: list[dict[str, Any]], beta: float) -> str:
                 entry = card["efficacy"].get(concept)
                 if entry is None or key not in entry["mean"] or beta not in entry["betas"]:
                     continue
+                if key == "source_on_source":  # the source's own unsteered figure, to read its column against
+                    unsteered = f"{source} without steering"
+                    if unsteered not in header:
+                        header.append(unsteered)
+                    cells[concept, unsteered] = _cell(entry, key, entry["betas"].index(0.0))
                 if label not in header:
                     header.append(label)
                 cells[concept, label] = _cell(entry, key, entry["betas"].index(beta))

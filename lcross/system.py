@@ -161,9 +161,14 @@ class LCross(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def card(self) -> dict[str, Any]:
+        """Where this T comes from and how it did: data and models, hyperparameters, the latest logged metrics."""
         datamodule = getattr(self.trainer, "datamodule", None)
         card = datamodule.describe() if datamodule is not None and hasattr(datamodule, "describe") else {}
-        card["metrics"] = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
         card["fit_method"] = f"gradient descent ({self.hparams.loss}), init {self.hparams.init}"
-        checkpoint["lcross_card"] = card
+        card["hyperparameters"] = {k: v for k, v in self.hparams.items() if not k.startswith("_")}
+        card["metrics"] = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
+        return card
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lcross_card"] = self.card()

@@ -100,3 +100,14 @@ def test_reusing_the_pre_steering_blocks_gives_the_naive_metrics(tiny, pairs, po
         torch.testing.assert_close(fast.items[name], naive.items[name], atol=1e-5, rtol=0)
         torch.testing.assert_close(fast.mean[name], naive.mean[name], atol=1e-5, rtol=0)
     assert not torch.equal(naive.items["own"][0], naive.items["own"][2])  # the steering did something
+
+
+def test_relative_logprobs_keep_the_behaviour_matching_probability(tiny, pairs):
+    model, tokenizer = tiny
+    absolute = completion_logprobs(model, tokenizer, pairs, batch_size=3)
+    relative = completion_logprobs(model, tokenizer, pairs, batch_size=3, relative=True)
+    torch.testing.assert_close(
+        behavior_matching_probability(*relative.unbind(-1)), behavior_matching_probability(*absolute.unbind(-1)),
+        atol=1e-6, rtol=0,
+    )
+    assert not torch.allclose(relative, absolute)  # the shared normaliser really was skipped

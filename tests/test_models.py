@@ -90,3 +90,11 @@ def test_stories260k_from_shared_loads_and_extracts(pairs):
     model, tokenizer = load_model(str(folder))
     deltas = extract_deltas(model, tokenizer, pairs, 2)
     assert deltas.shape == (len(pairs), 64) and torch.isfinite(deltas).all()
+
+
+def test_gguf_fingerprint_follows_the_file_content(tmp_path):
+    first, second = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    first.write_bytes(b"GGUF" + b"\x00" * 64)
+    second.write_bytes(b"GGUF" + b"\x01" * 64)
+    assert ModelSpec(str(first)).fingerprint() != ModelSpec(str(second)).fingerprint()
+    assert ModelSpec(str(first)).fingerprint() == ModelSpec(str(tmp_path), gguf_file="a.gguf").fingerprint()
