@@ -77,7 +77,7 @@ def load_concept(
         name: the concept's name; defaults to the file or folder name.
         test_fraction: share of items held out for evaluation when the source has no separate test file.
         max_train: keep at most this many training pairs (the first ones after a seeded shuffle).
-        max_test: keep at most this many evaluation items.
+        max_test: keep at most this many evaluation items (the first ones after a seeded shuffle).
         seed: seed of the shuffle used for the split and the caps.
     """
     path = Path(source)
@@ -108,6 +108,7 @@ def load_concept(
         test_pairs, train_pairs = train_pairs[:n_test], train_pairs[n_test:]
     else:
         test_pairs = [item.to_pair() for item in test]
+        rng.shuffle(test_pairs)  # so that max_test samples the whole test file, not its first templates
     train_pairs = train_pairs[:max_train]
     test_pairs = test_pairs[:max_test]
     if len(train_pairs) < 2:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,7 @@ def analyse(config: str, out: Path) -> str:
         deltas = torch.cat(list(datamodule.deltas[side].values()))
         labels = [name for name, d in datamodule.deltas[side].items() for _ in range(d.shape[0])]
         map_figure(f"per-pair deltas, {side}", pca_2d(deltas), labels).savefig(out / f"map_{side}.png", dpi=120)
+        shutil.rmtree(out / "projector" / side, ignore_errors=True)  # a rerun replaces, not appends
         writer = SummaryWriter(str(out / "projector" / side))
         writer.add_embedding(deltas, metadata=labels, tag=f"deltas_{side}")
         writer.close()
@@ -201,7 +203,7 @@ def data_module_from_config(config: str):
     parser.add_class_arguments(PairedDeltas, "data")
     data = yaml.safe_load(Path(config).read_text())["data"]
     namespace = parser.parse_object({"data": data})
-    return parser.instantiate_classes(namespace).data
+    return parser.instantiate(namespace).data
 
 
 def main(argv: list[str] | None = None) -> None:
