@@ -160,6 +160,7 @@ class PairedDeltas(L.LightningDataModule):
         ]
 
     def prepare_data(self) -> None:
+        self.cache.remove_stale_temporaries()
         for side in ("source", "target"):
             for name in self.concepts:
                 pairs = self.concepts[name].train

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,21 @@ class DeltaCache:
             path.unlink(missing_ok=True)
             return None
         return tensor
+
+    def remove_stale_temporaries(self, older_than_s: float = 6 * 3600) -> int:
+        """Removes temporary folders left by writers that were killed (never read, only taking space).
+
+        Only folders older than ``older_than_s`` go, so a write in progress in another process is left alone.
+        """
+        removed = 0
+        if not self.root.exists():
+            return removed
+        cutoff = time.time() - older_than_s
+        for path in self.root.glob(".*.tmp"):
+            if path.is_dir() and path.stat().st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
 
     def save(self, key: str, deltas: torch.Tensor, meta: dict[str, Any] | None = None) -> Path:
         deltas = deltas.detach().cpu().contiguous()

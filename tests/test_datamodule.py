@@ -122,3 +122,17 @@ def test_shards_stream_to_the_cache_and_concatenate_in_order(tmp_path):
         dm.setup()
     for side in ("source", "target"):
         torch.testing.assert_close(whole.deltas[side]["size"], sharded.deltas[side]["size"], atol=1e-5, rtol=1e-5)
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
+    import os
+    import time
+
+    cache = DeltaCache(tmp_path)
+    old, fresh = tmp_path / ".k.safetensors.abc.tmp", tmp_path / ".j.safetensors.def.tmp"
+    old.mkdir()
+    fresh.mkdir()
+    day_ago = time.time() - 86400
+    os.utime(old, (day_ago, day_ago))
+    assert cache.remove_stale_temporaries() == 1
+    assert not old.exists() and fresh.exists()  # a write that may still be in progress is left alone

@@ -107,7 +107,9 @@ def test_relative_logprobs_keep_the_behaviour_matching_probability(tiny, pairs):
     absolute = completion_logprobs(model, tokenizer, pairs, batch_size=3)
     relative = completion_logprobs(model, tokenizer, pairs, batch_size=3, relative=True)
     torch.testing.assert_close(
-        behavior_matching_probability(*relative.unbind(-1)), behavior_matching_probability(*absolute.unbind(-1)),
-        atol=1e-6, rtol=0,
+        behavior_matching_probability(*relative.unbind(-1)),
+        behavior_matching_probability(*absolute.unbind(-1)),
+        atol=1e-6,
+        rtol=0,
     )
     assert not torch.allclose(relative, absolute)  # the shared normaliser really was skipped
