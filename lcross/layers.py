@@ -23,17 +23,8 @@ BLOCK_LIST_TEMPLATES = (
 
 
 def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
-    for name in BLOCK_LIST_TEMPLATES:
-        try:
-            blocks = model.get_submodule(name)
-        except AttributeError:
-            continue
-        if isinstance(blocks, torch.nn.ModuleList):
-            return blocks
-    raise LCrossInputError(
-        f"cannot find the decoder blocks of {type(model).__name__}",
-        fix=f"lcross looks for a ModuleList at one of {BLOCK_LIST_TEMPLATES}; add this model's path to "
-        "lcross.layers.BLOCK_LIST_TEMPLATES",
+    return _first_module(
+        model, BLOCK_LIST_TEMPLATES, torch.nn.ModuleList, "decoder blocks", "BLOCK_LIST_TEMPLATES", "a ModuleList"
     )
 
 
@@ -42,15 +33,37 @@ FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_norm")
 
 
 def final_norm(model: torch.nn.Module) -> torch.nn.Module:
-    decoder = model.base_model
-    for name in FINAL_NORM_NAMES:
-        module = getattr(decoder, name, None)
-        if isinstance(module, torch.nn.Module):
+    return _first_module(
+        model.base_model,
+        FINAL_NORM_NAMES,
+        torch.nn.Module,
+        "final norm",
+        "FINAL_NORM_NAMES",
+        "a module on model.base_model",
+        model_name=type(model).__name__,
+    )
+
+
+def _first_module(
+    root: torch.nn.Module,
+    paths: tuple[str, ...],
+    kind: type,
+    what: str,
+    registry: str,
+    looks_for: str,
+    model_name: str | None = None,
+) -> torch.nn.Module:
+    """The first of ``paths`` under ``root`` that is a ``kind``: architectures are found by name, not by code."""
+    for path in paths:
+        try:
+            module = root.get_submodule(path)
+        except AttributeError:
+            continue
+        if isinstance(module, kind):
             return module
     raise LCrossInputError(
-        f"cannot find the final norm of {type(model).__name__}",
-        fix=f"lcross looks for one of {FINAL_NORM_NAMES} on model.base_model; add this model's to "
-        "lcross.layers.FINAL_NORM_NAMES, or use reuse_prefix=False",
+        f"cannot find the {what} of {model_name or type(root).__name__}",
+        fix=f"lcross looks for {looks_for} at one of {paths}; add this model's path to lcross.layers.{registry}",
     )
 
 
