@@ -5,14 +5,15 @@ LightningModule) and ``PairedDeltas`` (the DataModule) are imported lazily so th
 """
 
 from lcross.activations import extract_deltas
+from lcross.aggregators import caa_vector, repe_vector, steering_vector
 from lcross.concepts import Concept, ContrastivePair, load_concept
 from lcross.efficacy import completion_logprobs, steering_sweep
 from lcross.errors import LCrossInputError
 from lcross.loading import load_transform
 from lcross.metrics import BehaviorMatching, behavior_matching_probability
 from lcross.models import ModelSpec, load_model
-from lcross.steering import steer
-from lcross.steering_vectors import caa_vector, repe_vector, steering_vector
+from lcross.steering import Steering, apply_steering, steer
+from lcross.steering_vector import SteeringVector
 from lcross.transform import LinearTransform
 
 __all__ = [
@@ -24,6 +25,9 @@ __all__ = [
     "LinearTransform",
     "ModelSpec",
     "PairedDeltas",
+    "Steering",
+    "SteeringVector",
+    "apply_steering",
     "behavior_matching_probability",
     "caa_vector",
     "completion_logprobs",

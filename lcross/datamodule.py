@@ -14,13 +14,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lcross.activations import extract_deltas
+from lcross.aggregators import SVMethod, steering_vector
 from lcross.concepts import Concept, load_concept
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.errors import LCrossInputError
 from lcross.layers import check_layer
 from lcross.models import ModelSpec, load_model
 from lcross.sharded_extraction import extract_deltas_sharded
-from lcross.steering_vectors import SVMethod, steering_vector
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,7 @@ from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks, final_norm
 from lcross.metrics import BehaviorMatching, behavior_matching_probability
 from lcross.prompting import Encoded, encode
-from lcross.steering import Positions, position_mask, steer
-
-
-@dataclass(frozen=True)
-class Steering:
-    """What to add where: ``beta * vector`` at the output of block ``layer``, at ``positions``."""
-
-    vector: torch.Tensor
-    layer: int
-    beta: float
-    positions: Positions = "all"
+from lcross.steering import Positions, Steering, apply_steering, position_mask
 
 
 @dataclass
@@ -143,7 +133,7 @@ def completion_logprobs(
     tokenizer: Any,
     pairs: Sequence[ContrastivePair],
     *,
-    steering: Steering | None = None,
+    steering: Steering | Sequence[Steering] | None = None,
     chat_template: bool = False,
     batch_size: int = 16,
     relative: bool = False,
@@ -157,12 +147,7 @@ def completion_logprobs(
     texts = _encode_pairs(tokenizer, pairs, chat_template)
     out = torch.zeros(len(texts), dtype=torch.float64)
     for batch in _batches(tokenizer, texts, batch_size, next(model.parameters()).device):
-        context = (
-            steer(model, steering.vector, steering.layer, steering.beta, steering.positions, batch.prompt_end)
-            if steering is not None and steering.beta != 0
-            else contextlib.nullcontext()
-        )
-        with context, torch.inference_mode():
+        with apply_steering(model, steering, batch.prompt_end), torch.inference_mode():
             hidden = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
             _score(model, hidden, batch, out, relative)
     return out.view(-1, 2)

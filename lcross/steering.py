@@ -1,9 +1,15 @@
-"""Steering a model: add beta * vector to the output of one decoder block, inside a context manager."""
+"""Steering a model: add beta * vector to the output of decoder blocks, inside a context manager.
+
+``steer`` shifts one block; ``Steering`` names one such shift (vector, layer, beta, positions) and ``apply_steering``
+opens several at once (one per layer, as RepE-style multi-layer steering does).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -12,6 +18,44 @@ from lcross.errors import LCrossInputError
 from lcross.layers import decoder_block
 
 Positions = Literal["all", "after_prompt", "last_prompt"]
+POSITIONS: tuple[Positions, ...] = ("all", "after_prompt", "last_prompt")
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What to add where: ``beta * vector`` at the output of decoder block ``layer`` (0-based), at ``positions``.
+
+    Args:
+        vector: [d_model] direction in the steered model's hidden space.
+        layer: the decoder block whose output is shifted.
+        beta: the multiplier.
+        positions: ``all`` tokens; ``after_prompt`` (CAA): every token after the prompt, generated ones included;
+            ``last_prompt`` (RepE): the last prompt token only.
+    """
+
+    vector: torch.Tensor
+    layer: int
+    beta: float = 1.0
+    positions: Positions = "all"
+
+    def __post_init__(self) -> None:
+        if self.positions not in POSITIONS:
+            raise LCrossInputError(f"unknown positions {self.positions!r}", fix=f"use one of {list(POSITIONS)}")
+        if not math.isfinite(float(self.beta)):
+            raise LCrossInputError(f"beta is {self.beta}", fix="use a finite number")
+
+
+@contextlib.contextmanager
+def apply_steering(
+    model: torch.nn.Module, steering: Steering | Sequence[Steering] | None, prompt_end: torch.Tensor | None = None
+) -> Iterator[None]:
+    """Opens ``steer`` for each Steering (none: the model runs unsteered); all hooks are removed on exit."""
+    items = [] if steering is None else [steering] if isinstance(steering, Steering) else list(steering)
+    with contextlib.ExitStack() as stack:
+        for item in items:
+            if item.beta != 0:
+                stack.enter_context(steer(model, item.vector, item.layer, item.beta, item.positions, prompt_end))
+        yield
 
 
 @contextlib.contextmanager
@@ -37,8 +81,12 @@ def steer(
 
     On exit, also after an exception, the hook is removed and the model is exactly as before.
     """
-    if positions not in ("all", "after_prompt", "last_prompt"):
-        raise LCrossInputError(f"unknown positions {positions!r}", fix="use all, after_prompt or last_prompt")
+    if positions not in POSITIONS:
+        raise LCrossInputError(f"unknown positions {positions!r}", fix=f"use one of {list(POSITIONS)}")
+    if not torch.isfinite(vector).all() or not math.isfinite(float(beta)):
+        raise LCrossInputError(
+            "the steering vector or beta contains NaN or Inf", fix="check the vector's source (and its transform)"
+        )
     block = decoder_block(model, layer)
     param = next(model.parameters())
     if vector.ndim != 1 or vector.shape[0] != _hidden_size(model):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lcross import BehaviorMatching, LCrossInputError, behavior_matching_probability, steer
-from lcross.efficacy import Steering, completion_logprobs, steering_sweep
+from lcross.efficacy import completion_logprobs, steering_sweep
+from lcross.steering import Steering
 
 
 def _reference_logprob(model, tokenizer, prompt, completion, steering=None):

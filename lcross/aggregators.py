@@ -1,4 +1,4 @@
-"""Steering vectors from per-pair deltas: CAA (mean) and RepE (first principal direction)."""
+"""Aggregators: a steering vector from per-pair deltas, CAA (mean) or RepE (first principal direction)."""
 
 from __future__ import annotations
 
