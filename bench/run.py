@@ -211,7 +211,7 @@ def bench_gradient_descent(xs, xt, max_epochs):
                 self.reached = reached
 
             def on_train_epoch_end(self, trainer, pl_module):
-                if objective(pl_module.full_weight().detach().double()) <= optimum * 1.01:
+                if objective(pl_module.transform.matrix().detach().double()) <= optimum * 1.01:
                     self.reached.append(trainer.current_epoch + 1)
                     trainer.should_stop = True
 
@@ -238,7 +238,7 @@ def bench_gradient_descent(xs, xt, max_epochs):
         rows[init] = {
             "epochs": reached[0] if reached else None,
             "max_epochs": max_epochs,
-            "final_over_optimum": objective(module.full_weight().detach().double()) / optimum,
+            "final_over_optimum": objective(module.transform.matrix().detach().double()) / optimum,
         }
     print(
         "gradient descent, epochs to within 1% of the closed form: "

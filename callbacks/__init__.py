@@ -1,0 +1,1 @@
+"""Thin Lightning callbacks over lcross, installed as ``lcross.callbacks`` (see pyproject.toml)."""

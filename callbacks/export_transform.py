@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 
-from callbacks.steering_efficacy import SteeringEfficacy
+from lcross.callbacks.steering_efficacy import SteeringEfficacy
 
 
 class ExportTransform(L.Callback):

@@ -14,17 +14,19 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lcross.bootstrap import bootstrap_ci
-from lcross.efficacy import SweepResult, steering_sweep
+from lcross.efficacy import steering_sweep
 from lcross.errors import LCrossInputError
+from lcross.evaluation_data import EvaluationData
 from lcross.plots import sweep_figure
+from lcross.results import ConceptEfficacy, Variant, sweep_curves
 from lcross.steering import Positions
+from lcross.transform import LinearTransform
 
 
 class SteeringEfficacy(L.Callback):
     """Args:
     every_n_epochs: evaluate after every this many training epochs (and after the last one).
-    betas: steering multipliers to sweep; 0 (no steering) is always added.
+    betas: steering multipliers to sweep; no steering (beta 0) is always measured as its own baseline.
     positions: where to add the vector: all, after_prompt (CAA) or last_prompt (RepE).
     max_items: evaluate on at most this many held-out items per concept (None: all).
     batch_size: texts per forward pass of the target.
@@ -47,14 +49,23 @@ class SteeringEfficacy(L.Callback):
         bootstrap: int = 1000,
         plot: bool = True,
     ):
-        if betas is not None and len(betas) == 0:
+        betas = [float(b) for b in (betas if betas is not None else [-2, -1, 1, 2]) if float(b) != 0.0]
+        if not betas:
             raise LCrossInputError(
                 "the beta grid is empty", where="SteeringEfficacy.betas", fix="give at least one beta, e.g. [-1, 1]"
             )
         if every_n_epochs < 1:
             raise LCrossInputError(f"every_n_epochs is {every_n_epochs}", where="SteeringEfficacy", fix="use 1 or more")
+        if batch_size < 1:
+            raise LCrossInputError(f"batch_size is {batch_size}", where="SteeringEfficacy.batch_size", fix="use 1+")
+        if max_items is not None and max_items < 1:
+            raise LCrossInputError(
+                f"max_items is {max_items}", where="SteeringEfficacy.max_items", fix="use 1 or more, or null for all"
+            )
+        if bootstrap < 0:
+            raise LCrossInputError(f"bootstrap is {bootstrap}", where="SteeringEfficacy.bootstrap", fix="use 0 or more")
         self.every_n_epochs, self.positions, self.max_items = every_n_epochs, positions, max_items
-        self.betas = sorted({0.0, *(float(b) for b in (betas if betas is not None else [-2, -1, 1, 2]))})
+        self.betas = sorted(set(betas))
         self.batch_size, self.random_seed, self.plot = batch_size, random_seed, plot
         self.source_self_steering, self.bootstrap = source_self_steering, bootstrap
         self.history: list[dict[str, Any]] = []
@@ -67,71 +78,64 @@ class SteeringEfficacy(L.Callback):
             return
         results = self.evaluate(trainer.datamodule, pl_module.to_transform())
         for concept, result in results.items():
-            zero = result.betas.index(0.0)
-            pl_module.log(f"efficacy/{concept}/no_steering", float(result.mean["own_sv"][zero]))
-            for name, values in result.mean.items():
-                for beta, value in zip(result.betas, values.tolist()):
-                    if beta != 0:
-                        pl_module.log(f"efficacy/{concept}/{name}/beta_{beta:+g}", value)
-        summary = {c: self.summarise(r) for c, r in results.items()}
+            pl_module.log(f"efficacy/{concept}/no_steering", result.target.unsteered_mean)
+            if result.source is not None:
+                pl_module.log(f"efficacy/{concept}/source_no_steering", result.source.unsteered_mean)
+            for sweep in (result.target, result.source):
+                for variant in [] if sweep is None else sweep.items:
+                    for beta, value in zip(sweep.betas, sweep.mean(variant).tolist()):
+                        pl_module.log(f"efficacy/{concept}/{variant}/beta_{beta:+g}", value)
+        summary = {c: r.summary(self.bootstrap) for c, r in results.items()}
         if self.plot:
             for concept, entry in summary.items():
                 self._log_plot(trainer, concept, entry)
         self.history.append({"epoch": trainer.current_epoch, **summary})
 
-    def evaluate(self, datamodule: Any, transform: torch.nn.Module) -> dict[str, SweepResult]:
-        """Sweeps every evaluation concept; returns concept -> SweepResult (variants: own_sv, transferred, ...)."""
+    def evaluate(self, data: EvaluationData, transform: LinearTransform) -> dict[str, ConceptEfficacy]:
+        """Sweeps every evaluation concept: concept -> its target sweep (and the source's, if asked for)."""
         transform = transform.to(torch.float32)
-        transform.check_models(datamodule.d_source, datamodule.d_target)
-        model, tokenizer = datamodule.model("target")
+        transform.check_models(data.d_source, data.d_target)
+        model, tokenizer = data.model("target")
         random_map = torch.randn(
             transform.d_source, transform.d_target, generator=torch.Generator().manual_seed(self.random_seed)
         )
+        sweep = dict(positions=self.positions, chat_template=data.chat_template, batch_size=self.batch_size)
         results = {}
-        for name in datamodule.val_concepts:
-            source_sv = datamodule.steering_vector("source", name)
-            transferred = transform.transfer(source_sv).detach()
-            random_sv = source_sv @ random_map
+        for name in data.eval_concepts:
+            source_sv = data.steering_vector("source", name)
+            source_direction = source_sv[data.layers["source"]]
+            transferred = transform.transfer(source_direction).detach()
+            random_sv = source_direction @ random_map
             vectors = {
-                "own_sv": datamodule.steering_vector("target", name),
-                "transferred": transferred,
-                "random_T": random_sv * transferred.norm() / random_sv.norm(),
+                Variant.OWN_SV: data.steering_vector("target", name)[data.layers["target"]],
+                Variant.TRANSFERRED: transferred,
+                Variant.RANDOM_T: random_sv * transferred.norm() / random_sv.norm(),
             }
             if transform.d_source == transform.d_target:
-                vectors["identity"] = source_sv
-            items = datamodule.concepts[name].test[: self.max_items]
-            sweep = dict(positions=self.positions, chat_template=datamodule.chat_template, batch_size=self.batch_size)
-            results[name] = steering_sweep(
-                model, tokenizer, items, datamodule.layers["target"], vectors, self.betas, **sweep
-            )
+                vectors[Variant.IDENTITY] = source_direction
+            items = data.concepts[name].test[: self.max_items]
+            target = steering_sweep(
+                model, tokenizer, items, data.layers["target"], vectors, self.betas, **sweep,
+                model_name=data.model_name("target"),
+            )  # fmt: skip
+            source = None
             if self.source_self_steering:
-                source_model, source_tokenizer = datamodule.model("source")
-                own = steering_sweep(
-                    source_model, source_tokenizer, items, datamodule.layers["source"], {"source_on_source": source_sv},
-                    self.betas, **sweep,
-                )
-                results[name].mean.update(own.mean)
-                results[name].items.update(own.items)
-            rank_zero_info(_summary_line(name, results[name]))
+                source_model, source_tokenizer = data.model("source")
+                source = steering_sweep(
+                    source_model, source_tokenizer, items, data.layers["source"],
+                    {Variant.SOURCE_ON_SOURCE: source_direction}, self.betas, **sweep,
+                    model_name=data.model_name("source"),
+                )  # fmt: skip
+            results[name] = ConceptEfficacy(name, target, source)
+            rank_zero_info(_summary_line(results[name]))
         return results
-
-    def summarise(self, result: SweepResult) -> dict[str, Any]:
-        """Means and bootstrap intervals per vector and beta, as plain lists (kept in history and the T card)."""
-        entry = result.as_dict()
-        if self.bootstrap:
-            entry["ci95"] = {
-                name: [bootstrap_ci(row, n_resamples=self.bootstrap) for row in items]
-                for name, items in result.items.items()
-            }
-        entry["n_items"] = int(next(iter(result.items.values())).shape[1])
-        return entry
 
     def _log_plot(self, trainer: L.Trainer, concept: str, entry: dict[str, Any]) -> None:
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_figure"):
             return
-        baseline = entry["mean"]["own_sv"][entry["betas"].index(0.0)]
-        figure = sweep_figure(concept, entry["betas"], entry["mean"], baseline, entry.get("ci95"))
+        curves, bands, baseline = sweep_curves(entry)
+        figure = sweep_figure(concept, [0.0, *entry["betas"]], curves, baseline, bands)
         experiment.add_figure(f"efficacy/{concept}/beta_sweep", figure, trainer.current_epoch)
 
     def state_dict(self) -> dict[str, Any]:
@@ -141,7 +145,13 @@ class SteeringEfficacy(L.Callback):
         self.history = list(state_dict.get("history", []))
 
 
-def _summary_line(concept: str, result: SweepResult) -> str:
-    betas = ", ".join(f"{b:+g}" for b in result.betas)
-    rows = "; ".join(f"{k} " + " ".join(f"{v:.3f}" for v in values.tolist()) for k, values in result.mean.items())
-    return f"efficacy {concept} (beta {betas}): {rows}"
+def _summary_line(result: ConceptEfficacy) -> str:
+    betas = ", ".join(f"{b:+g}" for b in result.target.betas)
+    parts = [f"no steering {result.target.unsteered_mean:.3f}"]
+    for sweep in (result.target, result.source):
+        for variant in [] if sweep is None else sweep.items:
+            label = Variant(variant).label if variant in Variant._value2member_map_ else str(variant)
+            parts.append(f"{label} " + " ".join(f"{v:.3f}" for v in sweep.mean(variant).tolist()))
+    if result.source is not None:
+        parts.append(f"source without steering {result.source.unsteered_mean:.3f}")
+    return f"efficacy {result.concept} (p_match at beta {betas}): " + "; ".join(parts)

@@ -1,30 +1,28 @@
-"""PairedDeltas: the LightningDataModule that extracts (or reads from cache) per-pair deltas from both models.
+"""PairedDeltas: the LightningDataModule of paired per-pair deltas, a thin layer over the store and the split.
 
-``prepare_data`` only writes the cache; ``setup`` only reads it. The language models live here (loaded lazily, only
-when something needs them), never inside the LightningModule, so they never land in a checkpoint.
+It checks its settings and reads the concepts (before any model loads), builds a ``DeltaStore`` (models, cache,
+extraction) and a ``Split`` (which concepts and rows train, validate and are evaluated), and serves the paired rows.
+``prepare_data`` only writes the cache; ``setup`` only reads it. The language models live in the store, never inside
+the LightningModule, so they never land in a checkpoint.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lcross.activations import extract_deltas
 from lcross.aggregators import SVMethod, steering_vector
 from lcross.concepts import Concept, load_concept
-from lcross.delta_cache import DeltaCache, cache_key
+from lcross.delta_cache import DeltaCache
 from lcross.errors import LCrossInputError
 from lcross.layers import check_layer
-from lcross.models import ModelSpec, load_model
-from lcross.sharded_extraction import extract_deltas_sharded
-
-log = logging.getLogger(__name__)
-
-Side = Literal["source", "target"]
+from lcross.models import ModelSpec
+from lcross.splits import Part, SplitBy, make_split, paired_rows, vector_rows
+from lcross.steering_vector import SteeringVector
+from lcross.store import DeltaStore, Side
 
 
 class PairedDeltas(L.LightningDataModule):
@@ -36,8 +34,9 @@ class PairedDeltas(L.LightningDataModule):
         source_layer: decoder block (0-based) of the source whose output is read.
         target_layer: decoder block (0-based) of the target whose output is read and steered.
         concepts: concept name -> data source (a CAA folder or JSON file, a JSONL file or folder, a dataset id).
-        val_concepts: concepts held out of T's training (split="concept"); their deltas make the validation set and
-            their held-out items are what the efficacy callback steers on.
+        val_concepts: with split="concept", the concepts held out of T's training: their deltas make the validation
+            set and their held-out items are what the efficacy callbacks steer on. With split="pair", the concepts
+            to steer on (default: all); every concept is then trained and validated on.
         split: ``concept``: train T on all concepts except val_concepts (the honest default: T never sees the
             evaluated concept). ``pair``: train on part of every concept's pairs, validate on the rest.
         val_fraction: share of each concept's training pairs used for validation when split="pair".
@@ -64,7 +63,7 @@ class PairedDeltas(L.LightningDataModule):
         target_layer: int,
         concepts: dict[str, str],
         val_concepts: list[str] | None = None,
-        split: Literal["concept", "pair"] = "concept",
+        split: SplitBy = "concept",
         val_fraction: float = 0.2,
         sv_method: SVMethod = "caa",
         chat_template: bool = False,
@@ -81,34 +80,12 @@ class PairedDeltas(L.LightningDataModule):
         super().__init__()
         self.source, self.target = source, target
         self.layers: dict[Side, int] = {"source": source_layer, "target": target_layer}
-        self.split, self.val_fraction, self.sv_method = split, val_fraction, sv_method
-        self.chat_template, self.batch_size, self.extraction_batch_size = (
-            chat_template,
-            batch_size,
-            extraction_batch_size,
-        )
-        self.cache = DeltaCache(cache_dir)
+        self.sv_method, self.chat_template, self.batch_size = sv_method, chat_template, batch_size
         if shard_size < 1:
             raise LCrossInputError(f"shard_size is {shard_size}", where="data.shard_size", fix="use 1 or more")
-        self.shard_size, self.extraction_trainer = shard_size, extraction_trainer
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
-        val_concepts = list(val_concepts or [])
-        unknown = [c for c in val_concepts if c not in concepts]
-        if unknown:
-            raise LCrossInputError(
-                f"val_concepts names unknown concept(s) {unknown}",
-                where="data.val_concepts",
-                fix=f"use names from data.concepts: {sorted(concepts)}",
-            )
-        if split == "concept" and not val_concepts:
-            raise LCrossInputError(
-                "split='concept' needs at least one held-out concept",
-                where="data.val_concepts",
-                fix="name concepts to hold out of T's training, or set split: pair",
-            )
-        if split == "concept" and len(val_concepts) == len(concepts):
-            raise LCrossInputError("every concept is held out; none is left to train T", where="data.val_concepts")
+        self.split = make_split(list(concepts), val_concepts, split, val_fraction)
         # Concepts are read (and checked) now, before any model loads.
         self.concepts: dict[str, Concept] = {
             name: load_concept(
@@ -116,115 +93,60 @@ class PairedDeltas(L.LightningDataModule):
             )
             for name, src in concepts.items()
         }
-        self.val_concepts = val_concepts if split == "concept" else list(concepts)
-        self.train_concepts = [c for c in concepts if c not in val_concepts] if split == "concept" else list(concepts)
         # Read from the configs (no weights loaded) so the CLI can link them into the model's constructor.
         self.d_source, self.d_target = source.hidden_size(), target.hidden_size()
         check_layer(source_layer, source.num_layers(), f"source {source.name}")
         check_layer(target_layer, target.num_layers(), f"target {target.name}")
-        self._models: dict[Side, tuple[torch.nn.Module, Any]] = {}
-        self._fingerprints: dict[Side, str] = {}
+        self.store = DeltaStore(
+            {"source": source, "target": target},
+            self.layers,
+            self.concepts,
+            chat_template=chat_template,
+            cache=DeltaCache(cache_dir),
+            extraction_batch_size=extraction_batch_size,
+            shard_size=shard_size,
+            extraction_trainer=extraction_trainer,
+        )
         self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
 
-    # -- models -------------------------------------------------------------------------------------------------
-    def spec(self, side: Side) -> ModelSpec:
-        return self.source if side == "source" else self.target
+    # -- the split, by name -----------------------------------------------------------------------------------------
+    @property
+    def train_concepts(self) -> list[str]:
+        return list(self.split.train_concepts)
+
+    @property
+    def val_concepts(self) -> list[str]:
+        return list(self.split.val_concepts)
+
+    @property
+    def eval_concepts(self) -> list[str]:
+        return list(self.split.eval_concepts)
+
+    # -- models and cache (the store's) ---------------------------------------------------------------------------
+    @property
+    def cache(self) -> DeltaCache:
+        return self.store.cache
 
     def model(self, side: Side) -> tuple[torch.nn.Module, Any]:
-        """(model, tokenizer), loaded on first use."""
-        if side not in self._models:
-            log.info("loading %s model %s", side, self.spec(side).name)
-            self._models[side] = load_model(self.spec(side))
-        return self._models[side]
+        return self.store.model(side)
 
-    def release(self, side: Side) -> None:
-        self._models.pop(side, None)
+    def model_name(self, side: Side) -> str:
+        return (self.source if side == "source" else self.target).name
 
-    # -- extraction and cache -----------------------------------------------------------------------------------
     def keys(self, side: Side, concept: str) -> list[str]:
-        """Cache keys of the concept's shards: ``shard_size`` pairs each, so extraction streams to disk in pieces
-        and a killed run resumes at the last finished shard."""
-        if side not in self._fingerprints:
-            self._fingerprints[side] = self.spec(side).fingerprint()
-        n_shards = -(-len(self.concepts[concept].train) // self.shard_size)
-        return [
-            cache_key(
-                model=self._fingerprints[side],
-                layer=self.layers[side],
-                data=self.concepts[concept].fingerprint(),
-                chat_template=self.chat_template,
-                dtype=self.spec(side).dtype,
-                shard=(shard, self.shard_size),
-            )
-            for shard in range(n_shards)
-        ]
+        return self.store.keys(side, concept)
 
     def prepare_data(self) -> None:
-        self.cache.remove_stale_temporaries()
-        for side in ("source", "target"):
-            for name in self.concepts:
-                pairs = self.concepts[name].train
-                for shard, key in enumerate(self.keys(side, name)):
-                    if self.cache.load(key) is not None:
-                        continue
-                    shard_pairs = pairs[shard * self.shard_size : (shard + 1) * self.shard_size]
-                    log.info("extracting %s deltas for %s (shard %d) at layer %d", side, name, shard, self.layers[side])
-                    if self.extraction_trainer:
-                        extract_deltas_sharded(
-                            self.spec(side),
-                            shard_pairs,
-                            self.layers[side],
-                            cache=self.cache,
-                            key=key,
-                            trainer_kwargs=self.extraction_trainer,
-                            chat_template=self.chat_template,
-                            batch_size=self.extraction_batch_size,
-                        )
-                        continue
-                    model, tokenizer = self.model(side)
-                    deltas = extract_deltas(
-                        model,
-                        tokenizer,
-                        shard_pairs,
-                        self.layers[side],
-                        batch_size=self.extraction_batch_size,
-                        chat_template=self.chat_template,
-                    )
-                    self.cache.save(key, deltas, {"side": side, "concept": name, "shard": shard})
-            if side == "source":
-                self.release("source")  # the source is not needed after extraction
+        self.store.extract_missing()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.deltas:
-            return
-        for side in ("source", "target"):
-            self.deltas[side] = {}
-            for name in self.concepts:
-                shards = [self.cache.load(key) for key in self.keys(side, name)]
-                if any(shard is None for shard in shards):
-                    raise RuntimeError(f"deltas of {name} ({side}) are not cached; call prepare_data() first")
-                self.deltas[side][name] = torch.cat(shards)
+        if not self.deltas:
+            self.deltas = self.store.load()
 
-    # -- splits -------------------------------------------------------------------------------------------------
-    def _rows(self, name: str, part: Literal["train", "val"]) -> slice:
-        n = self.deltas["source"][name].shape[0]
-        if self.split == "concept":
-            in_train = name in self.train_concepts
-            return slice(0, n) if (part == "train") == in_train else slice(0, 0)
-        n_val = max(1, round(n * self.val_fraction))
-        return slice(0, n - n_val) if part == "train" else slice(n - n_val, n)
-
-    def tensors(self, part: Literal["train", "val"]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(source deltas, target deltas, concept index into ``self.val_concepts`` or -1) for the part."""
-        names = self.train_concepts if part == "train" else self.val_concepts
-        xs, xt, idx = [], [], []
-        for name in names:
-            rows = self._rows(name, part)
-            xs.append(self.deltas["source"][name][rows])
-            xt.append(self.deltas["target"][name][rows])
-            concept_index = self.val_concepts.index(name) if name in self.val_concepts else -1
-            idx.append(torch.full((xs[-1].shape[0],), concept_index))
-        return torch.cat(xs), torch.cat(xt), torch.cat(idx)
+    # -- rows -------------------------------------------------------------------------------------------------------
+    def tensors(self, part: Part) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source deltas, target deltas) of the part, paired row by row."""
+        return paired_rows(self.split, self.deltas, part)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -232,18 +154,24 @@ class PairedDeltas(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
 
-    def _loader(self, part: Literal["train", "val"], shuffle: bool) -> DataLoader:
+    def _loader(self, part: Part, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(*self.tensors(part))
         batch = self.batch_size or len(dataset)
         generator = torch.Generator().manual_seed(0)
         return DataLoader(dataset, batch_size=batch, shuffle=shuffle and batch < len(dataset), generator=generator)
 
-    # -- what callbacks and the card need -------------------------------------------------------------------------
-    def steering_vector(self, side: Side, concept: str) -> torch.Tensor:
-        """The concept's steering vector in one model, from the pairs of the training part."""
+    # -- what callbacks and the card need ---------------------------------------------------------------------------
+    def steering_vector(self, side: Side, concept: str) -> SteeringVector:
+        """The concept's steering vector in one model, from the training rows only."""
         deltas = self.deltas[side][concept]
-        rows = self._rows(concept, "train") if self.split == "pair" else slice(None)
-        return steering_vector(deltas[rows], self.sv_method)
+        rows = vector_rows(self.split, concept, deltas.shape[0])
+        return SteeringVector.single(
+            steering_vector(deltas[rows], self.sv_method),
+            self.layers[side],
+            model=self.model_name(side),
+            concept=concept,
+            method=self.sv_method,
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -252,9 +180,10 @@ class PairedDeltas(L.LightningDataModule):
             "source_layer": self.layers["source"],
             "target_layer": self.layers["target"],
             "sv_method": self.sv_method,
-            "split": self.split,
+            "split": self.split.by,
             "train_concepts": self.train_concepts,
             "val_concepts": self.val_concepts,
+            "eval_concepts": self.eval_concepts,
             "chat_template": self.chat_template,
             "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas else None,
         }

@@ -1,9 +1,16 @@
-"""Measuring steering: completion log-probabilities under steering, and sweeps over vectors and betas."""
+"""Measuring steering by likelihood: completion log-probabilities under steering, and sweeps over vectors and betas.
+
+A contrastive pair is scored by its margin, log p(positive | prompt) - log p(negative | prompt); the behaviour-matching
+probability is sigmoid(margin) = p(pos) / (p(pos) + p(neg)). Sweeps run the blocks before the steering layer once per
+batch and replay only the later blocks per (vector, beta); the replay checks itself against a full forward pass on
+its first batch and falls back to full passes if the two disagree (a block that takes its inputs differently).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,24 +20,36 @@ from lcross.activations import pad_batch
 from lcross.concepts import ContrastivePair
 from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks, final_norm
-from lcross.metrics import BehaviorMatching, behavior_matching_probability
+from lcross.metrics import behavior_matching_probability
 from lcross.prompting import Encoded, encode
+from lcross.results import Sweep
 from lcross.steering import Positions, Steering, apply_steering, position_mask
 
+log = logging.getLogger(__name__)
 
-@dataclass
-class SweepResult:
-    """Behaviour-matching probability for each vector at each beta.
+# How far the replayed suffix may drift from a full forward pass (in margin units, nats) before it is not trusted.
+REPLAY_TOLERANCE = 1e-3
 
-    ``mean[name]`` is [n_betas]; ``items[name]`` is [n_betas, n_items], for confidence intervals.
-    """
 
-    betas: list[float]
-    mean: dict[str, torch.Tensor]
-    items: dict[str, torch.Tensor]
+@dataclass(frozen=True)
+class EncodedPair:
+    """A pair's two texts, token ids and prompt lengths."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"betas": self.betas, "mean": {k: v.tolist() for k, v in self.mean.items()}}
+    positive: Encoded
+    negative: Encoded
+
+    def texts(self) -> tuple[Encoded, Encoded]:
+        return self.positive, self.negative
+
+    @property
+    def length(self) -> int:
+        return max(len(self.positive.input_ids), len(self.negative.input_ids))
+
+    @property
+    def shares_prompt(self) -> bool:
+        """Both texts start with the same prompt tokens, so the prompt's last position predicts both completions."""
+        p, n = self.positive, self.negative
+        return p.prompt_len == n.prompt_len and p.input_ids[: p.prompt_len] == n.input_ids[: n.prompt_len]
 
 
 @dataclass
@@ -43,30 +62,36 @@ class _Batch:
     cols: torch.Tensor
     position: torch.Tensor  # per completion token: which (rows, cols) entry predicts it
     targets: torch.Tensor  # per completion token: its id
-    owner: torch.Tensor  # per completion token: which text it belongs to
+    owner: torch.Tensor  # per completion token: which text (2 * pair + 0 positive / 1 negative) it belongs to
     first: torch.Tensor  # per completion token: the first one, after a prompt the pair's other text shares
 
 
-def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: torch.device) -> list[_Batch]:
-    # The two texts of a pair stay side by side (longest pairs first), so the position that predicts their first
-    # completion token, the same prompt in both, is scored once.
-    pair_len = [max(len(texts[i].input_ids), len(texts[i ^ 1].input_ids)) for i in range(len(texts))]
-    order = sorted(range(len(texts)), key=lambda i: (-pair_len[i], i))
+def encode_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair], chat_template: bool) -> list[EncodedPair]:
+    return [
+        EncodedPair(
+            encode(tokenizer, p.prompt, p.positive, chat_template),
+            encode(tokenizer, p.prompt, p.negative, chat_template),
+        )
+        for p in pairs
+    ]
+
+
+def _batches(tokenizer: Any, pairs: Sequence[EncodedPair], batch_size: int, device: torch.device) -> list[_Batch]:
+    """Texts in batches of ``batch_size``; a pair's two texts stay side by side (longest pairs first), so the position
+    that predicts their first completion token, the same prompt in both, is scored once."""
+    order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].length, i))
+    texts = [(i, side) for i in order for side in (0, 1)]  # (pair, 0 = positive / 1 = negative)
     batches = []
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        chunk = [texts[i] for i in index]
-        inputs = pad_batch(tokenizer, [t.input_ids for t in chunk], device=device, side="left")
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        encoded = [pairs[i].texts()[side] for i, side in chunk]
+        inputs = pad_batch(tokenizer, [t.input_ids for t in encoded], device=device, side="left")
         width = inputs["input_ids"].shape[1]
-        offsets = [width - len(t.input_ids) for t in chunk]
+        offsets = [width - len(t.input_ids) for t in encoded]
         seen: dict[tuple[int, ...], int] = {}  # token prefix -> index into rows/cols
         rows, cols, position, targets, owner, first = [], [], [], [], [], []
-        for row, (offset, text) in enumerate(zip(offsets, chunk)):
-            other = texts[index[row] ^ 1]  # texts come in (positive, negative) pairs
-            shared = (
-                other.prompt_len == text.prompt_len
-                and other.input_ids[: text.prompt_len] == text.input_ids[: text.prompt_len]
-            )
+        for row, ((pair, side), offset, text) in enumerate(zip(chunk, offsets, encoded)):
+            shared = pairs[pair].shares_prompt
             for j in range(text.prompt_len, len(text.input_ids)):
                 first.append(shared and j == text.prompt_len)
                 prefix = tuple(text.input_ids[:j])  # equal prefixes give equal hidden states (causal attention)
@@ -76,11 +101,11 @@ def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: 
                     cols.append(offset + j - 1)
                 position.append(seen[prefix])
                 targets.append(text.input_ids[j])
-                owner.append(index[row])
+                owner.append(2 * pair + side)
         batches.append(
             _Batch(
                 inputs=inputs,
-                prompt_end=torch.tensor([o + t.prompt_len for o, t in zip(offsets, chunk)], device=device),
+                prompt_end=torch.tensor([o + t.prompt_len for o, t in zip(offsets, encoded)], device=device),
                 rows=torch.tensor(rows, device=device),
                 cols=torch.tensor(cols, device=device),
                 position=torch.tensor(position, device=device),
@@ -92,26 +117,22 @@ def _batches(tokenizer: Any, texts: Sequence[Encoded], batch_size: int, device: 
     return batches
 
 
-def _encode_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair], chat_template: bool) -> list[Encoded]:
-    return [encode(tokenizer, p.prompt, c, chat_template) for p in pairs for c in (p.positive, p.negative)]
-
-
 def _score(
-    model: torch.nn.Module, final_hidden: torch.Tensor, batch: _Batch, out: torch.Tensor, relative: bool = False
+    model: torch.nn.Module, final_hidden: torch.Tensor, batch: _Batch, out: torch.Tensor, skip_shared: bool
 ) -> None:
-    """Adds each completion token's log-probability to its text's total in ``out``.
+    """Adds each completion token's log-probability to its text's total in ``out`` [2 * n_pairs].
 
     The output layer runs only on the positions that predict a completion token, once per distinct prefix, not on
     every position: with large vocabularies (Gemma's 262k) it otherwise costs more than all the decoder blocks.
-    ``relative``: for a pair's first completion token, predicted from the prompt both texts share, the softmax
-    normaliser is the same for both and cancels in p(pos) / (p(pos) + p(neg)); only the two target logits are
-    computed there. Totals are then log-probabilities up to a per-pair constant.
+    ``skip_shared``: for a pair's first completion token, predicted from the prompt both texts share, the softmax
+    normaliser is the same for both and cancels in the pair's margin; only the two target logits are computed there.
+    Totals are then log-probabilities up to a per-pair constant, fit only for margins.
     """
     head = model.get_output_embeddings()
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     hidden = final_hidden[batch.rows, batch.cols]
     token_logp = torch.empty(batch.targets.shape[0], dtype=torch.float64, device=hidden.device)
-    full = ~batch.first if relative and isinstance(head, torch.nn.Linear) else torch.ones_like(batch.first)
+    full = ~batch.first if skip_shared and isinstance(head, torch.nn.Linear) else torch.ones_like(batch.first)
     if (~full).any():
         k = (~full).nonzero().squeeze(-1)
         logits = (hidden[batch.position[k]].double() * head.weight[batch.targets[k]].double()).sum(-1)
@@ -128,6 +149,26 @@ def _score(
     out.index_add_(0, batch.owner, token_logp.cpu())
 
 
+def _pair_scores(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[ContrastivePair],
+    steering: Steering | Sequence[Steering] | None,
+    chat_template: bool,
+    batch_size: int,
+    skip_shared: bool,
+) -> torch.Tensor:
+    """[n_pairs, 2] completion scores, one full (steered) forward pass per batch."""
+    _check_batch_size(batch_size)
+    encoded = encode_pairs(tokenizer, pairs, chat_template)
+    out = torch.zeros(2 * len(encoded), dtype=torch.float64)
+    for batch in _batches(tokenizer, encoded, batch_size, next(model.parameters()).device):
+        with apply_steering(model, steering, batch.prompt_end), torch.inference_mode():
+            hidden = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
+            _score(model, hidden, batch, out, skip_shared)
+    return out.view(-1, 2)
+
+
 def completion_logprobs(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -136,21 +177,24 @@ def completion_logprobs(
     steering: Steering | Sequence[Steering] | None = None,
     chat_template: bool = False,
     batch_size: int = 16,
-    relative: bool = False,
 ) -> torch.Tensor:
-    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2].
+    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2]."""
+    return _pair_scores(model, tokenizer, pairs, steering, chat_template, batch_size, skip_shared=False)
 
-    ``relative=True`` skips the softmax normaliser that both completions of a pair share (see ``_score``): the
-    difference of the two columns, and so the behaviour-matching probability, is unchanged; it costs far less with
-    large vocabularies.
-    """
-    texts = _encode_pairs(tokenizer, pairs, chat_template)
-    out = torch.zeros(len(texts), dtype=torch.float64)
-    for batch in _batches(tokenizer, texts, batch_size, next(model.parameters()).device):
-        with apply_steering(model, steering, batch.prompt_end), torch.inference_mode():
-            hidden = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
-            _score(model, hidden, batch, out, relative)
-    return out.view(-1, 2)
+
+def completion_margins(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[ContrastivePair],
+    *,
+    steering: Steering | Sequence[Steering] | None = None,
+    chat_template: bool = False,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """log p(positive) - log p(negative) for each pair: [n_pairs]. Cheaper than two log-probabilities with large
+    vocabularies: the softmax normaliser the two completions share is never computed."""
+    scores = _pair_scores(model, tokenizer, pairs, steering, chat_template, batch_size, skip_shared=True)
+    return scores[:, 0] - scores[:, 1]
 
 
 def steering_sweep(
@@ -165,51 +209,40 @@ def steering_sweep(
     chat_template: bool = False,
     batch_size: int = 16,
     reuse_prefix: bool = True,
-) -> SweepResult:
-    """Behaviour-matching probability on ``pairs`` for every vector at every beta.
+    model_name: str = "",
+) -> Sweep:
+    """Behaviour-matching probability on ``pairs`` for every vector at every non-zero beta, and unsteered.
 
-    With ``reuse_prefix`` (the default), each batch runs the blocks up to ``layer`` once; every (vector, beta) then
-    runs only the blocks after it, from the saved hidden state, with the same attention masks and position
-    embeddings the full model used. beta = 0, the unsteered model, is the same for every vector and computed once.
+    With ``reuse_prefix`` (the default), each batch runs the whole model once (the unsteered scores) while recording
+    the blocks' inputs; every (vector, beta) then runs only the blocks after ``layer``, from the saved hidden state.
     ``reuse_prefix=False`` runs one full steered forward pass per (vector, beta) instead (the reference).
     """
-    if len(betas) == 0:
-        raise LCrossInputError("the beta grid is empty", fix="give at least one beta, e.g. betas: [-2, 0, 2]")
+    betas = [float(b) for b in betas if float(b) != 0.0]
+    if not betas:
+        raise LCrossInputError("the beta grid is empty", fix="give at least one non-zero beta, e.g. betas: [-2, 2]")
     if not pairs:
         raise LCrossInputError("no evaluation items to steer on", fix="give the concept held-out test items")
-    betas = [float(b) for b in betas]
+    _check_batch_size(batch_size)
     if reuse_prefix:
-        logp = _sweep_reusing_prefix(
+        unsteered, steered = _sweep_reusing_prefix(
             model, tokenizer, pairs, layer, vectors, betas, positions, chat_template, batch_size
         )
     else:
-        logp = {}
-        for name, vector in vectors.items():
-            for beta in betas:
-                if beta == 0 and ("__unsteered__", 0.0) in logp:
-                    logp[name, beta] = logp["__unsteered__", 0.0]
-                    continue
-                logp[name, beta] = completion_logprobs(
-                    model,
-                    tokenizer,
-                    pairs,
-                    steering=Steering(vector, layer, beta, positions),
-                    chat_template=chat_template,
-                    batch_size=batch_size,
-                    relative=True,
-                )
-                if beta == 0:
-                    logp["__unsteered__", 0.0] = logp[name, beta]
-    items, means = {}, {}
-    for name in vectors:
-        per_beta = []
-        for beta in betas:
-            metric = BehaviorMatching()
-            metric.update(logp[name, beta][:, 0], logp[name, beta][:, 1])
-            per_beta.append(float(metric.compute()))
-        means[name] = torch.tensor(per_beta)
-        items[name] = torch.stack([behavior_matching_probability(*logp[name, b].unbind(-1)) for b in betas])
-    return SweepResult(betas=betas, mean=means, items=items)
+        common = dict(chat_template=chat_template, batch_size=batch_size)
+        unsteered = completion_margins(model, tokenizer, pairs, **common)
+        steered = {
+            (name, beta): completion_margins(
+                model, tokenizer, pairs, steering=Steering(vector, layer, beta, positions), **common
+            )
+            for name, vector in vectors.items()
+            for beta in betas
+        }
+    zero = torch.zeros(len(pairs), dtype=torch.float64)
+    # Keys as given: Variant members (the callbacks) or any names (StrEnum members equal their string values).
+    items = {
+        name: torch.stack([behavior_matching_probability(steered[name, b], zero) for b in betas]) for name in vectors
+    }
+    return Sweep(betas, items, behavior_matching_probability(unsteered, zero), model=model_name)
 
 
 def _sweep_reusing_prefix(
@@ -222,34 +255,92 @@ def _sweep_reusing_prefix(
     positions: Positions,
     chat_template: bool,
     batch_size: int,
-) -> dict[tuple[str, float], torch.Tensor]:
-    texts = _encode_pairs(tokenizer, pairs, chat_template)
+) -> tuple[torch.Tensor, dict[tuple[str, float], torch.Tensor]]:
+    encoded = encode_pairs(tokenizer, pairs, chat_template)
     blocks, norm = decoder_blocks(model), final_norm(model)
     check_layer(layer, len(blocks), type(model).__name__)
     param = next(model.parameters())
-    unsteered = torch.zeros(len(texts), dtype=torch.float64)
-    steered = {(n, b): torch.zeros(len(texts), dtype=torch.float64) for n in vectors for b in betas if b != 0}
-    for batch in _batches(tokenizer, texts, batch_size, param.device):
+    unsteered = torch.zeros(2 * len(encoded), dtype=torch.float64)
+    steered = {(n, b): torch.zeros(2 * len(encoded), dtype=torch.float64) for n in vectors for b in betas}
+    trusted: bool | None = None  # decided on the first batch
+    for batch in _batches(tokenizer, encoded, batch_size, param.device):
         with torch.inference_mode(), _recording_block_calls(blocks, layer) as record:
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
-            _score(model, final, batch, unsteered, relative=True)
+        with torch.inference_mode():
+            _score(model, final, batch, unsteered, skip_shared=True)
             for (name, beta), out in steered.items():
+                steering = Steering(vectors[name], layer, beta, positions)
+                if trusted is False:
+                    _score_full(model, batch, steering, out)
+                    continue
                 shift = (beta * vectors[name]).to(device=param.device, dtype=param.dtype)
-                hidden = record.output + position_mask(record.output, positions, batch.prompt_end) * shift
-                for block, (args, kwargs) in zip(blocks[layer + 1 :], record.calls):
-                    hidden = block_output(block(hidden, *args[1:], **kwargs))
-                _score(model, norm(hidden), batch, out, relative=True)
-    logp = {(n, b): (steered[n, b] if b != 0 else unsteered).view(-1, 2) for n in vectors for b in betas}
-    return logp
+                try:
+                    hidden = record.output + position_mask(record.output, positions, batch.prompt_end) * shift
+                    for block, call in zip(blocks[layer + 1 :], record.calls):
+                        hidden = block_output(call.replay(block, hidden))
+                except (RuntimeError, TypeError) as err:  # a block that takes its inputs another way
+                    if trusted:
+                        raise
+                    log.warning("replaying the blocks after the steering layer failed (%s); using full passes", err)
+                    trusted = False
+                    _score_full(model, batch, steering, out)
+                    continue
+                if trusted is None:
+                    trusted = _replay_matches_full(model, batch, norm(hidden), steering, out.shape[0])
+                    if not trusted:
+                        _score_full(model, batch, steering, out)
+                        continue
+                _score(model, norm(hidden), batch, out, skip_shared=True)
+    margins = {key: (v.view(-1, 2)[:, 0] - v.view(-1, 2)[:, 1]) for key, v in steered.items()}
+    return unsteered.view(-1, 2)[:, 0] - unsteered.view(-1, 2)[:, 1], margins
+
+
+def _score_full(model: torch.nn.Module, batch: _Batch, steering: Steering, out: torch.Tensor) -> None:
+    with apply_steering(model, steering, batch.prompt_end):
+        final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
+    _score(model, final, batch, out, skip_shared=True)
+
+
+def _replay_matches_full(
+    model: torch.nn.Module, batch: _Batch, replayed: torch.Tensor, steering: Steering, n_texts: int
+) -> bool:
+    """Compares the replayed suffix with a full steered forward pass on the same batch, at the scored positions."""
+    fast, full = torch.zeros(n_texts, dtype=torch.float64), torch.zeros(n_texts, dtype=torch.float64)
+    _score(model, replayed, batch, fast, skip_shared=True)
+    _score_full(model, batch, steering, full)
+    gap = float((fast - full).abs().max())
+    if gap > REPLAY_TOLERANCE:
+        log.warning(
+            "replaying the blocks after the steering layer differs from a full forward pass by %.2g; this sweep falls "
+            "back to full passes (slower, exact)",
+            gap,
+        )
+        return False
+    return True
+
+
+@dataclass
+class _Call:
+    """The arguments of one block call, with the hidden state's place (positional 0 or a keyword) remembered."""
+
+    args: tuple
+    kwargs: dict[str, Any]
+
+    def replay(self, block: torch.nn.Module, hidden: torch.Tensor) -> Any:
+        if self.args:
+            return block(hidden, *self.args[1:], **self.kwargs)
+        if "hidden_states" in self.kwargs:
+            return block(**{**self.kwargs, "hidden_states": hidden})
+        raise RuntimeError("cannot tell which argument of the block is the hidden state")
 
 
 class _Record:
     output: torch.Tensor
-    calls: list[tuple[tuple, dict]]
+    calls: list[_Call]
 
 
 @contextlib.contextmanager
-def _recording_block_calls(blocks: torch.nn.ModuleList, layer: int):
+def _recording_block_calls(blocks: torch.nn.ModuleList, layer: int) -> Iterator[_Record]:
     """Records block ``layer``'s output and the arguments of every later block's call, for replaying the suffix."""
     record = _Record()
     record.calls = []
@@ -258,7 +349,7 @@ def _recording_block_calls(blocks: torch.nn.ModuleList, layer: int):
         record.output = block_output(output)
 
     def keep_call(_module, args, kwargs):
-        record.calls.append((args, kwargs))
+        record.calls.append(_Call(args, kwargs))
 
     handles = [blocks[layer].register_forward_hook(keep_output)]
     handles += [b.register_forward_pre_hook(keep_call, with_kwargs=True) for b in blocks[layer + 1 :]]
@@ -267,3 +358,8 @@ def _recording_block_calls(blocks: torch.nn.ModuleList, layer: int):
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise LCrossInputError(f"batch_size is {batch_size!r}", fix="use a positive number of texts per forward pass")

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def is_regularised(hparams: dict) -> bool:
+    """Whether an LCross fit with these hyperparameters is regularised (a ridge start, or a penalty)."""
+    return (
+        hparams.get("init") == "closed_form"
+        and hparams.get("init_method") == "ridge"
+        or bool(hparams.get("ridge"))
+        or bool(hparams.get("weight_decay"))
+    )
+
+
 def interpolation_warning(n_rows: int, d_source: int) -> str | None:
     """A warning to show when T is fitted on ``n_rows`` <= ``d_source`` rows, else None."""
     if n_rows > d_source:

@@ -19,16 +19,18 @@ from typing import Any
 import torch
 import yaml
 
-from lcross.interpolation import interpolation_warning
+from lcross.interpolation import interpolation_warning, is_regularised
 from lcross.plots import map_figure, sweep_figure
+from lcross.results import Variant, summary_value, sweep_curves
 from lcross.transform import CARD_NAME
 
+# (variant, which model's sweep holds it, column title)
 COLUMNS = [
-    ("own_sv", "own SV"),
-    ("transferred", "transferred from {source}"),
-    ("random_T", "random T"),
-    ("identity", "identity (no T)"),
-    ("source_on_source", "{source} steering itself"),
+    (Variant.OWN_SV, "target", "own SV"),
+    (Variant.TRANSFERRED, "target", "transferred from {source}"),
+    (Variant.RANDOM_T, "target", "random T"),
+    (Variant.IDENTITY, "target", "identity (no T)"),
+    (Variant.SOURCE_ON_SOURCE, "source", "{source} steering itself"),
 ]
 
 
@@ -42,41 +44,47 @@ def load_run(run: str | Path) -> dict[str, Any]:
     return card
 
 
+def _concepts(card: dict[str, Any]) -> list[str]:
+    return [c for c in card["efficacy"] if c != "epoch"]
+
+
 def efficacy_table(cards: list[dict[str, Any]], beta: float) -> str:
     """A Markdown table at one beta; runs with different sources add 'transferred from' columns."""
     header, cells = ["concept", "no steering"], {}
-    concepts = list(dict.fromkeys(c for card in cards for c in card["efficacy"] if c != "epoch"))
+    concepts = list(dict.fromkeys(c for card in cards for c in _concepts(card)))
     for index, card in enumerate(cards):
         source = _short(card["source"]["name"])
-        for key, title in COLUMNS:
-            if index > 0 and key not in ("transferred", "source_on_source"):
+        for variant, side, title in COLUMNS:
+            if index > 0 and variant not in (Variant.TRANSFERRED, Variant.SOURCE_ON_SOURCE):
                 continue  # the target's baselines are the same in every run
             label = title.format(source=source)
             for concept in concepts:
                 entry = card["efficacy"].get(concept)
-                if entry is None or key not in entry["mean"] or beta not in entry["betas"]:
+                value = None if entry is None else summary_value(entry, side, variant, beta)
+                if value is None:
                     continue
-                if key == "source_on_source":  # the source's own unsteered figure, to read its column against
+                if side == "source":  # the source's own unsteered figure, to read its column against
                     unsteered = f"{source} without steering"
                     if unsteered not in header:
                         header.append(unsteered)
-                    cells[concept, unsteered] = _cell(entry, key, entry["betas"].index(0.0))
+                    cells[concept, unsteered] = _cell(summary_value(entry, "source", None, 0.0))
                 if label not in header:
                     header.append(label)
-                cells[concept, label] = _cell(entry, key, entry["betas"].index(beta))
-                cells[concept, "no steering"] = _cell(entry, "own_sv", entry["betas"].index(0.0))
+                cells[concept, label] = _cell(value)
+                cells[concept, "no steering"] = _cell(summary_value(entry, "target", None, 0.0))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for concept in concepts:
         lines.append("| " + " | ".join([concept] + [cells.get((concept, h), "") for h in header[1:]]) + " |")
     return "\n".join(lines)
 
 
-def _cell(entry: dict[str, Any], key: str, index: int) -> str:
-    mean = 100 * entry["mean"][key][index]
-    if "ci95" not in entry:
-        return f"{mean:.1f}"
-    low, high = entry["ci95"][key][index]
-    return f"{mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+def _cell(value: tuple[float, Any] | None) -> str:
+    if value is None:
+        return ""
+    mean, ci = value
+    if ci is None:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
 def _short(name: str) -> str:
@@ -96,40 +104,40 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         "",
     ]
     for card, run in zip(cards, runs):
-        concepts = ", ".join(card.get("val_concepts", []))
+        concepts = ", ".join(card.get("eval_concepts", card.get("val_concepts", [])))
         lines.append(
             f"- `{run}`: source {_short(card['source']['name'])} (layer {card['source_layer']}), split "
             f"{card.get('split')}, T trained on {', '.join(card.get('train_concepts', []))}; evaluated on {concepts}; "
             f"{card.get('fit_method')}."
         )
         n_rows = card.get("n_train_rows")
-        if n_rows is not None and interpolation_warning(n_rows, card["d_source"]):
+        regularised = is_regularised(card.get("hyperparameters", {}))
+        if n_rows is not None and not regularised and interpolation_warning(n_rows, card["d_source"]):
             lines.append(f"  - Warning: {interpolation_warning(n_rows, card['d_source'])}")
     for beta in betas:
         lines += ["", f"## beta = {beta:+g}", "", efficacy_table(cards, beta)]
     lines += ["", "## Beta sweeps", ""]
-    for concept, entry in first["efficacy"].items():
-        if concept == "epoch":
-            continue
-        curves = {k: v for card in cards for k, v in _named(card, concept, "mean").items()}
-        bands = {k: v for card in cards for k, v in _named(card, concept, "ci95").items()}
-        baseline = entry["mean"]["own_sv"][entry["betas"].index(0.0)]
-        figure = sweep_figure(concept, entry["betas"], curves, baseline, bands)
+    for concept in _concepts(first):
+        curves, bands = {}, {}
+        for card in cards:
+            suffix = f" ({_short(card['source']['name'])})"
+            entry = card["efficacy"].get(concept)
+            if entry is None:
+                continue
+            run_curves, run_bands, _ = sweep_curves(entry)
+            for name, values in run_curves.items():
+                own = name in (Variant.TRANSFERRED, Variant.SOURCE_ON_SOURCE)
+                curves[name + suffix if own else name] = values
+                if name in run_bands:
+                    bands[name + suffix if own else name] = run_bands[name]
+        entry = first["efficacy"][concept]
+        figure = sweep_figure(concept, [0.0, *entry["betas"]], curves, entry["target"]["unsteered"]["mean"], bands)
         figure.savefig(out / f"sweep_{concept}.png", dpi=120)
         lines.append(f"![{concept}](sweep_{concept}.png)")
     if config:
         lines += ["", analyse(config, out)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
-
-
-def _named(card: dict[str, Any], concept: str, field: str) -> dict[str, Any]:
-    entry = card["efficacy"].get(concept, {})
-    source = _short(card["source"]["name"])
-    return {
-        (f"{k} ({source})" if k in ("transferred", "source_on_source") else k): v
-        for k, v in entry.get(field, {}).items()
-    }
 
 
 def analyse(config: str, out: Path) -> str:

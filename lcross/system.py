@@ -1,4 +1,9 @@
-"""LCross: the LightningModule that fits the transform T by gradient descent on paired deltas."""
+"""LCross: the LightningModule that fits the transform T by gradient descent on paired deltas.
+
+The system is separate from the model: LCross holds the ``LinearTransform`` it trains as ``self.transform`` (built from
+its arguments, or passed in), so its checkpoint's state dict is T's under the prefix ``transform.``, and
+``lcross.load_transform`` rebuilds T from that in one place.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from torchmetrics import MeanMetric, R2Score
 
 from lcross.closed_form import FitMethod, fit_map
 from lcross.errors import LCrossInputError
-from lcross.interpolation import interpolation_warning
+from lcross.interpolation import interpolation_warning, is_regularised
+from lcross.loading import CARD_KEY, CONFIG_KEY
 from lcross.losses import LossName, fit_loss, orthogonality_penalty
 from lcross.transform import LinearTransform
 
@@ -36,6 +42,7 @@ class LCross(L.LightningModule):
         init_method: closed form used for ``init=closed_form``: lstsq (the paper's), ridge or procrustes.
         init_alpha: ridge penalty for ``init_method=ridge``.
         bias: learn an offset too (never applied to steering vectors, which are differences).
+        transform: the module to train, if not built from the arguments above (e.g. a pre-fitted LinearTransform).
     """
 
     def __init__(
@@ -53,72 +60,61 @@ class LCross(L.LightningModule):
         init_method: FitMethod = "lstsq",
         init_alpha: float = 1.0,
         bias: bool = False,
+        transform: LinearTransform | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["transform"])
         if init == "identity" and d_source != d_target:
             raise LCrossInputError(
                 f"init='identity' needs equal widths, got {d_source} -> {d_target}",
                 where="model.init",
                 fix="use closed_form or random",
             )
-        if rank is not None and not 0 < rank <= min(d_source, d_target):
-            raise LCrossInputError(f"rank {rank} must be in 1..{min(d_source, d_target)}", where="model.rank")
-        generator = torch.Generator().manual_seed(0)
-        if rank is None:
-            self.weight = torch.nn.Parameter(torch.randn(d_source, d_target, generator=generator) / d_source**0.5)
-        else:
-            self.left = torch.nn.Parameter(torch.randn(d_source, rank, generator=generator) / d_source**0.5)
-            self.right = torch.nn.Parameter(torch.randn(rank, d_target, generator=generator) / rank**0.5)
-        self.bias = torch.nn.Parameter(torch.zeros(d_target)) if bias else None
+        if transform is None:
+            transform = LinearTransform(d_source, d_target, bias=bias, rank=rank)
+            transform.reset_random(seed=0)
+        elif (transform.d_source, transform.d_target) != (d_source, d_target):
+            raise LCrossInputError(
+                f"the given transform maps {transform.d_source} -> {transform.d_target}, the data {d_source} -> "
+                f"{d_target}",
+                where="model.transform",
+            )
+        self.transform = transform
         if init == "identity":
-            self._set_weight(torch.eye(d_source))
+            self.transform.set_matrix(torch.eye(d_source))
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.val_r2 = R2Score(multioutput="variance_weighted")
 
     # -- the map ------------------------------------------------------------------------------------------------
-    def full_weight(self) -> torch.Tensor:
-        return self.weight if self.hparams.rank is None else self.left @ self.right
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x @ self.full_weight()
-        return y if self.bias is None else y + self.bias
+        return self.transform(x)
 
     def to_transform(self, card: dict[str, Any] | None = None) -> LinearTransform:
-        """The trained T as a plain LinearTransform (low-rank factors multiplied out)."""
-        transform = LinearTransform(self.hparams.d_source, self.hparams.d_target, bias=self.bias is not None, card=card)
-        with torch.no_grad():
-            transform.weight.copy_(self.full_weight().detach().cpu())
-            if self.bias is not None:
-                transform.bias.copy_(self.bias.detach().cpu())
+        """The trained T as a frozen CPU copy (for efficacy and export), with ``card`` as its card."""
+        transform = self.transform.frozen()
+        transform.card = dict(card or {})
         return transform
-
-    def _set_weight(self, weight: torch.Tensor) -> None:
-        with torch.no_grad():
-            if self.hparams.rank is None:
-                self.weight.copy_(weight)
-            else:  # the best rank-r approximation, split evenly between the factors
-                u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
-                r, root = self.hparams.rank, s[: self.hparams.rank].sqrt()
-                self.left.copy_((u[:, :r] * root).float())
-                self.right.copy_((root[:, None] * vh[:r]).float())
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "tensors"):
             return
-        xs, xt, _ = datamodule.tensors("train")
-        warning = interpolation_warning(xs.shape[0], xs.shape[1])
+        xs, xt = datamodule.tensors("train")
+        warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(xs.shape[0], xs.shape[1])
         if warning:
             rank_zero_warn(warning)
         # A resumed run keeps its restored weights; only a fresh one is initialised from the closed form.
         if self.hparams.init != "closed_form" or self.trainer.ckpt_path is not None:
             return
         weight, bias = fit_map(xs, xt, self.hparams.init_method, self.hparams.init_alpha, bias=self.bias is not None)
-        self._set_weight(weight.to(self.device))
+        self.transform.set_matrix(weight.to(self.device))
         if bias is not None:
             with torch.no_grad():
-                self.bias.copy_(bias)
+                self.transform.bias.copy_(bias)
+
+    @property
+    def bias(self) -> torch.nn.Parameter | None:
+        return self.transform.bias
 
     # -- training -----------------------------------------------------------------------------------------------
     def model_step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -131,9 +127,9 @@ class LCross(L.LightningModule):
         loss, _, _ = self.model_step(batch)
         objective = loss
         if self.hparams.ridge:
-            objective = objective + self.hparams.ridge * self.full_weight().pow(2).sum()
+            objective = objective + self.hparams.ridge * self.transform.matrix().pow(2).sum()
         if self.hparams.orthogonality:
-            objective = objective + self.hparams.orthogonality * orthogonality_penalty(self.full_weight())
+            objective = objective + self.hparams.orthogonality * orthogonality_penalty(self.transform.matrix())
         self.train_loss(loss)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/objective", objective, on_step=False, on_epoch=True)
@@ -151,11 +147,12 @@ class LCross(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "steering_vector"):
             return
-        weight = self.full_weight().detach()
-        for name in datamodule.val_concepts:
+        weight = self.transform.matrix().detach()
+        for name in datamodule.eval_concepts:
             own = datamodule.steering_vector("target", name).to(weight)
-            transferred = datamodule.steering_vector("source", name).to(weight) @ weight
-            cos = torch.nn.functional.cosine_similarity(transferred, own, dim=0)
+            transferred = datamodule.steering_vector("source", name).to(weight)
+            own_direction, transferred_direction = own[own.layers[0]], transferred[transferred.layers[0]] @ weight
+            cos = torch.nn.functional.cosine_similarity(transferred_direction, own_direction, dim=0)
             self.log(f"val/cos/{name}", cos)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -171,4 +168,5 @@ class LCross(L.LightningModule):
         return card
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["lcross_card"] = self.card()
+        checkpoint[CONFIG_KEY] = self.transform.config()
+        checkpoint[CARD_KEY] = self.card()

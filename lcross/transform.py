@@ -1,13 +1,16 @@
 """The transform T: a plain linear map from a source model's hidden space to a target model's.
 
-Rows are vectors: ``T(x) = x @ weight + bias`` with ``weight`` of shape [d_source, d_target], as in the paper
-(sv_target ~= sv_source T). Saved as ``transform.safetensors`` next to ``transform_card.json``, a card that records
-where T came from (models, layers, steering-vector method, fit method) and how well it did.
+Rows are vectors: ``T(x) = x @ W + bias`` with W of shape [d_source, d_target], as in the paper (sv_target ~= sv_source
+T). W is either one full matrix (``weight``) or, with ``rank`` r, the product of two factors ``left`` [d_source, r] @
+``right`` [r, d_target]. This one module is what ``LCross`` trains (its checkpoint holds it under ``transform.``), what
+``load_transform`` returns, and what an export holds: ``transform.safetensors`` (the state dict, dtype kept) next to
+``transform_card.json`` (the constructor arguments, and where T came from and how well it did).
 """
 
 from __future__ import annotations
 
 import json
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from lcross.closed_form import FitMethod, fit_map
 from lcross.errors import LCrossInputError
 from lcross.files import atomic_path
+from lcross.steering_vector import SteeringVector
 
 WEIGHTS_NAME = "transform.safetensors"
 CARD_NAME = "transform_card.json"
@@ -30,32 +34,100 @@ class LinearTransform(torch.nn.Module):
         d_source: the source model's hidden size.
         d_target: the target model's hidden size.
         bias: add a learned offset. Steering vectors are differences, so ``transfer`` never adds it.
+        rank: if set, W = left @ right with a [d_source, rank] and a [rank, d_target] factor.
         card: free-form provenance and metrics, saved with the weights.
     """
 
-    def __init__(self, d_source: int, d_target: int, bias: bool = False, card: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        d_source: int,
+        d_target: int,
+        bias: bool = False,
+        rank: int | None = None,
+        card: dict[str, Any] | None = None,
+    ):
         super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(d_source, d_target))
+        for name, value in (("d_source", d_source), ("d_target", d_target)):
+            if not isinstance(value, int) or value < 1:
+                raise LCrossInputError(f"{name} is {value!r}", fix="give the model's hidden size, a positive int")
+        if rank is not None and not 0 < rank <= min(d_source, d_target):
+            raise LCrossInputError(
+                f"rank {rank} must be in 1..{min(d_source, d_target)}", where="rank", fix="lower the rank or unset it"
+            )
+        self.d_source, self.d_target, self.rank = d_source, d_target, rank
+        if rank is None:
+            self.weight = torch.nn.Parameter(torch.zeros(d_source, d_target))
+        else:
+            self.left = torch.nn.Parameter(torch.zeros(d_source, rank))
+            self.right = torch.nn.Parameter(torch.zeros(rank, d_target))
         self.bias = torch.nn.Parameter(torch.zeros(d_target)) if bias else None
         self.card: dict[str, Any] = dict(card or {})
 
-    @property
-    def d_source(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def d_target(self) -> int:
-        return self.weight.shape[1]
+    # -- the map --------------------------------------------------------------------------------------------------
+    def matrix(self) -> torch.Tensor:
+        """W [d_source, d_target] (the low-rank factors multiplied out)."""
+        return self.weight if self.rank is None else self.left @ self.right
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        y = x.to(self.weight.dtype) @ self.weight
+        weight = self.matrix()
+        y = x.to(weight.dtype) @ weight
         return y if self.bias is None else y + self.bias
 
-    def transfer(self, vector: torch.Tensor) -> torch.Tensor:
-        """Maps a steering vector (a difference of activations): the linear part only, no bias."""
+    def transfer(self, vector: torch.Tensor | SteeringVector, target_layer: int | None = None):
+        """Maps a steering vector (a difference of activations): the linear part only, no bias.
+
+        A tensor maps to a tensor. A ``SteeringVector`` maps to one in the target's space, at ``target_layer`` (default:
+        the target layer in this transform's card, when the vector sits at the card's source layer).
+        """
+        if isinstance(vector, SteeringVector):
+            return self._transfer_vector(vector, target_layer)
         self._check_input(vector)
-        return vector.to(self.weight.dtype) @ self.weight
+        weight = self.matrix()
+        return vector.to(weight.dtype) @ weight
+
+    def _transfer_vector(self, vector: SteeringVector, target_layer: int | None) -> SteeringVector:
+        if len(vector.layers) != 1:
+            raise LCrossInputError(
+                f"this transform has one map, and the vector has layers {vector.layers}",
+                fix="transfer one layer at a time, or use a per-layer transform",
+            )
+        (layer,) = vector.layers
+        if target_layer is None:
+            if self.card.get("source_layer") not in (None, layer):
+                raise LCrossInputError(
+                    f"the vector is at layer {layer}, but this transform maps source layer {self.card['source_layer']}",
+                    fix="give a vector from that layer, or pass target_layer explicitly",
+                )
+            target_layer = self.card.get("target_layer", layer)
+        source = self.card.get("source", {}).get("name", "") if isinstance(self.card.get("source"), dict) else ""
+        target = self.card.get("target", {}).get("name", "") if isinstance(self.card.get("target"), dict) else ""
+        return vector.with_directions(
+            {int(target_layer): self.transfer(vector[layer]).detach()},
+            model=target,
+            transform=f"from {vector.model or source or 'the source'} (layer {layer}) through T",
+        )
+
+    def set_matrix(self, weight: torch.Tensor) -> None:
+        """Sets W; with a rank, to its best rank-r approximation split evenly between the factors."""
+        with torch.no_grad():
+            if self.rank is None:
+                self.weight.copy_(weight)
+                return
+            u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
+            root = s[: self.rank].sqrt()
+            self.left.copy_((u[:, : self.rank] * root).to(self.left.dtype))
+            self.right.copy_((root[:, None] * vh[: self.rank]).to(self.right.dtype))
+
+    def reset_random(self, seed: int = 0) -> None:
+        """Gaussian entries with std 1/sqrt(fan-in): the starting point of ``init=random``."""
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            if self.rank is None:
+                self.weight.copy_(torch.randn(self.d_source, self.d_target, generator=generator) / self.d_source**0.5)
+            else:
+                self.left.copy_(torch.randn(self.d_source, self.rank, generator=generator) / self.d_source**0.5)
+                self.right.copy_(torch.randn(self.rank, self.d_target, generator=generator) / self.rank**0.5)
 
     @classmethod
     def fit(
@@ -71,19 +143,56 @@ class LinearTransform(torch.nn.Module):
         transform = cls(weight.shape[0], weight.shape[1], bias=bias, card={"fit_method": method}).to(weight.dtype)
         if method == "ridge":
             transform.card["alpha"] = alpha
-        with torch.no_grad():
-            transform.weight.copy_(weight)
-            if b is not None:
+        transform.set_matrix(weight)
+        if b is not None:
+            with torch.no_grad():
                 transform.bias.copy_(b)
+        return transform
+
+    def frozen(self) -> LinearTransform:
+        """A detached CPU copy in eval mode without gradients: T for use, not for training."""
+        copy = deepcopy(self).cpu()
+        copy.card = dict(self.card)
+        return copy.eval().requires_grad_(False)
+
+    # -- configuration and files ----------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (primitives only): enough to rebuild the module before loading its weights."""
+        return {"d_source": self.d_source, "d_target": self.d_target, "bias": self.bias is not None, "rank": self.rank}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], card: dict[str, Any] | None = None) -> LinearTransform:
+        return cls(config["d_source"], config["d_target"], bias=config["bias"], rank=config["rank"], card=card)
+
+    @classmethod
+    def from_state(
+        cls, config: dict[str, Any], state: dict[str, torch.Tensor], card: dict[str, Any] | None, where: str
+    ) -> LinearTransform:
+        """Rebuilds T from its config and state dict, keeping the stored dtype; the one loading path."""
+        try:
+            transform = cls.from_config(config, card=card)
+        except (KeyError, TypeError) as err:
+            raise LCrossInputError(
+                f"the transform's configuration is incomplete ({err})", where=where, fix="re-export the transform"
+            ) from None
+        expected = {k: tuple(v.shape) for k, v in transform.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in state.items()}
+        if expected != found:
+            raise LCrossInputError(
+                f"the stored weights {found} do not match the configuration {expected}",
+                where=where,
+                fix="the file is damaged or from another tool; re-export it",
+            )
+        dtypes = {v.dtype for v in state.values()}
+        transform = transform.to(dtypes.pop() if len(dtypes) == 1 else torch.float32)
+        transform.load_state_dict(state)
         return transform
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Writes weights and card atomically: a crash leaves the previous export or none, never half of one."""
         directory = Path(directory)
-        tensors = {"weight": self.weight.detach().cpu().contiguous()}
-        if self.bias is not None:
-            tensors["bias"] = self.bias.detach().cpu().contiguous()
-        card = {"format": FORMAT, "d_source": self.d_source, "d_target": self.d_target, **self.card}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        card = {"format": FORMAT, **self.config(), **self.card}
         with atomic_path(directory) as tmp:
             tmp.mkdir()
             save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": FORMAT})
@@ -103,10 +212,8 @@ class LinearTransform(torch.nn.Module):
         card = json.loads(card_path.read_text())
         if card.get("format") != FORMAT:
             raise LCrossInputError(f"unknown transform format {card.get('format')!r}", where=str(card_path))
-        tensors = load_file(weights_path)
-        transform = cls(card["d_source"], card["d_target"], bias="bias" in tensors, card=card)
-        transform.load_state_dict(tensors)
-        return transform
+        config = {"bias": False, "rank": None, **card}
+        return cls.from_state(config, load_file(weights_path), card, str(directory)).frozen()
 
     def check_models(self, d_source: int, d_target: int) -> None:
         """Raises a clear error when T does not fit the hidden sizes of the models it is used with."""
@@ -125,4 +232,5 @@ class LinearTransform(torch.nn.Module):
             )
 
     def extra_repr(self) -> str:
-        return f"d_source={self.d_source}, d_target={self.d_target}, bias={self.bias is not None}"
+        rank = "" if self.rank is None else f", rank={self.rank}"
+        return f"d_source={self.d_source}, d_target={self.d_target}, bias={self.bias is not None}{rank}"

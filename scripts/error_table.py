@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from callbacks.steering_efficacy import SteeringEfficacy
+from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross import (
     LinearTransform,
     ModelSpec,

@@ -40,7 +40,8 @@ def test_interpolation_warning_fires_exactly_when_n_is_at_most_d():
     assert interpolation_warning(10, 576) is not None
 
 
-def test_fit_warns_about_the_interpolation_trap(tmp_path, monkeypatch):
+@pytest.mark.parametrize("init_method,warns", [("lstsq", True), ("ridge", False)])
+def test_fit_warns_about_the_interpolation_trap_unless_regularised(tmp_path, monkeypatch, init_method, warns):
     from lcross.cli import main
 
     monkeypatch.chdir(ROOT)
@@ -53,11 +54,13 @@ def test_fit_warns_about_the_interpolation_trap(tmp_path, monkeypatch):
                 "configs/tiny.yaml",
                 "--trainer.max_epochs=1",
                 "--data.max_train_pairs=8",
+                f"--model.init_method={init_method}",
                 f"--trainer.logger.init_args.save_dir={tmp_path}",
                 f"--data.cache_dir={tmp_path / 'c'}",
             ]
         )
-    assert any("interpolation trap" in str(w.message) and "n=16" in str(w.message) for w in caught)
+    warned = any("interpolation trap" in str(w.message) and "n=16" in str(w.message) for w in caught)
+    assert warned == warns
 
 
 def test_ssim_equals_a_window_by_window_computation():
@@ -136,11 +139,14 @@ def test_report_from_a_tiny_run(tmp_path, monkeypatch):
     report([str(run), "--out", str(tmp_path / "out"), "--beta", "4", "--config", str(config)])
     text = (tmp_path / "out" / "report.md").read_text()
     card = json.loads((run / "transform" / "transform_card.json").read_text())
-    own = card["efficacy"]["sentiment"]["mean"]["own_sv"][card["efficacy"]["sentiment"]["betas"].index(4.0)]
-    low, high = card["efficacy"]["sentiment"]["ci95"]["own_sv"][card["efficacy"]["sentiment"]["betas"].index(4.0)]
+    entry = card["efficacy"]["sentiment"]
+    own = entry["target"]["variants"]["own_sv"]["mean"][entry["betas"].index(4.0)]
+    low, high = entry["target"]["variants"]["own_sv"]["ci95"][entry["betas"].index(4.0)]
+    unsteered = entry["target"]["unsteered"]["mean"]
     assert "| concept | no steering | own SV | transferred from tiny-llama | random T |" in text
     assert "| sentiment | " in text and f"{100 * own:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in text
-    assert "Warning: T is fitted on n=16 rows with d_source=32" in text  # 2 training concepts x 8 pairs
+    assert f"| sentiment | {100 * unsteered:.1f} [" in text  # no steering: the target's own unsteered figure
+    assert "interpolation trap" not in text  # 16 rows <= d_source 32, but the fit is ridge-regularised
     assert (tmp_path / "out" / "sweep_sentiment.png").exists() and (tmp_path / "out" / "map_target.png").exists()
     assert "| sentiment vs temperature |" in text and "random vs random" in text
     assert list((tmp_path / "out" / "projector" / "target").rglob("projector_config.pbtxt"))

@@ -28,17 +28,17 @@ def _dm(tmp_path, **kwargs):
 def test_dims_are_known_before_any_model_loads(tmp_path):
     dm = _dm(tmp_path)
     assert (dm.d_source, dm.d_target) == (32, 48)
-    assert dm._models == {}
+    assert dm.store.loaded() == []
 
 
 def test_split_by_concept_keeps_held_out_concepts_out_of_training(tmp_path):
     dm = _dm(tmp_path)
     dm.prepare_data()
     dm.setup("fit")
-    xs, xt, idx = dm.tensors("train")
-    assert xs.shape == (20, 32) and xt.shape == (20, 48) and (idx == -1).all()
-    vs, _, vidx = dm.tensors("val")
-    assert vs.shape == (10, 32) and (vidx == 0).all()
+    xs, xt = dm.tensors("train")
+    assert xs.shape == (20, 32) and xt.shape == (20, 48)
+    vs, _ = dm.tensors("val")
+    assert vs.shape == (10, 32)
     model, tokenizer = load_model(SOURCE)
     expected = extract_deltas(model, tokenizer, dm.concepts["sentiment"].train, 1)
     torch.testing.assert_close(vs, expected)
@@ -49,7 +49,7 @@ def test_split_by_pair(tmp_path):
     dm.prepare_data()
     dm.setup("fit")
     assert dm.tensors("train")[0].shape[0] == 3 * 7 and dm.tensors("val")[0].shape[0] == 3 * 3
-    assert dm.val_concepts == list(CONCEPTS)
+    assert dm.val_concepts == list(CONCEPTS) and dm.eval_concepts == list(CONCEPTS)
 
 
 def test_second_run_reads_the_cache_and_loads_no_model(tmp_path):
@@ -58,7 +58,7 @@ def test_second_run_reads_the_cache_and_loads_no_model(tmp_path):
     first.setup("fit")
     second = _dm(tmp_path)
     second.prepare_data()
-    assert second._models == {}  # no model loaded, so no forward pass ran
+    assert second.store.loaded() == []  # no model loaded, so no forward pass ran
     second.setup("fit")
     for side in ("source", "target"):
         for name in CONCEPTS:

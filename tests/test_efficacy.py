@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lcross import BehaviorMatching, LCrossInputError, behavior_matching_probability, steer
-from lcross.efficacy import completion_logprobs, steering_sweep
+from lcross.efficacy import completion_logprobs, completion_margins, steering_sweep
 from lcross.steering import Steering
 
 
@@ -56,17 +56,21 @@ def test_sweep_shares_the_unsteered_point_and_moves_with_beta(tiny_llama, pairs)
     model, tokenizer = tiny_llama
     vectors = {"a": torch.ones(32), "b": -torch.ones(32)}
     result = steering_sweep(model, tokenizer, pairs, 1, vectors, [-3.0, 0.0, 3.0])
-    assert result.mean["a"].shape == (3,) and result.items["a"].shape == (3, len(pairs))
-    assert result.mean["a"][1] == result.mean["b"][1]
+    assert result.betas == [-3.0, 3.0]  # beta 0 is the unsteered field, measured once for every vector
+    assert result.mean("a").shape == (2,) and result.items["a"].shape == (2, len(pairs))
+    assert result.unsteered.shape == (len(pairs),)
     # b = -a, so b at beta is a at -beta
-    torch.testing.assert_close(result.mean["a"].flip(0), result.mean["b"], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(result.mean("a").flip(0), result.mean("b"), atol=1e-6, rtol=1e-6)
+    # and it moves: the two ends differ from the unsteered point and from each other
+    low, high = result.mean("a").tolist()
+    assert min(abs(high - low), abs(high - result.unsteered_mean), abs(low - result.unsteered_mean)) > 1e-6
     with pytest.raises(LCrossInputError, match="beta grid is empty"):
         steering_sweep(model, tokenizer, pairs, 1, vectors, [])
 
 
 def test_efficacy_callback_rejects_bad_settings_and_mismatched_transforms(tmp_path):
-    from callbacks.steering_efficacy import SteeringEfficacy
     from lcross import LinearTransform, ModelSpec, PairedDeltas
+    from lcross.callbacks.steering_efficacy import SteeringEfficacy
 
     from .conftest import DEMO_DATA
 
@@ -84,7 +88,7 @@ def test_efficacy_callback_rejects_bad_settings_and_mismatched_transforms(tmp_pa
     )
     with pytest.raises(LCrossInputError, match="maps 32 -> 32, but the models have hidden sizes 32 .* -> 48"):
         SteeringEfficacy().evaluate(dm, LinearTransform(32, 32))
-    assert dm._models == {}  # failed before loading the target
+    assert dm.store.loaded() == []  # failed before loading the target
 
 
 @pytest.mark.parametrize("positions", ["all", "after_prompt", "last_prompt"])
@@ -99,18 +103,64 @@ def test_reusing_the_pre_steering_blocks_gives_the_naive_metrics(tiny, pairs, po
     naive = steering_sweep(model, tokenizer, pairs, layer, vectors, betas, reuse_prefix=False, **kwargs)
     for name in vectors:
         torch.testing.assert_close(fast.items[name], naive.items[name], atol=1e-5, rtol=0)
-        torch.testing.assert_close(fast.mean[name], naive.mean[name], atol=1e-5, rtol=0)
-    assert not torch.equal(naive.items["own"][0], naive.items["own"][2])  # the steering did something
+        torch.testing.assert_close(fast.mean(name), naive.mean(name), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.unsteered, naive.unsteered, atol=1e-5, rtol=0)
+    change = (naive.items["own"][0] - naive.unsteered).abs().max().item()
+    if positions == "last_prompt" and layer == 3:
+        # Shifting the last prompt position after the last block moves only the logits of the first completion token,
+        # which is " " in every pair here (byte tokenizer): it cancels in the pair's margin.
+        assert change < 1e-9
+    else:
+        assert change > 1e-5  # the steering did something (items sit near 0 or 1 on this random model)
 
 
-def test_relative_logprobs_keep_the_behaviour_matching_probability(tiny, pairs):
+def test_margins_skip_the_shared_normaliser_and_equal_logprob_differences(tiny, pairs):
     model, tokenizer = tiny
-    absolute = completion_logprobs(model, tokenizer, pairs, batch_size=3)
-    relative = completion_logprobs(model, tokenizer, pairs, batch_size=3, relative=True)
-    torch.testing.assert_close(
-        behavior_matching_probability(*relative.unbind(-1)),
-        behavior_matching_probability(*absolute.unbind(-1)),
-        atol=1e-6,
-        rtol=0,
-    )
-    assert not torch.allclose(relative, absolute)  # the shared normaliser really was skipped
+    logp = completion_logprobs(model, tokenizer, pairs, batch_size=3)
+    margins = completion_margins(model, tokenizer, pairs, batch_size=3)
+    torch.testing.assert_close(margins, logp[:, 0] - logp[:, 1], atol=1e-6, rtol=0)
+
+
+class _ContextBlock(torch.nn.Module):
+    """A block whose output depends on state outside its arguments: whether a whole forward pass is running (set when
+    the embeddings run, cleared after the final norm). Replaying it alone gives another result than a full pass."""
+
+    def __init__(self, inner, model):
+        super().__init__()
+        self.inner, self.in_full_pass = inner, False
+        model.model.embed_tokens.register_forward_hook(lambda *_: setattr(self, "in_full_pass", True))
+        model.model.norm.register_forward_hook(lambda *_: setattr(self, "in_full_pass", False))
+
+    def forward(self, hidden_states, *args, **kwargs):
+        out = self.inner(hidden_states, *args, **kwargs)
+        out = out[0] if isinstance(out, tuple) else out
+        return out if self.in_full_pass else out + 0.5
+
+
+def test_replay_checks_itself_and_falls_back_to_full_passes(tiny_llama, pairs, caplog):
+    from lcross.tiny_models import tiny_model
+
+    model, tokenizer = tiny_model("llama", seed=3), tiny_llama[1]
+    model.model.layers[3] = _ContextBlock(model.model.layers[3], model)
+    vectors = {"v": torch.randn(32, generator=torch.Generator().manual_seed(0))}
+    with caplog.at_level("WARNING", logger="lcross.efficacy"):
+        fast = steering_sweep(model, tokenizer, pairs, 1, vectors, [-1.0, 1.0], batch_size=3)
+    assert "falls back to full passes" in caplog.text
+    naive = steering_sweep(model, tokenizer, pairs, 1, vectors, [-1.0, 1.0], batch_size=3, reuse_prefix=False)
+    torch.testing.assert_close(fast.items["v"], naive.items["v"], atol=1e-9, rtol=0)
+    assert (fast.items["v"] - fast.unsteered).abs().max() > 1e-6
+
+
+def test_replay_passes_a_keyword_hidden_state_by_keyword():
+    from lcross.efficacy import _Call
+
+    seen = {}
+
+    class KeywordBlock(torch.nn.Module):
+        def forward(self, *, hidden_states, scale):
+            seen.update(hidden_states=hidden_states, scale=scale)
+            return hidden_states * scale
+
+    hidden = torch.ones(2, 3)
+    out = _Call((), {"hidden_states": torch.zeros(2, 3), "scale": 2.0}).replay(KeywordBlock(), hidden)
+    assert torch.equal(out, 2 * hidden) and seen["scale"] == 2.0

@@ -40,22 +40,28 @@ def demo(tmp_path_factory):
     return dm
 
 
+def _curve(sweep, name):
+    """The sweep over beta -1, 0, +1 (beta 0 is the unsteered figure)."""
+    low, high = sweep.mean(name).tolist()
+    return [low, sweep.unsteered_mean, high]
+
+
 def _is_increasing(values):
     return all(b > a for a, b in pairwise(values))
 
 
 def test_own_and_transferred_vectors_steer_the_target_in_the_direction_of_beta(demo):
-    xs, xt, _ = demo.tensors("train")
+    xs, xt = demo.tensors("train")
     transform = LinearTransform.fit(xs, xt, method="ridge", alpha=1000.0)
     model, tokenizer = demo.model("target")
     vectors = {
-        "own": demo.steering_vector("target", "sentiment"),
-        "transferred": transform.transfer(demo.steering_vector("source", "sentiment")),
+        "own": demo.steering_vector("target", "sentiment")[9],
+        "transferred": transform.transfer(demo.steering_vector("source", "sentiment")[15]),
     }
     result = steering_sweep(
         model, tokenizer, demo.concepts["sentiment"].test, 9, vectors, [-1.0, 0.0, 1.0], batch_size=24
     )
-    own, transferred = result.mean["own"].tolist(), result.mean["transferred"].tolist()
+    own, transferred = _curve(result, "own"), _curve(result, "transferred")
     assert _is_increasing(own), own
     assert _is_increasing(transferred), transferred  # sentiment was held out: T never saw it
     assert own[2] - own[0] > 0.5 and transferred[2] - transferred[0] > 0.2
@@ -63,7 +69,7 @@ def test_own_and_transferred_vectors_steer_the_target_in_the_direction_of_beta(d
 
 def test_source_vector_steers_the_source(demo):
     model, tokenizer = demo.model("source")
-    vector = demo.steering_vector("source", "size")
+    vector = demo.steering_vector("source", "size")[15]
     result = steering_sweep(model, tokenizer, demo.concepts["size"].test, 15, {"own": vector}, [-1.0, 0.0, 1.0])
-    assert _is_increasing(result.mean["own"].tolist())
-    demo.release("source")
+    assert _is_increasing(_curve(result, "own"))
+    demo.store.release("source")

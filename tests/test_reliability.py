@@ -128,7 +128,7 @@ def test_same_config_and_seed_give_bit_identical_results(tmp_path, monkeypatch):
     _fit(tmp_path / "a")
     _fit(tmp_path / "b")
     (ta, card_a), (tb, card_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
-    assert torch.equal(ta.weight, tb.weight)
+    assert torch.equal(ta.matrix(), tb.matrix())
     assert card_a["metrics"] == card_b["metrics"] and card_a["efficacy"] == card_b["efficacy"]
 
 
@@ -140,7 +140,7 @@ def test_resume_from_last_ends_with_the_same_transform(tmp_path, monkeypatch):
     straight, _ = _final(tmp_path / "straight")
     resumed, _ = _final(tmp_path / "interrupted")  # continued in place: still version_0
     assert not (tmp_path / "interrupted" / "logs" / "tiny" / "version_1").exists()
-    assert torch.equal(straight.weight, resumed.weight)
+    assert torch.equal(straight.matrix(), resumed.matrix())
     assert (
         torch.load(
             tmp_path / "interrupted" / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True

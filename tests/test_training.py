@@ -38,17 +38,17 @@ def _mse(weight, xs, xt):
 def test_gradient_descent_reaches_the_closed_form_loss(init, rank, tmp_path):
     torch.manual_seed(0)
     xs, xt = _data()
-    closed = _mse(LinearTransform.fit(xs, xt, "lstsq").weight.detach(), xs, xt)
+    closed = _mse(LinearTransform.fit(xs, xt, "lstsq").matrix().detach(), xs, xt)
     module = LCross(16, 8, lr=0.05, init=init, rank=rank)
     _fit(module, xs, xt, 400, tmp_path, enable_checkpointing=False)
-    reached = _mse(module.full_weight().detach(), xs, xt)
+    reached = _mse(module.transform.matrix().detach(), xs, xt)
     assert reached <= closed * 1.01, (reached, closed)
 
 
 def test_identity_init_and_orthogonality_penalty(tmp_path):
     module = LCross(6, 6, init="identity")
-    assert torch.equal(module.full_weight().detach(), torch.eye(6))
-    assert orthogonality_penalty(module.full_weight()).item() == 0.0
+    assert torch.equal(module.transform.matrix().detach(), torch.eye(6))
+    assert orthogonality_penalty(module.transform.matrix()).item() == 0.0
     g = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
     assert orthogonality_penalty(q).item() < 1e-10
@@ -58,9 +58,9 @@ def test_identity_init_and_orthogonality_penalty(tmp_path):
 def test_low_rank_closed_form_init_is_the_truncated_svd():
     weight = torch.randn(10, 7, generator=torch.Generator().manual_seed(0))
     module = LCross(10, 7, rank=3, init="random")
-    module._set_weight(weight)
+    module.transform.set_matrix(weight)
     u, s, vh = torch.linalg.svd(weight)
-    torch.testing.assert_close(module.full_weight().detach(), (u[:, :3] * s[:3]) @ vh[:3], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(module.transform.matrix().detach(), (u[:, :3] * s[:3]) @ vh[:3], atol=1e-5, rtol=1e-5)
 
 
 def test_checkpoint_loads_back_as_the_same_transform(tmp_path):
