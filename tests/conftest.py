@@ -48,3 +48,29 @@ def needs_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared exists beside the checkout and in CI only)")
     return path
+
+
+def fit_tiny(root: Path, *extra: str):
+    """One `main.py fit --config configs/tiny.yaml` into ``root`` (logs and cache), run from the repo root."""
+    from lcross.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        return main(
+            [
+                "fit",
+                "--config",
+                "configs/tiny.yaml",
+                f"--trainer.logger.init_args.save_dir={root / 'logs'}",
+                f"--data.cache_dir={root / 'cache'}",
+                *extra,
+            ]
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished tiny fit shared by the CLI, export, report and reliability tests: (cli, run folder)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    cli = fit_tiny(root)
+    return cli, root / "logs" / "tiny" / "version_0"

@@ -118,22 +118,11 @@ def test_clipped_ssim_is_not_fooled_by_outliers():
     )
 
 
-def test_report_from_a_tiny_run(tmp_path, monkeypatch):
-    from lcross.cli import main
+def test_report_from_a_tiny_run(tmp_path, monkeypatch, tiny_run):
     from lcross.report import main as report
 
     monkeypatch.chdir(ROOT)
-    main(
-        [
-            "fit",
-            "--config",
-            "configs/tiny.yaml",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
-            f"--data.cache_dir={tmp_path / 'c'}",
-            "--data.max_train_pairs=8",
-        ]
-    )
-    run = tmp_path / "logs" / "tiny" / "version_0"
+    _, run = tiny_run
     config = tmp_path / "config.yaml"
     config.write_text((run / "config.yaml").read_text())
     report([str(run), "--out", str(tmp_path / "out"), "--beta", "4", "--config", str(config)])
@@ -146,7 +135,8 @@ def test_report_from_a_tiny_run(tmp_path, monkeypatch):
     assert "| concept | no steering | own SV | transferred from tiny-llama | random T |" in text
     assert "| sentiment | " in text and f"{100 * own:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in text
     assert f"| sentiment | {100 * unsteered:.1f} [" in text  # no steering: the target's own unsteered figure
-    assert "interpolation trap" not in text  # 16 rows <= d_source 32, but the fit is ridge-regularised
+    assert "interpolation trap" not in text  # 2 x 24 rows > d_source 32, and the fit is ridge-regularised
+    assert "tiny-llama without steering" in text and "tiny-llama steering itself" in text
     assert (tmp_path / "out" / "sweep_sentiment.png").exists() and (tmp_path / "out" / "map_target.png").exists()
     assert "| sentiment vs temperature |" in text and "random vs random" in text
     assert list((tmp_path / "out" / "projector" / "target").rglob("projector_config.pbtxt"))

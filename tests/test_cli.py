@@ -22,18 +22,8 @@ def test_every_config_parses(config, monkeypatch, capsys):
     assert "model:" in printed and "data:" in printed and "source:" in printed
 
 
-def test_fit_tiny_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    cli = main(
-        [
-            "fit",
-            "--config",
-            "configs/tiny.yaml",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
-            f"--data.cache_dir={tmp_path / 'cache'}",
-        ]
-    )
-    run = tmp_path / "logs" / "tiny" / "version_0"
+def test_fit_tiny_end_to_end(tiny_run):
+    cli, run = tiny_run
     assert (run / "checkpoints" / "last.ckpt").exists()
     events = EventAccumulator(glob.glob(str(run / "events.out.tfevents.*"))[0])
     events.Reload()
@@ -44,6 +34,8 @@ def test_fit_tiny_end_to_end(tmp_path, monkeypatch):
         "val/r2",
         "val/cos/sentiment",
         "efficacy/sentiment/no_steering",
+        "efficacy/sentiment/source_no_steering",
+        "efficacy/sentiment/source_on_source/beta_+4",
         "efficacy/sentiment/transferred/beta_+4",
         "efficacy/sentiment/own_sv/beta_-4",
         "efficacy/sentiment/random_T/beta_+4",

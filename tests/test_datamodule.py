@@ -136,3 +136,26 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
     os.utime(old, (day_ago, day_ago))
     assert cache.remove_stale_temporaries() == 1
     assert not old.exists() and fresh.exists()  # a write that may still be in progress is left alone
+
+
+def test_pair_split_vectors_use_training_rows_only(tmp_path):
+    dm = _dm(tmp_path, split="pair", val_fraction=0.3, val_concepts=["size"])
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.eval_concepts == ["size"] and dm.val_concepts == list(CONCEPTS)  # evaluation narrowed, not training
+    deltas = dm.deltas["target"]["size"]
+    vector = dm.steering_vector("target", "size")
+    assert vector.layers == [2] and vector.concept == "size" and vector.method == "caa"
+    torch.testing.assert_close(vector[2], deltas[:7].mean(0))  # 10 pairs, 3 of them validate
+    assert not torch.allclose(vector[2], deltas.mean(0))
+
+
+def test_repe_vectors_through_the_data_module(tmp_path):
+    from lcross import repe_vector
+
+    dm = _dm(tmp_path, sv_method="repe")
+    dm.prepare_data()
+    dm.setup("fit")
+    vector = dm.steering_vector("source", "sentiment")
+    assert vector.method == "repe"
+    torch.testing.assert_close(vector[1], repe_vector(dm.deltas["source"]["sentiment"]))

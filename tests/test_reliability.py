@@ -10,11 +10,10 @@ import pytest
 import torch
 
 import lcross
-import lcross.datamodule
+import lcross.store
 from lcross import ModelSpec, PairedDeltas, extract_deltas, load_model, load_transform
-from lcross.cli import main
 
-from .conftest import DEMO_DATA, ROOT
+from .conftest import DEMO_DATA, ROOT, fit_tiny
 
 SOURCE = {"name": "tiny-llama", "tiny": {"hidden_size": 32, "seed": 1}}
 TARGET = {"name": "tiny-gemma3_text", "tiny": {"hidden_size": 48, "seed": 2}}
@@ -56,7 +55,7 @@ def dying_save(tensors, path, metadata=None):
 dc.save_file = dying_save
 if mode == "mid_forward":
     from lcross.models import load_model as real_load
-    import lcross.datamodule as dmod
+    import lcross.store as dmod
     calls = []
     def load_and_arm(spec):
         model, tok = real_load(spec)
@@ -92,10 +91,8 @@ def test_sigkill_during_extraction_leaves_nothing_read_as_valid(tmp_path, mode, 
     assert len(valid) == 1  # the entry finished before the kill survives; the interrupted one does not
 
     extracted = []
-    real_extract = lcross.datamodule.extract_deltas
-    monkeypatch.setattr(
-        lcross.datamodule, "extract_deltas", lambda *a, **k: extracted.append(1) or real_extract(*a, **k)
-    )
+    real_extract = lcross.store.extract_deltas
+    monkeypatch.setattr(lcross.store, "extract_deltas", lambda *a, **k: extracted.append(1) or real_extract(*a, **k))
     survivors.prepare_data()  # resumes: only what is missing is extracted
     assert len(extracted) == 2 * len(CONCEPTS) - len(valid)
     survivors.setup("fit")
@@ -105,40 +102,36 @@ def test_sigkill_during_extraction_leaves_nothing_read_as_valid(tmp_path, mode, 
 
 
 def _fit(tmp_path, *extra):
-    return main(
-        [
-            "fit",
-            "--config",
-            "configs/tiny.yaml",
-            f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
-            f"--data.cache_dir={tmp_path / 'cache'}",
-            *extra,
-        ]
-    )
+    return fit_tiny(tmp_path, *extra)
 
 
 def _final(tmp_path, version=0):
     run = tmp_path / "logs" / "tiny" / f"version_{version}"
+    return _final_of(run)
+
+
+def _final_of(run):
     card = json.loads((run / "transform" / "transform_card.json").read_text())
     return load_transform(run / "checkpoints" / "last.ckpt"), card
 
 
-def test_same_config_and_seed_give_bit_identical_results(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    _fit(tmp_path / "a")
+def test_same_config_and_seed_give_bit_identical_results(tmp_path, tiny_run):
     _fit(tmp_path / "b")
-    (ta, card_a), (tb, card_b) = _final(tmp_path / "a"), _final(tmp_path / "b")
+    (ta, card_a), (tb, card_b) = _final_of(tiny_run[1]), _final(tmp_path / "b")
     assert torch.equal(ta.matrix(), tb.matrix())
     assert card_a["metrics"] == card_b["metrics"] and card_a["efficacy"] == card_b["efficacy"]
 
 
-def test_resume_from_last_ends_with_the_same_transform(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    _fit(tmp_path / "straight")
+def test_resume_from_last_ends_with_the_same_transform(tmp_path, tiny_run):
     _fit(tmp_path / "interrupted", "--trainer.max_epochs=3")
     _fit(tmp_path / "interrupted", "--ckpt_path=last")
-    straight, _ = _final(tmp_path / "straight")
-    resumed, _ = _final(tmp_path / "interrupted")  # continued in place: still version_0
+    straight, straight_card = _final_of(tiny_run[1])
+    resumed, resumed_card = _final(tmp_path / "interrupted")  # continued in place: still version_0
+    # the efficacy history survives the resume: epochs 2 (before the interruption) and 5, as in the straight run
+    assert resumed_card["efficacy"] == straight_card["efficacy"]
+    ckpt = torch.load(tmp_path / "interrupted" / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt")
+    history = next(v["history"] for k, v in ckpt["callbacks"].items() if "SteeringEfficacy" in k)
+    assert [entry["epoch"] for entry in history] == [2, 5]
     assert not (tmp_path / "interrupted" / "logs" / "tiny" / "version_1").exists()
     assert torch.equal(straight.matrix(), resumed.matrix())
     assert (
