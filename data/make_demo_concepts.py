@@ -1,13 +1,18 @@
-"""Writes the offline demo's concepts: data/demo/<concept>/{train,test}.jsonl.
+"""Writes the offline demo's concepts: data/demo/<concept>/{train,test,open_ended}.jsonl.
 
 Six simple concepts that small models represent: each is a prompt completed by one word that matches the concept
 (positive) or its opposite (negative). Training and test items use disjoint prompt templates, so evaluation prompts
-were never seen when the steering vectors or T were fitted. Rerun after editing: `python data/make_demo_concepts.py`.
+were never seen when the steering vectors or T were fitted. Each concept also has open-ended prompts
+(``open_ended.jsonl``, one ``{"prompt"}`` a line): short, neutral requests for free text in which the concept can
+show up, for steered generation judged by e.g. a sentiment analyser. They are written for this project, are disjoint
+from the train/test templates (none contains one) and use neither pole's words. Rerun after editing:
+`python data/make_demo_concepts.py`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 CONCEPTS: dict[str, dict[str, list]] = {
@@ -46,6 +51,32 @@ CONCEPTS: dict[str, dict[str, list]] = {
             "The weekend at the lake was",
             "The pizza we ordered was",
         ],
+        "open_ended": [
+            "Write a short review of the restaurant you visited last weekend.",
+            "Describe your morning commute.",
+            "Tell me about your day.",
+            "Write a few lines about the last film you saw.",
+            "Describe your neighbourhood to someone who has never been there.",
+            "Tell me about the last meal you cooked.",
+            "Write a short review of the hotel where you stayed.",
+            "Describe your first week at university.",
+            "Tell me about a teacher you remember.",
+            "Write a postcard to a friend about your holiday.",
+            "Describe the last concert you went to.",
+            "Tell me about the book you are reading.",
+            "Write a short review of the phone you use every day.",
+            "Describe your last visit to the dentist.",
+            "Tell me how your job interview went.",
+            "Write a message to your landlord about the flat.",
+            "Describe the wedding you attended last month.",
+            "Tell me about your weekend.",
+            "Write a short review of the cafe on the corner.",
+            "Describe the customer service you got when you called the bank.",
+            "Tell me about the last time you went shopping.",
+            "Describe your flight home.",
+            "Write a short diary entry about today.",
+            "Tell me about the neighbours in your building.",
+        ],
     },
     "temperature": {
         "words": [
@@ -81,6 +112,32 @@ CONCEPTS: dict[str, dict[str, list]] = {
             "The classroom in winter is",
             "The drink he handed me was",
             "The stones in the sun were",
+        ],
+        "open_ended": [
+            "Describe the weather in the town today.",
+            "Tell me about the kitchen while dinner was cooking.",
+            "Describe what it was like to walk home last night.",
+            "Describe the water when you went for a swim in the sea.",
+            "Tell me about the climate where you grew up.",
+            "Describe the inside of the greenhouse.",
+            "Describe how the bathroom felt after your shower.",
+            "Tell me about the day you spent at the beach.",
+            "Describe the air at the top of the mountain.",
+            "Describe the cup of tea you just made.",
+            "Tell me about the night you camped in the desert.",
+            "Describe the bakery first thing in the morning.",
+            "Describe the office this afternoon.",
+            "Tell me about the soup you had for lunch.",
+            "Describe the pool at the sports centre.",
+            "Describe the wind on the walk to school.",
+            "Tell me what the weather was like on your holiday.",
+            "Describe the room where you sleep.",
+            "Describe the bath you ran for your child.",
+            "Tell me about the forecast for tomorrow.",
+            "Describe the air in the train carriage.",
+            "Describe the drink you ordered at the bar.",
+            "Describe the stream behind the cottage.",
+            "Describe the floor under your bare feet.",
         ],
     },
     "size": {
@@ -118,6 +175,32 @@ CONCEPTS: dict[str, dict[str, list]] = {
             "The truck outside was",
             "The apple she picked was",
         ],
+        "open_ended": [
+            "Describe the house at the end of the street.",
+            "Tell me about the dog you saw in the park.",
+            "Describe the room you are sitting in.",
+            "Describe the fish you caught on your trip.",
+            "Tell me about the island you visited.",
+            "Describe the hotel room you were given.",
+            "Describe the crowd at the festival.",
+            "Tell me about the car your neighbour drives.",
+            "Describe the meal the waiter brought you.",
+            "Describe the garden behind the cottage.",
+            "Tell me about the boat moored in the harbour.",
+            "Describe the library in your town.",
+            "Describe the insect on the windowsill.",
+            "Tell me about the parcel the courier delivered.",
+            "Describe the park near your home.",
+            "Describe the horse in the field.",
+            "Tell me about the city you moved to.",
+            "Describe the kitchen in your flat.",
+            "Describe the sandwich you had for lunch.",
+            "Tell me about the rock you found on the beach.",
+            "Describe the stadium where the match was held.",
+            "Describe the wave that hit the pier.",
+            "Tell me about the suitcase you packed.",
+            "Describe the tent you slept in.",
+        ],
     },
     "speed": {
         "words": [
@@ -153,6 +236,32 @@ CONCEPTS: dict[str, dict[str, list]] = {
             "The progress on the project was",
             "The dog chasing the ball was",
             "The music in the club was",
+        ],
+        "open_ended": [
+            "Tell me about the train ride.",
+            "Describe your journey to work this morning.",
+            "Describe the horse race you watched.",
+            "Tell me about your laptop.",
+            "Describe how the river flowed after the rain.",
+            "Tell me about the service at the post office.",
+            "Describe the animal you saw crossing the road.",
+            "Describe the way your friend drives.",
+            "Tell me about the queue at the supermarket.",
+            "Describe the cyclists in the race.",
+            "Tell me about the wifi at the hotel.",
+            "Describe the marathon you ran.",
+            "Describe the ferry crossing.",
+            "Tell me how the repairs on your house are going.",
+            "Describe the taxi ride to the airport.",
+            "Describe the way the clouds moved across the sky.",
+            "Tell me about the checkout at the online shop.",
+            "Describe the lift at the train station.",
+            "Tell me about the way your colleague answers emails.",
+            "Describe the tide coming in.",
+            "Describe the escalator at the shopping centre.",
+            "Tell me about the pace of life in your village.",
+            "Describe the traffic on the motorway.",
+            "Tell me about how your computer starts up.",
         ],
     },
     "topic": {
@@ -190,6 +299,32 @@ CONCEPTS: dict[str, dict[str, list]] = {
             "Tonight's class is about",
             "The exhibition in town is on",
         ],
+        "open_ended": [
+            "Tell me how you like to spend your Saturday afternoons.",
+            "Describe a hobby you would like to take up.",
+            "Write a short blog post about your weekend.",
+            "Tell me what you did after work yesterday.",
+            "Describe a skill you learned from your parents.",
+            "Tell me about a class you would like to join.",
+            "Describe what you and your friends did last Sunday.",
+            "Write a few lines about something you care about.",
+            "Tell me about a competition you once entered.",
+            "Describe a show you have been watching lately.",
+            "Tell me about a video you watched online recently.",
+            "Describe your ideal day off.",
+            "Write a short speech for your club's anniversary.",
+            "Tell me what you would teach a group of children.",
+            "Describe an afternoon you spent with your family.",
+            "Tell me about a famous person you admire.",
+            "Describe a tradition in your town.",
+            "Write a short email inviting friends to join your hobby.",
+            "Tell me about the last thing you practised.",
+            "Describe what you would write a book about.",
+            "Tell me about the app you use most on your phone.",
+            "Describe a memorable evening with your neighbours.",
+            "Tell me about a prize you once won.",
+            "Describe what you look forward to at the weekend.",
+        ],
     },
     "age": {
         "words": [
@@ -226,12 +361,53 @@ CONCEPTS: dict[str, dict[str, list]] = {
             "The singer on stage was",
             "The bicycle in the shed is",
         ],
+        "open_ended": [
+            "Describe the person who lives next door.",
+            "Tell me about the car parked outside.",
+            "Describe the building where you work.",
+            "Describe the man who served you at the shop.",
+            "Tell me about the tree in your garden.",
+            "Describe the furniture in your living room.",
+            "Describe the woman you sat beside on the train.",
+            "Tell me about the dog that belongs to your friend.",
+            "Describe the town hall.",
+            "Describe the bicycle you ride to work.",
+            "Tell me about the teacher who taught you to read.",
+            "Describe the boots you wear for hiking.",
+            "Describe the pub on the high street.",
+            "Tell me about the doctor at your local clinic.",
+            "Describe the violin your cousin plays.",
+            "Describe the boat tied up at the jetty.",
+            "Tell me about the musician you heard busking.",
+            "Describe the map hanging on the classroom wall.",
+            "Describe the horse your aunt keeps.",
+            "Tell me about the laptop on your desk.",
+            "Describe the statue in the park.",
+            "Describe the coat hanging in the hallway.",
+            "Tell me about the stranger who asked you for directions.",
+            "Describe the ship in the dock.",
+        ],
     },
 }
 
 
+def check_open_ended(name: str, spec: dict[str, list]) -> None:
+    """Raises if an open-ended prompt repeats or contains a train/test template, or names a pole's word."""
+    templates = [t.casefold() for t in spec["train"] + spec["test"]]
+    words = {w.strip().casefold() for pair in spec["words"] for w in pair}
+    for prompt in spec["open_ended"]:
+        text = prompt.casefold()
+        if any(t in text for t in templates):
+            raise ValueError(f"{name}: open-ended prompt {prompt!r} contains a train/test template")
+        if words & set(re.findall(r"[a-z]+", text)):
+            raise ValueError(f"{name}: open-ended prompt {prompt!r} uses a pole's word, so it is not neutral")
+    if len(set(spec["open_ended"])) != len(spec["open_ended"]):
+        raise ValueError(f"{name}: open-ended prompts repeat")
+
+
 def main(root: Path = Path(__file__).parent / "demo") -> None:
     for name, spec in CONCEPTS.items():
+        check_open_ended(name, spec)
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for split in ("train", "test"):
@@ -242,6 +418,8 @@ def main(root: Path = Path(__file__).parent / "demo") -> None:
             ]
             text = "".join(json.dumps(row) + "\n" for row in rows)
             (folder / f"{split}.jsonl").write_text(text)
+        text = "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in spec["open_ended"])
+        (folder / "open_ended.jsonl").write_text(text)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A pair is one prompt with a concept-matching completion (``positive``) and a non-matching one (``negative``).
 Every concept keeps its held-out evaluation items (``test``) apart from the pairs that steering vectors and the
-transform are fitted on (``train``).
+transform are fitted on (``train``). A concept may also carry open-ended prompts (``open_ended``): free-text prompts
+for steered generation, judged by e.g. a sentiment analyser rather than by a pair of completions.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ CAA_TRAIN_FILE = "generate_dataset.json"
 CAA_TEST_FILE = "test_dataset_ab.json"
 JSONL_TRAIN_FILE = "train.jsonl"
 JSONL_TEST_FILE = "test.jsonl"
+# Optional open-ended prompts beside the pairs: CAA's list of {"question"}, or one {"prompt"} a line.
+CAA_OPEN_ENDED_FILE = "test_dataset_open_ended.json"
+JSONL_OPEN_ENDED_FILE = "open_ended.jsonl"
 
 # Appended to a CAA question so that the answer letter follows naturally without a chat template.
 AB_ANSWER_PREFIX = "\n\nAnswer:"
@@ -41,7 +45,10 @@ class ContrastivePair:
 
 @dataclass
 class Concept:
-    """A named concept: training pairs and held-out evaluation items."""
+    """A named concept: training pairs, held-out evaluation items, and optional open-ended prompts.
+
+    ``open_ended`` holds prompts for open-ended steered generation, in file order; empty when the source has none.
+    """
 
     name: str
     train: list[ContrastivePair]
@@ -49,9 +56,12 @@ class Concept:
     kind: Literal["ab", "text"] = "text"
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    open_ended: list[str] = field(default_factory=list)
 
     def fingerprint(self) -> str:
         """A hash of everything in the concept that can change activations or metrics."""
+        # It keys the cache of extracted activations, which are read from train and test only: open_ended is left
+        # out on purpose, so adding or editing open-ended prompts keeps existing caches valid.
         payload = json.dumps(
             {"train": [asdict(p) for p in self.train], "test": [asdict(p) for p in self.test], "kind": self.kind},
             sort_keys=True,
@@ -73,7 +83,9 @@ def load_concept(
     Args:
         source: a CAA A/B ``.json`` file; a ``.jsonl`` file of ``{"prompt", "positive", "negative"}`` lines; a folder
             with ``generate_dataset.json`` and ``test_dataset_ab.json`` (CAA layout) or ``train.jsonl`` and
-            ``test.jsonl``; or a Hugging Face dataset id or saved dataset folder with either set of columns.
+            ``test.jsonl``; or a Hugging Face dataset id or saved dataset folder with either set of columns. A CAA
+            folder may add ``test_dataset_open_ended.json`` (a JSON list of ``{"question"}``) and a JSONL folder
+            ``open_ended.jsonl`` (one ``{"prompt"}`` a line): their prompts become ``Concept.open_ended``.
         name: the concept's name; defaults to the file or folder name.
         test_fraction: share of items held out for evaluation when the source has no separate test file.
         max_train: keep at most this many training pairs (the first ones after a seeded shuffle).
@@ -82,12 +94,17 @@ def load_concept(
     """
     path = Path(source)
     name = name or path.stem
+    open_ended: list[str] = []
     if path.is_dir() and (path / CAA_TRAIN_FILE).exists():
         train, kind = _read_file(path / CAA_TRAIN_FILE), "ab"
         test = _read_file(path / CAA_TEST_FILE) if (path / CAA_TEST_FILE).exists() else None
+        if (path / CAA_OPEN_ENDED_FILE).exists():
+            open_ended = _read_open_ended(path / CAA_OPEN_ENDED_FILE, "question")
     elif path.is_dir() and (path / JSONL_TRAIN_FILE).exists():
         train, kind = _read_file(path / JSONL_TRAIN_FILE), "text"
         test = _read_file(path / JSONL_TEST_FILE) if (path / JSONL_TEST_FILE).exists() else None
+        if (path / JSONL_OPEN_ENDED_FILE).exists():
+            open_ended = _read_open_ended(path / JSONL_OPEN_ENDED_FILE, "prompt")
     elif path.is_file():
         train, test = _read_file(path), None
         kind = "ab" if train and isinstance(train[0], _AB) else "text"
@@ -121,7 +138,7 @@ def load_concept(
         raise LCrossInputError(
             f"concept {name!r} has no held-out evaluation items", where=str(source), fix="add a test file"
         )
-    return Concept(name=name, train=train_pairs, test=test_pairs, kind=kind, source=str(source))
+    return Concept(name=name, train=train_pairs, test=test_pairs, kind=kind, source=str(source), open_ended=open_ended)
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,12 @@ _TEXT_FIELDS = ("prompt", "positive", "negative")
 
 
 def _read_file(path: Path) -> list[_AB | _Text]:
+    records = _read_records(path, line_fix="each line must be one JSON object with prompt, positive and negative")
+    return [_parse_record(r, f"{path} item {i}") for i, r in enumerate(records)]
+
+
+def _read_records(path: Path, *, line_fix: str) -> list[Any]:
+    """The JSON items of a file: one a line for ``.jsonl`` (blank lines skipped), else one JSON list."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
         records = []
@@ -166,24 +189,44 @@ def _read_file(path: Path) -> list[_AB | _Text]:
                 raise LCrossInputError(
                     f"line {lineno} is not valid JSON ({err.msg} at column {err.colno})",
                     where=str(path),
-                    fix="each line must be one JSON object with prompt, positive and negative",
+                    fix=line_fix,
                 ) from None
-    else:
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
+        return records
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LCrossInputError(
+            f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})",
+            where=str(path),
+            fix="the file must be a JSON list of objects (CAA A/B format) or use .jsonl for one object a line",
+        ) from None
+    if not isinstance(records, list):
+        raise LCrossInputError(
+            f"expected a JSON list of items, found {type(records).__name__}",
+            where=str(path),
+            fix="wrap the items in [ ]",
+        )
+    return records
+
+
+def _read_open_ended(path: Path, key: str) -> list[str]:
+    """The prompts of an open-ended file, in file order: each item is ``{key: non-empty string}``."""
+    records = _read_records(path, line_fix=f'each line must be one JSON object {{"{key}": "..."}}')
+    prompts = []
+    for i, record in enumerate(records):
+        prompt = record.get(key) if isinstance(record, dict) else None
+        if not isinstance(prompt, str) or not prompt.strip():
+            if not isinstance(record, dict):
+                problem = f"expected a JSON object, found {type(record).__name__}"
+            elif key not in record:
+                problem = f"missing field {key!r}; found {sorted(record)}"
+            else:
+                problem = f"{key} is {prompt!r}, not a non-empty string"
             raise LCrossInputError(
-                f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})",
-                where=str(path),
-                fix="the file must be a JSON list of objects (CAA A/B format) or use .jsonl for one object a line",
-            ) from None
-        if not isinstance(records, list):
-            raise LCrossInputError(
-                f"expected a JSON list of items, found {type(records).__name__}",
-                where=str(path),
-                fix="wrap the items in [ ]",
+                problem, where=f"{path} item {i}", fix=f'every item must be {{"{key}": "<non-empty prompt text>"}}'
             )
-    return [_parse_record(r, f"{path} item {i}") for i, r in enumerate(records)]
+        prompts.append(prompt)
+    return prompts
 
 
 def _parse_record(record: Any, where: str) -> _AB | _Text:
