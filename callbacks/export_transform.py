@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 
+from lcross.callbacks.generation_efficacy import GenerationEfficacy
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
 
 
@@ -23,8 +24,9 @@ class ExportTransform(L.Callback):
         if not trainer.is_global_zero:
             return
         card: dict[str, Any] = pl_module.card()
-        efficacy = [c for c in trainer.callbacks if isinstance(c, SteeringEfficacy)]
-        if efficacy and efficacy[0].history:
-            card["efficacy"] = efficacy[0].history[-1]
+        for key, kind in (("efficacy", SteeringEfficacy), ("generation", GenerationEfficacy)):
+            found = [c for c in trainer.callbacks if isinstance(c, kind)]
+            if found and found[0].history:
+                card[key] = found[0].history[-1]
         root = Path(trainer.log_dir or trainer.default_root_dir)
         self.path = pl_module.to_transform(card=card).save_pretrained(root / self.dirname)

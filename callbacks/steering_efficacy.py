@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lcross.comparison import comparison_vectors
 from lcross.efficacy import steering_sweep
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
@@ -96,23 +97,11 @@ class SteeringEfficacy(L.Callback):
         transform = transform.to(torch.float32)
         transform.check_models(data.d_source, data.d_target)
         model, tokenizer = data.model("target")
-        random_map = torch.randn(
-            transform.d_source, transform.d_target, generator=torch.Generator().manual_seed(self.random_seed)
-        )
         sweep = dict(positions=self.positions, chat_template=data.chat_template, batch_size=self.batch_size)
         results = {}
         for name in data.eval_concepts:
-            source_sv = data.steering_vector("source", name)
-            source_direction = source_sv[data.layers["source"]]
-            transferred = transform.transfer(source_direction).detach()
-            random_sv = source_direction @ random_map
-            vectors = {
-                Variant.OWN_SV: data.steering_vector("target", name)[data.layers["target"]],
-                Variant.TRANSFERRED: transferred,
-                Variant.RANDOM_T: random_sv * transferred.norm() / random_sv.norm(),
-            }
-            if transform.d_source == transform.d_target:
-                vectors[Variant.IDENTITY] = source_direction
+            vectors = comparison_vectors(data, transform, name, self.random_seed)
+            source_direction = data.steering_vector("source", name)[data.layers["source"]]
             items = data.concepts[name].test[: self.max_items]
             target = steering_sweep(
                 model, tokenizer, items, data.layers["target"], vectors, self.betas, **sweep,

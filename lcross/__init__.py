@@ -9,6 +9,7 @@ from lcross.aggregators import caa_vector, repe_vector, steering_vector
 from lcross.concepts import Concept, ContrastivePair, load_concept
 from lcross.efficacy import completion_logprobs, steering_sweep
 from lcross.errors import LCrossInputError
+from lcross.generation import generate, generate_grid
 from lcross.loading import load_transform
 from lcross.metrics import BehaviorMatching, behavior_matching_probability
 from lcross.models import ModelSpec, load_model
@@ -32,6 +33,8 @@ __all__ = [
     "caa_vector",
     "completion_logprobs",
     "extract_deltas",
+    "generate",
+    "generate_grid",
     "load_concept",
     "load_model",
     "load_transform",

@@ -6,6 +6,7 @@ python main.py fit --config configs/demo.yaml --print_config
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
@@ -40,6 +41,7 @@ class LCrossCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> LCrossCLI:
+    """The LightningCLI (fit / validate / ...); returns it, for tests and notebooks."""
     return LCrossCLI(
         LCross,
         PairedDeltas,
@@ -48,5 +50,17 @@ def main(args: list[str] | None = None) -> LCrossCLI:
     )
 
 
+def console(argv: list[str] | None = None) -> int:
+    """The `lcross` console script: `lcross generate ...` looks at steered answers; anything else is the
+    LightningCLI (`lcross fit --config ...`). Returns the exit status (0 on success)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["generate"]:
+        from lcross.generate_command import main as generate_main
+
+        return generate_main(argv[1:])
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(console())

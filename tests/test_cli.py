@@ -52,3 +52,32 @@ def test_fit_tiny_end_to_end(tiny_run):
     assert torch.equal(exported(x), transform(x))
     assert exported.card["source"]["name"] == "tiny-llama" and exported.card["target_layer"] == 2
     assert "efficacy" in exported.card and "val/r2" in exported.card["metrics"]
+
+
+def test_generation_is_logged_judged_and_carded(tiny_run):
+    _, run = tiny_run
+    events = EventAccumulator(glob.glob(str(run / "events.out.tfevents.*"))[0])
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    gen = ["gen/sentiment/no_steering", "gen/sentiment/transferred/beta_+4", "gen/sentiment/source_on_source/beta_-4"]
+    for key in gen:
+        assert key in scalars, key
+    assert "gen/sentiment/samples/text_summary" in events.Tags()["tensors"]
+    card = load_transform(run / "transform").card
+    generation = card["generation"]["sentiment"]
+    assert generation["target"]["metric"] == "vader" and generation["target"]["n_items"] == 2
+    assert {row["variant"] for row in generation["samples"]} >= {"unsteered", "transferred", "source_on_source"}
+    assert all(0.0 <= row["score"] <= 1.0 for row in generation["samples"])
+
+
+def test_console_script_exits_0_and_generate_subcommand(tmp_path, capsys):
+    from lcross.cli import console
+
+    vector = tmp_path / "v.pt"
+    torch.save(torch.ones(32) * 3, vector)  # tiny-gemma3_text has width 32
+    argv = ["generate", "--model", "tiny-gemma3_text", "--vector", str(vector), "--layer", "1", "--beta", "-2"]
+    assert console([*argv, "--beta", "2", "--prompt", "Hello", "--max-new-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "=== Hello" in out and "--- unsteered:" in out and "--- beta -2:" in out and "--- beta +2:" in out
+    assert console(["generate", "--model", "tiny-gemma3_text", "--prompt", "Hi"]) == 2
+    assert "give either --vector FILE or --run RUN --concept NAME" in capsys.readouterr().err

@@ -1,0 +1,235 @@
+"""GenerationEfficacy: steer the target while it writes answers to open-ended prompts, judge them, log them.
+
+For each evaluation concept that has open-ended prompts, the target answers them unsteered and under the own SV, the
+transferred SV, a random T (and the identity where widths match, and the source steering itself when asked), at every
+beta; a judge scores every answer. Scores go to TensorBoard as ``gen/<concept>/<variant>/beta_<b>`` (and
+``gen/<concept>/no_steering``), a text table of sample answers to the TEXT tab, and the summary with bootstrap
+intervals into the transform card (``generation``) and the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from lcross.comparison import comparison_vectors
+from lcross.errors import LCrossInputError
+from lcross.evaluation_data import EvaluationData
+from lcross.generation import generate_grid
+from lcross.judges import JUDGES, Judge, make_judge
+from lcross.results import ConceptEfficacy, Sweep, Variant
+from lcross.steering import Positions, Steering
+from lcross.store import Side
+from lcross.transform import LinearTransform
+
+Key = tuple[str, float]  # (variant, beta); ("unsteered", 0.0) for the model without steering
+UNSTEERED = "unsteered"
+
+
+class GenerationEfficacy(L.Callback):
+    """Args:
+    judge: how answers are scored: ``vader`` (sentiment, offline), ``refusal``, ``lexicon``, ``llm`` or
+        ``classifier`` (see ``lcross.judges``).
+    judge_args: keyword arguments for the judge (e.g. ``{words: female, against: male}`` for ``lexicon``,
+        ``{spec: <model>, concept_description: ...}`` for ``llm``).
+    concepts: the evaluation concepts to generate for (default: every evaluation concept with open-ended prompts).
+    every_n_epochs: also generate after every this many epochs; by default only after the last one (it is slow).
+    betas: steering multipliers; no steering is always generated as its own baseline.
+    positions: where to add the vector: after_prompt (CAA: every generated token), all, or last_prompt (RepE).
+    max_prompts: answer at most this many open-ended prompts per concept (None: all).
+    max_new_tokens: the most tokens per answer.
+    batch_size: rows per ``model.generate`` call (rows of every variant and beta share batches).
+    random_seed: seed of the random-T baseline.
+    source_self_steering: also let the source answer, steered by its own SV (the weak-to-strong comparison).
+    bootstrap: resamples for the confidence intervals (0: none).
+    samples: answers per (variant, beta) shown in the TensorBoard text table.
+    """
+
+    def __init__(
+        self,
+        judge: str = "vader",
+        judge_args: dict[str, Any] | None = None,
+        concepts: list[str] | None = None,
+        every_n_epochs: int | None = None,
+        betas: list[float] | None = None,
+        positions: Positions = "after_prompt",
+        max_prompts: int | None = 8,
+        max_new_tokens: int = 40,
+        batch_size: int = 32,
+        random_seed: int = 0,
+        source_self_steering: bool = False,
+        bootstrap: int = 1000,
+        samples: int = 2,
+    ):
+        betas = [float(b) for b in (betas if betas is not None else [-4.0, 4.0]) if float(b) != 0.0]
+        checks = [
+            (not betas, "betas", "the beta grid is empty", "give at least one non-zero beta, e.g. [-4, 4]"),
+            (every_n_epochs is not None and every_n_epochs < 1, "every_n_epochs", f"is {every_n_epochs}", "use 1+"),
+            (max_prompts is not None and max_prompts < 1, "max_prompts", f"is {max_prompts}", "use 1+, or null"),
+            (max_new_tokens < 1, "max_new_tokens", f"is {max_new_tokens}", "use 1 or more"),
+            (batch_size < 1, "batch_size", f"is {batch_size}", "use 1 or more"),
+            (bootstrap < 0, "bootstrap", f"is {bootstrap}", "use 0 or more"),
+            (samples < 0, "samples", f"is {samples}", "use 0 or more"),
+        ]
+        for bad, option, problem, fix in checks:
+            if bad:
+                raise LCrossInputError(problem, where=f"GenerationEfficacy.{option}", fix=fix)
+        self.judge_name, self.judge_args = judge, dict(judge_args or {})
+        self._judge: Judge | None = None
+        if judge not in JUDGES:  # fail on a bad judge now, not after training (the judge itself loads lazily)
+            raise LCrossInputError(
+                f"unknown judge {judge!r}", where="GenerationEfficacy.judge", fix=f"use {sorted(JUDGES)}"
+            )
+        self.concepts, self.every_n_epochs, self.betas = concepts, every_n_epochs, sorted(set(betas))
+        self.positions, self.max_prompts, self.max_new_tokens = positions, max_prompts, max_new_tokens
+        self.batch_size, self.random_seed, self.source_self_steering = batch_size, random_seed, source_self_steering
+        self.bootstrap, self.samples = bootstrap, samples
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def judge(self) -> Judge:
+        if self._judge is None:
+            self._judge = make_judge(self.judge_name, **self.judge_args)
+        return self._judge
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        if data is not None and stage == "fit":
+            self.concepts_to_run(data)  # unknown concepts or concepts without prompts fail before training
+
+    def concepts_to_run(self, data: EvaluationData) -> list[str]:
+        if self.concepts is None:
+            return [c for c in data.eval_concepts if data.concepts[c].open_ended]
+        for name in self.concepts:
+            if name not in data.concepts:
+                raise LCrossInputError(
+                    f"unknown concept {name!r}", where="GenerationEfficacy.concepts", fix=f"use {sorted(data.concepts)}"
+                )
+            if not data.concepts[name].open_ended:
+                raise LCrossInputError(
+                    f"concept {name!r} has no open-ended prompts",
+                    where="GenerationEfficacy.concepts",
+                    fix="add open_ended.jsonl ({'prompt': ...} a line) or test_dataset_open_ended.json to its folder",
+                )
+        return list(self.concepts)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        periodic = self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        if not (last_epoch or periodic):
+            return
+        results = self.evaluate(trainer.datamodule, pl_module.to_transform())
+        for concept, result in results.items():
+            pl_module.log(f"gen/{concept}/no_steering", result.target.unsteered_mean)
+            if result.source is not None:
+                pl_module.log(f"gen/{concept}/source_no_steering", result.source.unsteered_mean)
+            for sweep in (result.target, result.source):
+                for variant in [] if sweep is None else sweep.items:
+                    for beta, value in zip(sweep.betas, sweep.mean(variant).tolist()):
+                        if value == value:  # NaN (every answer unreadable) is not logged as a number
+                            pl_module.log(f"gen/{concept}/{variant}/beta_{beta:+g}", value)
+            experiment = getattr(trainer.logger, "experiment", None)
+            if experiment is not None and hasattr(experiment, "add_text"):
+                experiment.add_text(f"gen/{concept}/samples", samples_table(result), trainer.current_epoch)
+        summary = {c: r.summary(self.bootstrap) for c, r in results.items()}
+        self.history.append({"epoch": trainer.current_epoch, **summary})
+
+    def evaluate(self, data: EvaluationData, transform: LinearTransform) -> dict[str, ConceptEfficacy]:
+        """Generates and judges for every concept: concept -> target sweep (and source sweep) of judge scores."""
+        transform = transform.to(torch.float32)
+        transform.check_models(data.d_source, data.d_target)
+        results = {}
+        for name in self.concepts_to_run(data):
+            prompts = data.concepts[name].open_ended[: self.max_prompts]
+            vectors = comparison_vectors(data, transform, name, self.random_seed)
+            target, target_answers = self._sweep(data, "target", prompts, vectors)
+            source, source_answers = None, {}
+            if self.source_self_steering:
+                own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)[data.layers["source"]]}
+                source, source_answers = self._sweep(data, "source", prompts, own)
+            samples = _samples(prompts, target, target_answers, self.samples)
+            if source is not None:
+                samples += _samples(prompts, source, source_answers, self.samples)
+            results[name] = ConceptEfficacy(name, target, source, extra={"samples": samples})
+            rank_zero_info(_summary_line(results[name]))
+        return results
+
+    def _sweep(
+        self, data: EvaluationData, side: Side, prompts: list[str], vectors: dict[Variant, torch.Tensor]
+    ) -> tuple[Sweep, dict[Key, list[str]]]:
+        model, tokenizer = data.model(side)
+        layer = data.layers[side]
+        grid: dict[Key, list[Steering] | None] = {(UNSTEERED, 0.0): None}
+        for variant, vector in vectors.items():
+            for beta in self.betas:
+                grid[str(variant), beta] = [Steering(vector, layer, beta, self.positions)]
+        answers: dict[Any, list[str]] = generate_grid(
+            model,
+            tokenizer,
+            prompts,
+            dict(grid),
+            max_new_tokens=self.max_new_tokens,
+            chat_template=data.chat_template,
+            batch_size=self.batch_size,
+        )
+        scores = {key: self.judge(prompts, texts) for key, texts in answers.items()}
+        items = {v: torch.stack([scores[str(v), b] for b in self.betas]) for v in vectors}
+        sweep = Sweep(self.betas, items, scores[UNSTEERED, 0.0], model=data.model_name(side), metric=self.judge.name)
+        return sweep, answers
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+def _samples(prompts: list[str], sweep: Sweep, answers: dict[Key, list[str]], per_key: int) -> list[dict[str, Any]]:
+    """The first ``per_key`` answers of every (variant, beta), with their scores, for reading what steering does."""
+    rows = []
+    for (variant, beta), texts in answers.items():
+        scores = sweep.unsteered if variant == UNSTEERED else sweep.items[variant][sweep.betas.index(beta)]
+        for index in range(min(per_key, len(texts))):
+            rows.append(
+                {
+                    "model": sweep.model,
+                    "variant": variant,
+                    "beta": beta,
+                    "prompt": prompts[index],
+                    "answer": texts[index],
+                    "score": float(scores[index]),
+                }
+            )
+    return rows
+
+
+def samples_table(result: ConceptEfficacy) -> str:
+    """A Markdown table of sample answers (TensorBoard renders it in the TEXT tab)."""
+    lines = [
+        f"judge: {result.target.metric}",
+        "",
+        "| model | variant | beta | prompt | answer | score |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result.extra.get("samples", []):
+        answer = row["answer"].replace("|", "\\|").replace("\n", " ")
+        prompt = row["prompt"].replace("|", "\\|").replace("\n", " ")
+        lines.append(
+            f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {row['score']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _summary_line(result: ConceptEfficacy) -> str:
+    betas = ", ".join(f"{b:+g}" for b in result.target.betas)
+    parts = [f"no steering {result.target.unsteered_mean:.3f}"]
+    for sweep in (result.target, result.source):
+        for variant in [] if sweep is None else sweep.items:
+            label = Variant(variant).label
+            parts.append(f"{label} " + " ".join(f"{v:.3f}" for v in sweep.mean(variant).tolist()))
+    return f"generation {result.concept} ({result.target.metric} at beta {betas}): " + "; ".join(parts)

@@ -1,0 +1,169 @@
+"""`lcross generate`: look at what a steering vector does to a model's answers, without writing Python.
+
+    lcross generate --model google/gemma-3-270m --vector sentiment.safetensors --layer 9 --beta -4 --beta 4 \
+        --prompt "Tell me about your day."
+    lcross generate --run logs/demo/version_0 --concept sentiment --beta 4 --prompt "Describe your street."
+
+Prints, for every prompt, the unsteered answer and the answer at every beta, one under the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lcross.errors import LCrossInputError
+from lcross.generation import generate_grid
+from lcross.steering import POSITIONS, Steering
+
+
+def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int | None]:
+    """(direction, layer it was stored for) from a ``.pt`` or ``.safetensors`` file holding one tensor, or
+    tensors keyed by layer (``"9"`` or ``"direction.9"``), read without running any code in the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LCrossInputError("no such vector file", where=str(path), fix="give a .safetensors or .pt file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        tensors: Any = load_file(path)
+    elif path.suffix == ".pt":
+        try:
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # any unpickling failure: the file is not plain tensors
+            raise LCrossInputError(
+                f"cannot read it as tensors ({type(err).__name__})", where=str(path), fix="save a tensor or dict"
+            ) from None
+    else:
+        raise LCrossInputError(f"unknown vector format {path.suffix!r}", where=str(path), fix="use .safetensors/.pt")
+    if isinstance(tensors, torch.Tensor):
+        return _one_dimensional(tensors, path), None
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise LCrossInputError("not a tensor or a dict of tensors", where=str(path), fix="save {layer: tensor}")
+    by_layer = {int(str(k).rsplit(".", 1)[-1]): v for k, v in tensors.items() if str(k).rsplit(".", 1)[-1].isdigit()}
+    if layer is not None and layer in by_layer:
+        return _one_dimensional(by_layer[layer], path), layer
+    if len(tensors) == 1:
+        ((key, value),) = tensors.items()
+        stored = int(str(key).rsplit(".", 1)[-1]) if str(key).rsplit(".", 1)[-1].isdigit() else None
+        return _one_dimensional(value, path), stored
+    raise LCrossInputError(
+        f"the file holds several tensors ({sorted(map(str, tensors))}) and none for layer {layer}",
+        where=str(path),
+        fix="pass --layer with one of the stored layers",
+    )
+
+
+def _one_dimensional(tensor: torch.Tensor, path: Path) -> torch.Tensor:
+    if tensor.ndim != 1:
+        raise LCrossInputError(f"the vector has shape {tuple(tensor.shape)}", where=str(path), fix="store [d_model]")
+    return tensor.float()
+
+
+def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, torch.Tensor, int, bool]:
+    """(target ModelSpec, direction, target layer, chat_template) of a finished fit: the concept's own target SV or
+    its source SV transferred through the run's exported T."""
+    from lcross.loading import load_transform
+    from lcross.report import data_module_from_config
+
+    run = Path(run)
+    config = run / "config.yaml"
+    if not config.exists():
+        raise LCrossInputError("no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N")
+    data = data_module_from_config(str(config))
+    if concept not in data.concepts:
+        raise LCrossInputError(f"unknown concept {concept!r}", where="--concept", fix=f"use {sorted(data.concepts)}")
+    data.prepare_data()
+    data.setup()
+    if variant == "own_sv":
+        direction = data.steering_vector("target", concept)[data.layers["target"]]
+    else:
+        transform = load_transform(run / "transform")
+        direction = transform.transfer(data.steering_vector("source", concept)[data.layers["source"]])
+    return data.target, direction.float(), data.layers["target"], data.chat_template
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lcross generate", description="Print a model's unsteered and steered answers side by side."
+    )
+    parser.add_argument(
+        "--model", help="the model to steer: a hub id, folder, .gguf or tiny-<arch> (default: the run's target)"
+    )
+    parser.add_argument(
+        "--vector", help="a .safetensors or .pt file with the direction ([d_model], or {layer: tensor})"
+    )
+    parser.add_argument("--run", help="a finished fit (logs/<name>/version_N): take the vector from it")
+    parser.add_argument("--concept", help="with --run: the concept whose vector to use")
+    parser.add_argument(
+        "--variant", default="transferred", choices=["transferred", "own_sv"], help="with --run: which vector"
+    )
+    parser.add_argument("--layer", type=int, help="decoder block (0-based) to steer (default: the vector's or run's)")
+    parser.add_argument("--beta", type=float, action="append", help="multiplier; repeat for several (default 4)")
+    parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
+    parser.add_argument("--positions", default="after_prompt", choices=list(POSITIONS), help="where to steer")
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--chat-template", action="store_true", help="wrap prompts in the model's chat template")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    try:
+        answers = _run(args)
+    except LCrossInputError as err:
+        print(f"lcross generate: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return 0
+    for entry in answers:
+        print(f"=== {entry['prompt']}")
+        for label, text in entry["answers"].items():
+            print(f"--- {label}:\n{text.strip()}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from lcross.models import ModelSpec, load_model
+
+    if (args.vector is None) == (args.run is None):
+        raise LCrossInputError("give either --vector FILE or --run RUN --concept NAME", where="lcross generate")
+    chat_template = args.chat_template
+    layer: int | None
+    if args.run is not None:
+        if not args.concept:
+            raise LCrossInputError(
+                "--run needs --concept", where="lcross generate", fix="name one of the run's concepts"
+            )
+        spec, direction, run_layer, run_chat = vector_from_run(args.run, args.concept, args.variant)
+        chat_template = chat_template or run_chat
+        spec = ModelSpec(args.model) if args.model else spec
+        layer = args.layer if args.layer is not None else run_layer
+    else:
+        if not args.model:
+            raise LCrossInputError("--vector needs --model", where="lcross generate", fix="name the model to steer")
+        direction, stored = read_vector(args.vector, args.layer)
+        spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
+        if layer is None:
+            raise LCrossInputError("which layer to steer?", where="lcross generate", fix="pass --layer L")
+    if args.max_new_tokens < 1:
+        raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")
+    betas = args.beta or [4.0]
+    model, tokenizer = load_model(spec)
+    grid: dict[Any, list[Steering] | None] = {"unsteered": None}
+    for beta in betas:
+        grid[f"beta {beta:+g}"] = [Steering(direction, layer, beta, args.positions)]
+    texts = generate_grid(
+        model, tokenizer, args.prompt, grid, max_new_tokens=args.max_new_tokens, chat_template=chat_template
+    )
+    return [
+        {"prompt": prompt, "answers": {str(key): texts[key][index] for key in grid}}
+        for index, prompt in enumerate(args.prompt)
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
