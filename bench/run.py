@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from lcross import LinearTransform, ModelSpec, PairedDeltas, extract_deltas, load_concept, load_model  # noqa: E402
 from lcross.activations import pad_batch  # noqa: E402
+from lcross.aggregators import caa_vector  # noqa: E402
 from lcross.efficacy import steering_sweep  # noqa: E402
 from lcross.prompting import encode  # noqa: E402
-from lcross.aggregators import caa_vector  # noqa: E402
 
 SOURCE, TARGET = "HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m"
 LAYERS = {SOURCE: 15, TARGET: 9}  # middle blocks of 30 and 18

@@ -9,7 +9,7 @@ the same activations whatever it is batched with and whichever side the tokenize
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 
@@ -21,6 +21,32 @@ from lcross.prompting import Encoded, encode
 
 class _StopForward(Exception):
     """Raised by the hook on the deepest requested block: nothing after it is needed."""
+
+
+@overload
+def extract_deltas(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[ContrastivePair | dict],
+    layer: int,
+    *,
+    batch_size: int = ...,
+    chat_template: bool = ...,
+    on_batch: Callable[[int, int], None] | None = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def extract_deltas(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[ContrastivePair | dict],
+    layer: Sequence[int],
+    *,
+    batch_size: int = ...,
+    chat_template: bool = ...,
+    on_batch: Callable[[int, int], None] | None = ...,
+) -> dict[int, torch.Tensor]: ...
 
 
 def extract_deltas(
@@ -47,12 +73,12 @@ def extract_deltas(
     Returns:
         float32 tensor [n_pairs, d_model] on the CPU; for a list of layers, a dict layer -> such a tensor.
     """
-    pairs = [
+    contrastive = [
         p if isinstance(p, ContrastivePair) else ContrastivePair(p["prompt"], p["positive"], p["negative"])
         for p in pairs
     ]
     layers = [layer] if isinstance(layer, int) else list(layer)
-    texts = [encode(tokenizer, p.prompt, c, chat_template) for p in pairs for c in (p.positive, p.negative)]
+    texts = [encode(tokenizer, p.prompt, c, chat_template) for p in contrastive for c in (p.positive, p.negative)]
     states = last_token_states(model, tokenizer, texts, layers, batch_size=batch_size, on_batch=on_batch)
     deltas = {l: s[0::2] - s[1::2] for l, s in states.items()}
     return deltas[layer] if isinstance(layer, int) else deltas
@@ -72,7 +98,7 @@ def last_token_states(
     layers = sorted(set(layers))
     for l in layers:
         check_layer(l, len(blocks), type(model).__name__)
-    out = {l: [None] * len(texts) for l in layers}
+    out: dict[int, list[torch.Tensor | None]] = {l: [None] * len(texts) for l in layers}
     # Longest first: the first batch shows at once whether the largest one fits in memory.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i].input_ids))
     done = 0
@@ -99,7 +125,8 @@ def last_token_states(
         done += len(index)
         if on_batch is not None:
             on_batch(done, len(texts))
-    return {l: torch.stack(v) if v else torch.empty(0) for l, v in out.items()}
+    # Every slot is filled: each text index is in exactly one batch.
+    return {l: torch.stack(cast(list[torch.Tensor], v)) if v else torch.empty(0) for l, v in out.items()}
 
 
 def _capture(layer: int, deepest: bool, rows: torch.Tensor, last: torch.Tensor, into: dict[int, torch.Tensor]):

@@ -95,6 +95,7 @@ def load_concept(
     path = Path(source)
     name = name or path.stem
     open_ended: list[str] = []
+    kind: Literal["ab", "text"]
     if path.is_dir() and (path / CAA_TRAIN_FILE).exists():
         train, kind = _read_file(path / CAA_TRAIN_FILE), "ab"
         test = _read_file(path / CAA_TEST_FILE) if (path / CAA_TEST_FILE).exists() else None
@@ -269,7 +270,7 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()
 
 
-def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text], list[_AB | _Text] | None, str]:
+def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text], list[_AB | _Text] | None, Literal["ab", "text"]]:
     import datasets
 
     try:
@@ -292,5 +293,5 @@ def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text], list[_AB | _Text] 
 
     train = parse(train_split)
     test = parse("test") if "test" in data and train_split != "test" else None
-    kind = "ab" if train and isinstance(train[0], _AB) else "text"
+    kind: Literal["ab", "text"] = "ab" if train and isinstance(train[0], _AB) else "text"
     return train, test, kind

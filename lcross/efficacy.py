@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -22,7 +22,7 @@ from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks, final_norm
 from lcross.metrics import behavior_matching_probability
 from lcross.prompting import Encoded, encode
-from lcross.results import Sweep
+from lcross.results import Sweep, Variant
 from lcross.steering import Positions, Steering, apply_steering, position_mask
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,12 @@ def _batches(tokenizer: Any, pairs: Sequence[EncodedPair], batch_size: int, devi
         width = inputs["input_ids"].shape[1]
         offsets = [width - len(t.input_ids) for t in encoded]
         seen: dict[tuple[int, ...], int] = {}  # token prefix -> index into rows/cols
-        rows, cols, position, targets, owner, first = [], [], [], [], [], []
+        rows: list[int] = []
+        cols: list[int] = []
+        position: list[int] = []
+        targets: list[int] = []
+        owner: list[int] = []
+        first: list[bool] = []
         for row, ((pair, side), offset, text) in enumerate(zip(chunk, offsets, encoded)):
             shared = pairs[pair].shares_prompt
             for j in range(text.prompt_len, len(text.input_ids)):
@@ -228,11 +233,15 @@ def steering_sweep(
             model, tokenizer, pairs, layer, vectors, betas, positions, chat_template, batch_size
         )
     else:
-        common = dict(chat_template=chat_template, batch_size=batch_size)
-        unsteered = completion_margins(model, tokenizer, pairs, **common)
+        unsteered = completion_margins(model, tokenizer, pairs, chat_template=chat_template, batch_size=batch_size)
         steered = {
             (name, beta): completion_margins(
-                model, tokenizer, pairs, steering=Steering(vector, layer, beta, positions), **common
+                model,
+                tokenizer,
+                pairs,
+                steering=Steering(vector, layer, beta, positions),
+                chat_template=chat_template,
+                batch_size=batch_size,
             )
             for name, vector in vectors.items()
             for beta in betas
@@ -242,7 +251,12 @@ def steering_sweep(
     items = {
         name: torch.stack([behavior_matching_probability(steered[name, b], zero) for b in betas]) for name in vectors
     }
-    return Sweep(betas, items, behavior_matching_probability(unsteered, zero), model=model_name)
+    return Sweep(
+        betas,
+        cast(dict[Variant, torch.Tensor], items),
+        behavior_matching_probability(unsteered, zero),
+        model=model_name,
+    )
 
 
 def _sweep_reusing_prefix(

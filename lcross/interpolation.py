@@ -6,8 +6,7 @@ from __future__ import annotations
 def is_regularised(hparams: dict) -> bool:
     """Whether an LCross fit with these hyperparameters is regularised (a ridge start, or a penalty)."""
     return (
-        hparams.get("init") == "closed_form"
-        and hparams.get("init_method") == "ridge"
+        (hparams.get("init") == "closed_form" and hparams.get("init_method") == "ridge")
         or bool(hparams.get("ridge"))
         or bool(hparams.get("weight_decay"))
     )

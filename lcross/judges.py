@@ -23,8 +23,8 @@ import logging
 import math
 import re
 import string
-from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 
@@ -583,11 +583,13 @@ def make_judge(name: str, **kwargs: Any) -> Judge:
         raise LCrossInputError(f"unknown judge {name!r}", where="make_judge", fix=f"use one of {sorted(JUDGES)}")
     cls = JUDGES[name]
     model = kwargs.get("model")
+    factory: Callable[..., Judge]
+    args: tuple[Any, ...]
     if name == "llm" and model is not None and not isinstance(model, torch.nn.Module):
         spec = kwargs.pop("model")
-        factory, args = cls.from_spec, (spec,)
+        factory, args = cast(type[LLMJudge], cls).from_spec, (spec,)
     elif name == "classifier" and isinstance(model, str):
-        factory, args = cls.from_pretrained, (kwargs.pop("model"),)
+        factory, args = cast(type[ClassifierJudge], cls).from_pretrained, (kwargs.pop("model"),)
     else:
         factory, args = cls, ()
     try:

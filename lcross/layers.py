@@ -6,6 +6,8 @@ forward pass with ``output_hidden_states=True``.
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import torch
 
 from lcross.errors import LCrossInputError
@@ -31,10 +33,12 @@ def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
 # The norm applied after the last block, as an attribute of the decoder stack (model.base_model).
 FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_norm")
 
+_M = TypeVar("_M", bound=torch.nn.Module)
+
 
 def final_norm(model: torch.nn.Module) -> torch.nn.Module:
     return _first_module(
-        model.base_model,
+        cast(torch.nn.Module, model.base_model),
         FINAL_NORM_NAMES,
         torch.nn.Module,
         "final norm",
@@ -47,12 +51,12 @@ def final_norm(model: torch.nn.Module) -> torch.nn.Module:
 def _first_module(
     root: torch.nn.Module,
     paths: tuple[str, ...],
-    kind: type,
+    kind: type[_M],
     what: str,
     registry: str,
     looks_for: str,
     model_name: str | None = None,
-) -> torch.nn.Module:
+) -> _M:
     """The first of ``paths`` under ``root`` that is a ``kind``: architectures are found by name, not by code."""
     for path in paths:
         try:

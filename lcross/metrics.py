@@ -20,6 +20,8 @@ class BehaviorMatching(Metric):
 
     full_state_update = False
     higher_is_better = True
+    total: torch.Tensor  # states registered by add_state in __init__
+    count: torch.Tensor
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

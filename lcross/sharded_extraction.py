@@ -11,12 +11,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from lcross.activations import extract_deltas
 from lcross.concepts import ContrastivePair
@@ -89,7 +89,9 @@ def extract_deltas_sharded(
     """
     shard_dir = cache.root / f"{key}.shards"
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, **trainer_kwargs)
-    loader = DataLoader(torch.arange(len(pairs)), batch_size=pairs_per_step, shuffle=False)
+    # A tensor of indices serves as a map-style dataset (it has __getitem__ and __len__).
+    indices = cast("Dataset[torch.Tensor]", torch.arange(len(pairs)))
+    loader = DataLoader(indices, batch_size=pairs_per_step, shuffle=False)
     module = _DeltaExtractor(spec, pairs, layer, chat_template, batch_size, str(shard_dir))
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     # ddp (every rank runs this function): wait until every rank has written its shard. ddp_spawn: the ranks have
@@ -102,7 +104,10 @@ def extract_deltas_sharded(
             path.unlink()
         os.rmdir(shard_dir)
     trainer.strategy.barrier()
-    return cache.load(key)
+    deltas = cache.load(key)
+    if deltas is None:
+        raise RuntimeError(f"sharded extraction wrote no readable cache entry {key!r} in {cache.root}")
+    return deltas
 
 
 def _merge(shard_dir: Path, n: int) -> torch.Tensor:

@@ -84,7 +84,7 @@ def make_split(
 
 
 def paired_rows(
-    split: Split, deltas: Mapping[str, Mapping[str, torch.Tensor]], part: Part
+    split: Split, deltas: Mapping[Literal["source", "target"], Mapping[str, torch.Tensor]], part: Part
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(source rows, target rows) of ``part``, concepts in split order."""
     xs, xt = [], []

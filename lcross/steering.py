@@ -119,6 +119,10 @@ def position_mask(hidden: torch.Tensor, positions: Positions, prompt_end: torch.
     batch, length = hidden.shape[:2]
     if length == 1:  # one new token of incremental decoding: after the prompt by construction
         return float(positions == "after_prompt")
+    if prompt_end is None:
+        raise LCrossInputError(
+            f"positions={positions!r} needs prompt_end", fix="pass prompt_end or use positions='all'"
+        )
     index = torch.arange(length, device=hidden.device).unsqueeze(0)
     end = prompt_end.to(hidden.device).view(batch, 1)
     mask = index >= end if positions == "after_prompt" else index == end - 1

@@ -104,11 +104,14 @@ class LCross(L.LightningModule):
         if warning:
             rank_zero_warn(warning)
         # A resumed run keeps its restored weights; only a fresh one is initialised from the closed form.
-        if self.hparams.init != "closed_form" or self.trainer.ckpt_path is not None:
+        if self.hparams["init"] != "closed_form" or self.trainer.ckpt_path is not None:
             return
-        weight, bias = fit_map(xs, xt, self.hparams.init_method, self.hparams.init_alpha, bias=self.bias is not None)
+        weight, bias = fit_map(
+            xs, xt, self.hparams["init_method"], self.hparams["init_alpha"], bias=self.bias is not None
+        )
         self.transform.set_matrix(weight.to(self.device))
         if bias is not None:
+            assert self.transform.bias is not None  # fit_map returns a bias only when T has one
             with torch.no_grad():
                 self.transform.bias.copy_(bias)
 
@@ -120,16 +123,16 @@ class LCross(L.LightningModule):
     def model_step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         xs, xt = batch[0], batch[1]
         pred = self(xs)
-        loss = fit_loss(pred, xt, self.hparams.loss, self.hparams.cosine_weight)
+        loss = fit_loss(pred, xt, self.hparams["loss"], self.hparams["cosine_weight"])
         return loss, pred, xt
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
         objective = loss
-        if self.hparams.ridge:
-            objective = objective + self.hparams.ridge * self.transform.matrix().pow(2).sum()
-        if self.hparams.orthogonality:
-            objective = objective + self.hparams.orthogonality * orthogonality_penalty(self.transform.matrix())
+        if self.hparams["ridge"]:
+            objective = objective + self.hparams["ridge"] * self.transform.matrix().pow(2).sum()
+        if self.hparams["orthogonality"]:
+            objective = objective + self.hparams["orthogonality"] * orthogonality_penalty(self.transform.matrix())
         self.train_loss(loss)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/objective", objective, on_step=False, on_epoch=True)
@@ -156,13 +159,13 @@ class LCross(L.LightningModule):
             self.log(f"val/cos/{name}", cos)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
     def card(self) -> dict[str, Any]:
         """Where this T comes from and how it did: data and models, hyperparameters, the latest logged metrics."""
         datamodule = getattr(self.trainer, "datamodule", None)
         card = datamodule.describe() if datamodule is not None and hasattr(datamodule, "describe") else {}
-        card["fit_method"] = f"gradient descent ({self.hparams.loss}), init {self.hparams.init}"
+        card["fit_method"] = f"gradient descent ({self.hparams['loss']}), init {self.hparams['init']}"
         card["hyperparameters"] = {k: v for k, v in self.hparams.items() if not k.startswith("_")}
         card["metrics"] = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
         return card

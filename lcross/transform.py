@@ -145,6 +145,7 @@ class LinearTransform(torch.nn.Module):
             transform.card["alpha"] = alpha
         transform.set_matrix(weight)
         if b is not None:
+            assert transform.bias is not None  # fit_map returns a bias only for bias=True
             with torch.no_grad():
                 transform.bias.copy_(b)
         return transform

@@ -13,11 +13,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor, kernel_size: int = 11, gaussian: bool
     """Structural similarity of two matrices seen as one-channel images, over their joint value range."""
     a, b = a.detach().double(), b.detach().double()
     data_range = float(torch.maximum(a.max(), b.max()) - torch.minimum(a.min(), b.min()))
-    return float(
-        structural_similarity_index_measure(
-            a[None, None], b[None, None], data_range=data_range, kernel_size=kernel_size, gaussian_kernel=gaussian
-        )
+    value = structural_similarity_index_measure(
+        a[None, None], b[None, None], data_range=data_range, kernel_size=kernel_size, gaussian_kernel=gaussian
     )
+    assert isinstance(value, torch.Tensor)  # a tuple only with return_full_image / return_contrast_sensitivity
+    return float(value)
 
 
 def frobenius_distance(a: torch.Tensor, b: torch.Tensor, relative: bool = False) -> float:

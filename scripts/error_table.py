@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross import (
     LinearTransform,
     ModelSpec,
@@ -23,6 +22,7 @@ from lcross import (
     load_transform,
     steer,
 )
+from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross.tiny_models import byte_tokenizer, tiny_model
 
 AB = {
