@@ -19,7 +19,7 @@ from lcross.efficacy import steering_sweep
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
 from lcross.plots import sweep_figure
-from lcross.results import ConceptEfficacy, Variant, sweep_curves
+from lcross.results import ConceptEfficacy, Variant, curve_betas, sweep_curves
 from lcross.steering import Positions
 from lcross.transform import LinearTransform
 
@@ -124,7 +124,7 @@ class SteeringEfficacy(L.Callback):
         if experiment is None or not hasattr(experiment, "add_figure"):
             return
         curves, bands, baseline = sweep_curves(entry)
-        figure = sweep_figure(concept, [0.0, *entry["betas"]], curves, baseline, bands)
+        figure = sweep_figure(concept, curve_betas(entry), curves, baseline, bands)
         experiment.add_figure(f"efficacy/{concept}/beta_sweep", figure, trainer.current_epoch)
 
     def state_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import yaml
 
 from lcross.interpolation import interpolation_warning, is_regularised
 from lcross.plots import map_figure, sweep_figure
-from lcross.results import Variant, summary_value, sweep_curves
+from lcross.results import Variant, curve_betas, summary_value, sweep_curves
 from lcross.transform import CARD_NAME
 
 # (variant, which model's sweep holds it, column title)
@@ -131,7 +131,7 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
                 if name in run_bands:
                     bands[name + suffix if own else name] = run_bands[name]
         entry = first["efficacy"][concept]
-        figure = sweep_figure(concept, [0.0, *entry["betas"]], curves, entry["target"]["unsteered"]["mean"], bands)
+        figure = sweep_figure(concept, curve_betas(entry), curves, entry["target"]["unsteered"]["mean"], bands)
         figure.savefig(out / f"sweep_{concept}.png", dpi=120)
         lines.append(f"![{concept}](sweep_{concept}.png)")
     if config:

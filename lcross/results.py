@@ -139,8 +139,15 @@ def summary_value(entry: dict[str, Any], model: str, variant: str | None, beta: 
     return record["mean"][index], None if record["ci95"] is None else record["ci95"][index]
 
 
+def curve_betas(entry: dict[str, Any]) -> list[float]:
+    """The x axis of a sweep plot: the betas with 0 (no steering) in its place."""
+    return sorted([0.0, *entry["betas"]])
+
+
 def sweep_curves(entry: dict[str, Any], suffix: str = "") -> tuple[dict[str, list], dict[str, list], float]:
-    """Curves over [0, *betas] from a summary entry: each variant starts from its own model's unsteered figure."""
+    """Curves over ``curve_betas(entry)`` from a summary entry: each variant passes through its own model's unsteered
+    figure at beta 0."""
+    zero = curve_betas(entry).index(0.0)
     curves, bands = {}, {}
     for side in ("target", "source"):
         record = entry.get(side)
@@ -149,7 +156,9 @@ def sweep_curves(entry: dict[str, Any], suffix: str = "") -> tuple[dict[str, lis
         start, start_ci = record["unsteered"]["mean"], record["unsteered"]["ci95"]
         for variant, values in record["variants"].items():
             label = variant + suffix
-            curves[label] = [start, *values["mean"]]
+            means = list(values["mean"])
+            curves[label] = [*means[:zero], start, *means[zero:]]
             if values["ci95"] is not None and start_ci is not None:
-                bands[label] = [tuple(start_ci), *(tuple(ci) for ci in values["ci95"])]
+                cis = [tuple(ci) for ci in values["ci95"]]
+                bands[label] = [*cis[:zero], tuple(start_ci), *cis[zero:]]
     return curves, bands, entry["target"]["unsteered"]["mean"]
