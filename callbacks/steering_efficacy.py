@@ -79,13 +79,8 @@ class SteeringEfficacy(L.Callback):
             return
         results = self.evaluate(trainer.datamodule, pl_module.to_transform())
         for concept, result in results.items():
-            pl_module.log(f"efficacy/{concept}/no_steering", result.target.unsteered_mean)
-            if result.source is not None:
-                pl_module.log(f"efficacy/{concept}/source_no_steering", result.source.unsteered_mean)
-            for sweep in (result.target, result.source):
-                for variant in [] if sweep is None else sweep.items:
-                    for beta, value in zip(sweep.betas, sweep.mean(variant).tolist()):
-                        pl_module.log(f"efficacy/{concept}/{variant}/beta_{beta:+g}", value)
+            for tag, value in result.scalars().items():
+                pl_module.log(f"efficacy/{concept}/{tag}", value)
         summary = {c: r.summary(self.bootstrap) for c, r in results.items()}
         if self.plot:
             for concept, entry in summary.items():
@@ -116,7 +111,7 @@ class SteeringEfficacy(L.Callback):
                     model_name=data.model_name("source"),
                 )  # fmt: skip
             results[name] = ConceptEfficacy(name, target, source)
-            rank_zero_info(_summary_line(results[name]))
+            rank_zero_info(results[name].summary_line("efficacy"))
         return results
 
     def _log_plot(self, trainer: L.Trainer, concept: str, entry: dict[str, Any]) -> None:
@@ -132,15 +127,3 @@ class SteeringEfficacy(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
-
-
-def _summary_line(result: ConceptEfficacy) -> str:
-    betas = ", ".join(f"{b:+g}" for b in result.target.betas)
-    parts = [f"no steering {result.target.unsteered_mean:.3f}"]
-    for sweep in (result.target, result.source):
-        for variant in [] if sweep is None else sweep.items:
-            label = Variant(variant).label if variant in Variant._value2member_map_ else str(variant)
-            parts.append(f"{label} " + " ".join(f"{v:.3f}" for v in sweep.mean(variant).tolist()))
-    if result.source is not None:
-        parts.append(f"source without steering {result.source.unsteered_mean:.3f}")
-    return f"efficacy {result.concept} (p_match at beta {betas}): " + "; ".join(parts)

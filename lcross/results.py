@@ -108,6 +108,30 @@ class ConceptEfficacy:
     source: Sweep | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def scalars(self) -> dict[str, float]:
+        """Flat figures for a logger, by tag suffix: ``no_steering``, ``source_no_steering`` and
+        ``<variant>/beta_<b>`` (a mean that is NaN, e.g. every judge reply unreadable, is left out)."""
+        out = {"no_steering": self.target.unsteered_mean}
+        if self.source is not None:
+            out["source_no_steering"] = self.source.unsteered_mean
+        for sweep in (self.target, self.source):
+            for variant in [] if sweep is None else sweep.items:
+                for beta, value in zip(sweep.betas, sweep.mean(variant).tolist()):
+                    out[f"{variant}/beta_{beta:+g}"] = value
+        return {tag: value for tag, value in out.items() if value == value}
+
+    def summary_line(self, kind: str) -> str:
+        """One log line: ``<kind> <concept> (<metric> at beta ...): no steering x; own SV a b; ...``."""
+        betas = ", ".join(f"{b:+g}" for b in self.target.betas)
+        parts = [f"no steering {self.target.unsteered_mean:.3f}"]
+        for sweep in (self.target, self.source):
+            for variant in [] if sweep is None else sweep.items:
+                values = " ".join(f"{v:.3f}" for v in sweep.mean(variant).tolist())
+                parts.append(f"{Variant(variant).label} {values}")
+        if self.source is not None:
+            parts.append(f"source without steering {self.source.unsteered_mean:.3f}")
+        return f"{kind} {self.concept} ({self.target.metric} at beta {betas}): " + "; ".join(parts)
+
     def summary(self, bootstrap: int = 0) -> dict[str, Any]:
         out = {"betas": self.target.betas, "target": self.target.summary(bootstrap), **self.extra}
         if self.source is not None:
