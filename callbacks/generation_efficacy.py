@@ -3,12 +3,15 @@
 For each evaluation concept that has open-ended prompts, the target answers them unsteered and under the own SV, the
 transferred SV, a random T (and the identity where widths match, and the source steering itself when asked), at every
 beta; a judge scores every answer. Scores go to TensorBoard as ``gen/<concept>/<variant>/beta_<b>`` (and
-``gen/<concept>/no_steering``), a text table of sample answers to the TEXT tab, and the summary with bootstrap
-intervals into the transform card (``generation``) and the report.
+``gen/<concept>/no_steering``), a text table of sample answers to the TEXT tab, every answer with its score to
+``<run>/answers/<concept>_epoch<e>.jsonl``, and the summary with bootstrap intervals (and the sample answers) into the
+transform card (``generation``) and the report.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lcross.comparison import comparison_vectors
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
+from lcross.files import atomic_path
 from lcross.generation import generate_grid
 from lcross.judges import JUDGES, Judge, make_judge
 from lcross.results import ConceptEfficacy, Sweep, Variant
@@ -88,6 +92,7 @@ class GenerationEfficacy(L.Callback):
         self.batch_size, self.random_seed, self.source_self_steering = batch_size, random_seed, source_self_steering
         self.bootstrap, self.samples = bootstrap, samples
         self.history: list[dict[str, Any]] = []
+        self.last_answers: dict[str, list[dict[str, Any]]] = {}  # concept -> every answer of the last evaluation
 
     @property
     def judge(self) -> Judge:
@@ -125,17 +130,13 @@ class GenerationEfficacy(L.Callback):
             return
         results = self.evaluate(trainer.datamodule, pl_module.to_transform())
         for concept, result in results.items():
-            pl_module.log(f"gen/{concept}/no_steering", result.target.unsteered_mean)
-            if result.source is not None:
-                pl_module.log(f"gen/{concept}/source_no_steering", result.source.unsteered_mean)
-            for sweep in (result.target, result.source):
-                for variant in [] if sweep is None else sweep.items:
-                    for beta, value in zip(sweep.betas, sweep.mean(variant).tolist()):
-                        if value == value:  # NaN (every answer unreadable) is not logged as a number
-                            pl_module.log(f"gen/{concept}/{variant}/beta_{beta:+g}", value)
+            for tag, value in result.scalars().items():
+                pl_module.log(f"gen/{concept}/{tag}", value)
             experiment = getattr(trainer.logger, "experiment", None)
             if experiment is not None and hasattr(experiment, "add_text"):
                 experiment.add_text(f"gen/{concept}/samples", samples_table(result), trainer.current_epoch)
+        if trainer.log_dir is not None and trainer.is_global_zero:
+            write_answers(trainer.log_dir, trainer.current_epoch, self.last_answers)
         summary = {c: r.summary(self.bootstrap) for c, r in results.items()}
         self.history.append({"epoch": trainer.current_epoch, **summary})
 
@@ -143,7 +144,7 @@ class GenerationEfficacy(L.Callback):
         """Generates and judges for every concept: concept -> target sweep (and source sweep) of judge scores."""
         transform = transform.to(torch.float32)
         transform.check_models(data.d_source, data.d_target)
-        results = {}
+        results, self.last_answers = {}, {}
         for name in self.concepts_to_run(data):
             prompts = data.concepts[name].open_ended[: self.max_prompts]
             vectors = comparison_vectors(data, transform, name, self.random_seed)
@@ -152,11 +153,13 @@ class GenerationEfficacy(L.Callback):
             if self.source_self_steering:
                 own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)[data.layers["source"]]}
                 source, source_answers = self._sweep(data, "source", prompts, own)
-            samples = _samples(prompts, target, target_answers, self.samples)
+            rows = _rows(prompts, target, target_answers, self.judge.scale)
             if source is not None:
-                samples += _samples(prompts, source, source_answers, self.samples)
+                rows += _rows(prompts, source, source_answers, self.judge.scale)
+            self.last_answers[name] = rows
+            samples = [row for row in rows if row["index"] < self.samples]
             results[name] = ConceptEfficacy(name, target, source, extra={"samples": samples})
-            rank_zero_info(_summary_line(results[name]))
+            rank_zero_info(results[name].summary_line("generation"))
         return results
 
     def _sweep(
@@ -189,23 +192,35 @@ class GenerationEfficacy(L.Callback):
         self.history = list(state_dict.get("history", []))
 
 
-def _samples(prompts: list[str], sweep: Sweep, answers: dict[Key, list[str]], per_key: int) -> list[dict[str, Any]]:
-    """The first ``per_key`` answers of every (variant, beta), with their scores, for reading what steering does."""
+def _rows(
+    prompts: list[str], sweep: Sweep, answers: dict[Key, list[str]], scale: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """Every answer of every (variant, beta) with its prompt (and its index), score and the judge's scale."""
     rows = []
     for (variant, beta), texts in answers.items():
         scores = sweep.unsteered if variant == UNSTEERED else sweep.items[variant][sweep.betas.index(beta)]
-        for index in range(min(per_key, len(texts))):
+        for index, text in enumerate(texts):
             rows.append(
                 {
                     "model": sweep.model,
                     "variant": variant,
                     "beta": beta,
+                    "index": index,
                     "prompt": prompts[index],
-                    "answer": texts[index],
+                    "answer": text,
                     "score": float(scores[index]),
+                    "judge": sweep.metric,
+                    "scale": list(scale),
                 }
             )
     return rows
+
+
+def write_answers(folder: str | Path, epoch: int, answers: dict[str, list[dict[str, Any]]]) -> None:
+    """Every judged answer, ``<folder>/answers/<concept>_epoch<e>.jsonl`` (one JSON row per answer), written whole."""
+    for concept, rows in answers.items():
+        with atomic_path(Path(folder) / "answers" / f"{concept}_epoch{epoch}.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def samples_table(result: ConceptEfficacy) -> str:
@@ -223,13 +238,3 @@ def samples_table(result: ConceptEfficacy) -> str:
             f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {row['score']:.3f} |"
         )
     return "\n".join(lines)
-
-
-def _summary_line(result: ConceptEfficacy) -> str:
-    betas = ", ".join(f"{b:+g}" for b in result.target.betas)
-    parts = [f"no steering {result.target.unsteered_mean:.3f}"]
-    for sweep in (result.target, result.source):
-        for variant in [] if sweep is None else sweep.items:
-            label = Variant(variant).label
-            parts.append(f"{label} " + " ".join(f"{v:.3f}" for v in sweep.mean(variant).tolist()))
-    return f"generation {result.concept} ({result.target.metric} at beta {betas}): " + "; ".join(parts)

@@ -1,4 +1,5 @@
 import glob
+import json
 
 import pytest
 import torch
@@ -68,6 +69,14 @@ def test_generation_is_logged_judged_and_carded(tiny_run):
     assert generation["target"]["metric"] == "vader" and generation["target"]["n_items"] == 2
     assert {row["variant"] for row in generation["samples"]} >= {"unsteered", "transferred", "source_on_source"}
     assert all(0.0 <= row["score"] <= 1.0 for row in generation["samples"])
+    # every answer is kept beside the run; the card's means are their averages
+    files = sorted((run / "answers").glob("sentiment_epoch*.jsonl"))
+    assert [f.name for f in files] == ["sentiment_epoch5.jsonl"]
+    rows = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert len(rows) == 2 * (1 + 3 * 2) + 2 * (1 + 1 * 2)  # 2 prompts; target: unsteered + 3 variants x 2 betas
+    scores = [r["score"] for r in rows if r["variant"] == "transferred" and r["beta"] == 4.0]
+    mean = generation["target"]["variants"]["transferred"]["mean"][generation["betas"].index(4.0)]
+    assert len(scores) == 2 and mean == pytest.approx(sum(scores) / 2)
 
 
 def test_console_script_exits_0_and_generate_subcommand(tmp_path, capsys):

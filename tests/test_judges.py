@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -404,3 +405,32 @@ def test_make_judge_bad_names_and_options():
         make_judge("sentimnet")
     with pytest.raises(LCrossInputError, match="bad options"):
         make_judge("refusal", threshold=0.5)
+
+
+def test_agreement_matches_hand_computed_correlations():
+    from lcross.judge_agreement import agreement
+
+    a = torch.tensor([0.1, 0.4, 0.35, 0.8, float("nan")])
+    b = torch.tensor([2.0, 6.0, 7.0, 9.0, 5.0])  # a 0-10 judge; the NaN row of a is left out
+    x, y = a[:4].double(), b[:4].double()
+    pearson = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()).norm() * (y - y.mean()).norm()))
+    # ranks of a: 1, 3, 2, 4; of b: 1, 2, 3, 4 -> Spearman 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60
+    result = agreement(a, b, (0.0, 1.0), (0.0, 10.0))
+    assert result["n"] == 4 and result["n_unscored"] == 1
+    assert result["pearson"] == pytest.approx(pearson) and result["spearman"] == pytest.approx(0.8)
+    # sides against the midpoints 0.5 and 5: a says low, low, low, high; b says low, high, high, high
+    assert result["same_side"] == pytest.approx(0.5)
+
+
+def test_agreement_of_a_run_with_its_own_judge_is_perfect(tiny_run, capsys):
+    from lcross.judge_agreement import main
+
+    _, run = tiny_run
+    main([str(run), "--concept", "sentiment", "--judge", "vader"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["second_judge"] == "vader" and result["all"]["n"] == 20
+    assert result["all"]["same_side"] == 1.0
+    assert math.isnan(result["all"]["pearson"]) or result["all"]["pearson"] == pytest.approx(1.0)
+    with pytest.raises(SystemExit) as error:
+        main([str(run), "--concept", "age", "--judge", "vader"])
+    assert error.value.code == 2 and "no answers for 'age'" in capsys.readouterr().err
