@@ -44,14 +44,18 @@ def load_run(run: str | Path) -> dict[str, Any]:
     return card
 
 
-def _concepts(card: dict[str, Any]) -> list[str]:
-    return [c for c in card["efficacy"] if c != "epoch"]
+def _concepts(card: dict[str, Any], key: str = "efficacy") -> list[str]:
+    return [c for c in card.get(key, {}) if c != "epoch"]
 
 
-def efficacy_table(cards: list[dict[str, Any]], beta: float) -> str:
-    """A Markdown table at one beta; runs with different sources add 'transferred from' columns."""
+def efficacy_table(cards: list[dict[str, Any]], beta: float, key: str = "efficacy", percent: bool = True) -> str:
+    """A Markdown table at one beta; runs with different sources add 'transferred from' columns.
+
+    ``key`` picks the card's A/B results (``efficacy``, shown in %) or its judged generations (``generation``, shown
+    as the judge's score, ``percent=False``)."""
     header, cells = ["concept", "no steering"], {}
-    concepts = list(dict.fromkeys(c for card in cards for c in _concepts(card)))
+    concepts = list(dict.fromkeys(c for card in cards for c in _concepts(card, key)))
+    cell = _cell if percent else _score_cell
     for index, card in enumerate(cards):
         source = _short(card["source"]["name"])
         for variant, side, title in COLUMNS:
@@ -59,7 +63,7 @@ def efficacy_table(cards: list[dict[str, Any]], beta: float) -> str:
                 continue  # the target's baselines are the same in every run
             label = title.format(source=source)
             for concept in concepts:
-                entry = card["efficacy"].get(concept)
+                entry = card.get(key, {}).get(concept)
                 value = None if entry is None else summary_value(entry, side, variant, beta)
                 if value is None:
                     continue
@@ -67,11 +71,11 @@ def efficacy_table(cards: list[dict[str, Any]], beta: float) -> str:
                     unsteered = f"{source} without steering"
                     if unsteered not in header:
                         header.append(unsteered)
-                    cells[concept, unsteered] = _cell(summary_value(entry, "source", None, 0.0))
+                    cells[concept, unsteered] = cell(summary_value(entry, "source", None, 0.0))
                 if label not in header:
                     header.append(label)
-                cells[concept, label] = _cell(value)
-                cells[concept, "no steering"] = _cell(summary_value(entry, "target", None, 0.0))
+                cells[concept, label] = cell(value)
+                cells[concept, "no steering"] = cell(summary_value(entry, "target", None, 0.0))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for concept in concepts:
         lines.append("| " + " | ".join([concept] + [cells.get((concept, h), "") for h in header[1:]]) + " |")
@@ -85,6 +89,58 @@ def _cell(value: tuple[float, Any] | None) -> str:
     if ci is None:
         return f"{100 * mean:.1f}"
     return f"{100 * mean:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _score_cell(value: tuple[float, Any] | None) -> str:
+    if value is None:
+        return ""
+    mean, ci = value
+    if mean != mean:
+        return "n/a"
+    return f"{mean:.3f}" if ci is None else f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def generation_section(cards: list[dict[str, Any]], samples_per_concept: int = 3) -> list[str]:
+    """Judged open-ended answers (the GenerationEfficacy callback): a table per beta and a few sample answers."""
+    first = next((card for card in cards if _concepts(card, "generation")), None)
+    if first is None:
+        return []
+    concepts = _concepts(first, "generation")
+    entry = first["generation"][concepts[0]]
+    judge = entry["target"]["metric"]
+    lines = [
+        "",
+        "## Judged open-ended answers",
+        "",
+        f"Mean judge score ({judge}) of the answers to each concept's open-ended prompts, with a 95% bootstrap "
+        f"interval over prompts; {entry['target']['n_items']} prompts per concept.",
+    ]
+    betas = list(dict.fromkeys(b for c in concepts for b in first["generation"][c]["betas"]))
+    for beta in sorted(betas, key=lambda b: (abs(b), b)):
+        lines += ["", f"### beta = {beta:+g}", "", efficacy_table(cards, beta, key="generation", percent=False)]
+    for concept in concepts:
+        samples = first["generation"][concept].get("samples", [])
+        lines += ["", f"### Sample answers: {concept}", "", *_sample_lines(samples, samples_per_concept)]
+    return lines
+
+
+def _sample_lines(samples: list[dict[str, Any]], n_prompts: int) -> list[str]:
+    """The answers to the first prompts, unsteered and under each variant and beta, with their scores."""
+    lines: list[str] = []
+    prompts = list(dict.fromkeys(row["prompt"] for row in samples))[:n_prompts]
+    for prompt in prompts:
+        lines += [f"**{_one_line(prompt)}**", ""]
+        rows = [row for row in samples if row["prompt"] == prompt]
+        rows.sort(key=lambda row: (row["model"], row["variant"] != "unsteered", row["variant"], row["beta"]))
+        for row in rows:
+            label = "no steering" if row["variant"] == "unsteered" else f"{row['variant']}, beta {row['beta']:+g}"
+            lines.append(f"- {_short(row['model'])}, {label} ({row['score']:.2f}): {_one_line(row['answer'])}")
+        lines.append("")
+    return lines
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(empty)"
 
 
 def _short(name: str) -> str:
@@ -134,6 +190,7 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         figure = sweep_figure(concept, curve_betas(entry), curves, entry["target"]["unsteered"]["mean"], bands)
         figure.savefig(out / f"sweep_{concept}.png", dpi=120)
         lines.append(f"![{concept}](sweep_{concept}.png)")
+    lines += generation_section(cards)
     if config:
         lines += ["", analyse(config, out)]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -140,3 +140,13 @@ def test_report_from_a_tiny_run(tmp_path, monkeypatch, tiny_run):
     assert (tmp_path / "out" / "sweep_sentiment.png").exists() and (tmp_path / "out" / "map_target.png").exists()
     assert "| sentiment vs temperature |" in text and "random vs random" in text
     assert list((tmp_path / "out" / "projector" / "target").rglob("projector_config.pbtxt"))
+    # judged generations: a table per beta in the judge's units and the sample answers, read from the card
+    generation = card["generation"]["sentiment"]
+    transferred = generation["target"]["variants"]["transferred"]
+    low, high = transferred["ci95"][generation["betas"].index(4.0)]
+    mean = transferred["mean"][generation["betas"].index(4.0)]
+    assert "## Judged open-ended answers" in text and "Mean judge score (vader)" in text
+    assert f"{mean:.3f} [{low:.3f}, {high:.3f}]" in text.split("### beta = +4")[1].split("###")[0]
+    sample = next(row for row in generation["samples"] if row["variant"] == "unsteered")
+    answer = " ".join(sample["answer"].split()) or "(empty)"
+    assert f"- tiny-gemma3_text, no steering ({sample['score']:.2f}): {answer}" in text
