@@ -41,7 +41,7 @@ class GenerationEfficacy(L.Callback):
         ``{spec: <model>, concept_description: ...}`` for ``llm``).
     concepts: the evaluation concepts to generate for (default: every evaluation concept with open-ended prompts).
     every_n_epochs: also generate after every this many epochs; by default only after the last one (it is slow).
-    betas: steering multipliers; no steering is always generated as its own baseline.
+    betas: steering multipliers (default -1 and 1); no steering is always generated as its own baseline.
     positions: where to add the vector: after_prompt (CAA: every generated token), all, or last_prompt (RepE).
     max_prompts: answer at most this many open-ended prompts per concept (None: all).
     max_new_tokens: the most tokens per answer.
@@ -68,7 +68,7 @@ class GenerationEfficacy(L.Callback):
         bootstrap: int = 1000,
         samples: int = 2,
     ):
-        betas = [float(b) for b in (betas if betas is not None else [-4.0, 4.0]) if float(b) != 0.0]
+        betas = [float(b) for b in (betas if betas is not None else [-1.0, 1.0]) if float(b) != 0.0]
         checks = [
             (not betas, "betas", "the beta grid is empty", "give at least one non-zero beta, e.g. [-4, 4]"),
             (every_n_epochs is not None and every_n_epochs < 1, "every_n_epochs", f"is {every_n_epochs}", "use 1+"),

@@ -1,8 +1,8 @@
 """`lcross generate`: look at what a steering vector does to a model's answers, without writing Python.
 
-    lcross generate --model google/gemma-3-270m --vector sentiment.safetensors --layer 9 --beta -4 --beta 4 \
+    lcross generate --model google/gemma-3-270m --vector sentiment.safetensors --layer 9 --beta -1.5 --beta 1.5 \
         --prompt "Tell me about your day."
-    lcross generate --run logs/demo/version_0 --concept sentiment --beta 4 --prompt "Describe your street."
+    lcross generate --run logs/demo/version_0 --concept sentiment --beta 1.5 --prompt "Describe your street."
 
 Prints, for every prompt, the unsteered answer and the answer at every beta, one under the other.
 """
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", default="transferred", choices=["transferred", "own_sv"], help="with --run: which vector"
     )
     parser.add_argument("--layer", type=int, help="decoder block (0-based) to steer (default: the vector's or run's)")
-    parser.add_argument("--beta", type=float, action="append", help="multiplier; repeat for several (default 4)")
+    parser.add_argument("--beta", type=float, action="append", help="multiplier; repeat for several (default -1 and 1)")
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     parser.add_argument("--positions", default="after_prompt", choices=list(POSITIONS), help="where to steer")
     parser.add_argument("--max-new-tokens", type=int, default=40)
@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
             raise LCrossInputError("which layer to steer?", where="lcross generate", fix="pass --layer L")
     if args.max_new_tokens < 1:
         raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")
-    betas = args.beta or [4.0]
+    betas = args.beta or [-1.0, 1.0]
     model, tokenizer = load_model(spec)
     grid: dict[Any, list[Steering] | None] = {"unsteered": None}
     for beta in betas:

@@ -73,3 +73,20 @@ def test_source_vector_steers_the_source(demo):
     result = steering_sweep(model, tokenizer, demo.concepts["size"].test, 15, {"own": vector}, [-1.0, 0.0, 1.0])
     assert _is_increasing(_curve(result, "own"))
     demo.store.release("source")
+
+
+def test_transferred_sentiment_vector_moves_the_sentiment_of_what_gemma_writes(demo):
+    """The generation half of the paper, offline: VADER-judged answers to open-ended prompts, held-out concept."""
+    from lcross.callbacks.generation_efficacy import GenerationEfficacy
+
+    xs, xt = demo.tensors("train")
+    transform = LinearTransform.fit(xs, xt, method="ridge", alpha=1000.0)
+    callback = GenerationEfficacy(judge="vader", betas=[-1.5, 1.5], max_prompts=24, max_new_tokens=32, bootstrap=0)
+    result = callback.evaluate(demo, transform)["sentiment"].target
+    # measured on the dev VM: 0.431 / 0.661 / 0.710 (VADER in [0, 1]; 0.5 is neutral)
+    transferred = [result.at("transferred", -1.5), result.unsteered_mean, result.at("transferred", 1.5)]
+    assert _is_increasing(transferred), transferred  # sentiment was held out: T never saw it
+    assert transferred[2] - transferred[0] > 0.15, transferred
+    own = [result.at("own_sv", -1.5), result.unsteered_mean, result.at("own_sv", 1.5)]
+    assert _is_increasing(own), own
+    assert len(callback.last_answers["sentiment"]) == 24 * (1 + 3 * 2)
