@@ -13,7 +13,7 @@ from typing import Any, cast, overload
 
 import torch
 
-from lcross.concepts import ContrastivePair
+from lcross.concepts import ContrastivePair, Pair, TextPair
 from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks
 from lcross.prompting import Encoded, encode
@@ -27,7 +27,7 @@ class _StopForward(Exception):
 def extract_deltas(
     model: torch.nn.Module,
     tokenizer: Any,
-    pairs: Sequence[ContrastivePair | dict],
+    pairs: Sequence[Pair | dict],
     layer: int,
     *,
     batch_size: int = ...,
@@ -40,7 +40,7 @@ def extract_deltas(
 def extract_deltas(
     model: torch.nn.Module,
     tokenizer: Any,
-    pairs: Sequence[ContrastivePair | dict],
+    pairs: Sequence[Pair | dict],
     layer: Sequence[int],
     *,
     batch_size: int = ...,
@@ -52,7 +52,7 @@ def extract_deltas(
 def extract_deltas(
     model: torch.nn.Module,
     tokenizer: Any,
-    pairs: Sequence[ContrastivePair | dict],
+    pairs: Sequence[Pair | dict],
     layer: int | Sequence[int],
     *,
     batch_size: int = 16,
@@ -64,7 +64,9 @@ def extract_deltas(
     Args:
         model: a causal LM (in eval mode).
         tokenizer: its tokenizer.
-        pairs: ContrastivePair objects or dicts with prompt / positive / negative.
+        pairs: ContrastivePair objects (a prompt with two completions: the state is read at each completion's last
+            token) or TextPair objects (two whole texts, each read at its last token; with ``chat_template`` each is
+            the user turn with the reply left open), or dicts of their fields.
         layer: a block index, or a list of them.
         batch_size: texts per forward pass.
         chat_template: format prompts with the tokenizer's chat template.
@@ -73,15 +75,22 @@ def extract_deltas(
     Returns:
         float32 tensor [n_pairs, d_model] on the CPU; for a list of layers, a dict layer -> such a tensor.
     """
-    contrastive = [
-        p if isinstance(p, ContrastivePair) else ContrastivePair(p["prompt"], p["positive"], p["negative"])
-        for p in pairs
-    ]
     layers = [layer] if isinstance(layer, int) else list(layer)
-    texts = [encode(tokenizer, p.prompt, c, chat_template) for p in contrastive for c in (p.positive, p.negative)]
+    texts = [encode(tokenizer, prompt, completion, chat_template) for p in pairs for prompt, completion in _texts(p)]
     states = last_token_states(model, tokenizer, texts, layers, batch_size=batch_size, on_batch=on_batch)
     deltas = {l: s[0::2] - s[1::2] for l, s in states.items()}
     return deltas[layer] if isinstance(layer, int) else deltas
+
+
+def _texts(pair: Pair | dict) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The pair's two (prompt, completion) texts; a dict without "prompt" is a pair of whole texts."""
+    if isinstance(pair, dict):
+        pair = (
+            ContrastivePair(pair["prompt"], pair["positive"], pair["negative"])
+            if "prompt" in pair
+            else TextPair(pair["positive"], pair["negative"])
+        )
+    return pair.texts()
 
 
 def last_token_states(

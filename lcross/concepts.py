@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,18 +43,46 @@ class ContrastivePair:
     positive: str
     negative: str
 
+    def texts(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """The two (prompt, completion) texts whose last-token states are compared: positive first."""
+        return (self.prompt, self.positive), (self.prompt, self.negative)
+
+
+@dataclass(frozen=True)
+class TextPair:
+    """Two whole texts (RepE style), e.g. a scenario of an emotion and one of another emotion.
+
+    Each text is a prompt of its own (the user turn, with the reply left open, under a chat template) and its state is
+    read at its last token; there is no shared prompt, so such pairs cannot be scored as A/B completions.
+    """
+
+    positive: str
+    negative: str
+
+    def texts(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """The two (prompt, completion) texts whose last-token states are compared: positive first."""
+        return (self.positive, ""), (self.negative, "")
+
+
+Pair = ContrastivePair | TextPair
+Kind = Literal["ab", "text", "texts"]
+
 
 @dataclass
 class Concept:
     """A named concept: training pairs, held-out evaluation items, and optional open-ended prompts.
 
+    ``kind`` is ``ab`` (CAA multiple choice), ``text`` (a prompt with two completions) or ``texts`` (pairs of whole
+    texts, ``TextPair``): only the first two can be scored by A/B likelihoods; ``texts`` concepts are evaluated by
+    judged generations.
+
     ``open_ended`` holds prompts for open-ended steered generation, in file order; empty when the source has none.
     """
 
     name: str
-    train: list[ContrastivePair]
-    test: list[ContrastivePair]
-    kind: Literal["ab", "text"] = "text"
+    train: list[Pair]
+    test: list[Pair]
+    kind: Kind = "text"
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     open_ended: list[str] = field(default_factory=list)
@@ -70,7 +99,7 @@ class Concept:
 
 
 def load_concept(
-    source: str | Path,
+    source: str | Path | Mapping[str, Any],
     name: str | None = None,
     *,
     test_fraction: float = 0.2,
@@ -81,7 +110,11 @@ def load_concept(
     """Loads a concept from a file, a folder, or a Hugging Face dataset.
 
     Args:
-        source: a CAA A/B ``.json`` file; a ``.jsonl`` file of ``{"prompt", "positive", "negative"}`` lines; a folder
+        source: a CAA A/B ``.json`` file; a ``.jsonl`` file of ``{"prompt", "positive", "negative"}`` lines (or of
+            ``{"positive", "negative"}`` whole texts); a RepE emotion file (``<emotion>.json``, a list of scenario
+            strings, paired with the other emotions' files beside it, see ``lcross.text_pairs``; prompts in an
+            ``open_ended.jsonl`` beside it become its open-ended prompts); a mapping ``{positive: <file or dataset>,
+            negative: ..., positive_column: ..., negative_column: ...}`` of two lists of whole texts; a folder
             with ``generate_dataset.json`` and ``test_dataset_ab.json`` (CAA layout) or ``train.jsonl`` and
             ``test.jsonl``; or a Hugging Face dataset id or saved dataset folder with either set of columns. A CAA
             folder may add ``test_dataset_open_ended.json`` (a JSON list of ``{"question"}``) and a JSONL folder
@@ -92,23 +125,35 @@ def load_concept(
         max_test: keep at most this many evaluation items (the first ones after a seeded shuffle).
         seed: seed of the shuffle used for the split and the caps.
     """
+    from lcross.text_pairs import emotion_pairs, is_string_list, list_pairs
+
+    if isinstance(source, Mapping):
+        name = name or "concept"
+        pairs: list[Pair] = list(list_pairs(source, seed=seed, where=f"concept {name!r}"))
+        return _split(name, pairs, None, "texts", dict(source), [], test_fraction, max_train, max_test, seed)
     path = Path(source)
     name = name or path.stem
     open_ended: list[str] = []
-    kind: Literal["ab", "text"]
+    kind: Kind
+    if path.is_file() and is_string_list(path):
+        if (path.parent / JSONL_OPEN_ENDED_FILE).exists():
+            open_ended = _read_open_ended(path.parent / JSONL_OPEN_ENDED_FILE, "prompt")
+        pairs = list(emotion_pairs(path, seed=seed))
+        return _split(name, pairs, None, "texts", str(source), open_ended, test_fraction, max_train, max_test, seed)
     if path.is_dir() and (path / CAA_TRAIN_FILE).exists():
         train, kind = _read_file(path / CAA_TRAIN_FILE), "ab"
         test = _read_file(path / CAA_TEST_FILE) if (path / CAA_TEST_FILE).exists() else None
         if (path / CAA_OPEN_ENDED_FILE).exists():
             open_ended = _read_open_ended(path / CAA_OPEN_ENDED_FILE, "question")
     elif path.is_dir() and (path / JSONL_TRAIN_FILE).exists():
-        train, kind = _read_file(path / JSONL_TRAIN_FILE), "text"
+        train = _read_file(path / JSONL_TRAIN_FILE)
+        kind = _kind_of(train, str(path / JSONL_TRAIN_FILE))
         test = _read_file(path / JSONL_TEST_FILE) if (path / JSONL_TEST_FILE).exists() else None
         if (path / JSONL_OPEN_ENDED_FILE).exists():
             open_ended = _read_open_ended(path / JSONL_OPEN_ENDED_FILE, "prompt")
     elif path.is_file():
         train, test = _read_file(path), None
-        kind = "ab" if train and isinstance(train[0], _AB) else "text"
+        kind = _kind_of(train, str(path))
     elif path.is_dir() and not _is_saved_dataset(path):
         raise LCrossInputError(
             "folder holds no concept data",
@@ -118,14 +163,32 @@ def load_concept(
     else:
         train, test, kind = _read_hf_dataset(str(source))
 
+    test_items = None if test is None else [item.to_pair() for item in test]
+    pairs = [item.to_pair() for item in train]
+    return _split(name, pairs, test_items, kind, str(source), open_ended, test_fraction, max_train, max_test, seed)
+
+
+def _split(
+    name: str,
+    train_pairs: list[Pair],
+    test: list[Pair] | None,
+    kind: Kind,
+    source: Any,
+    open_ended: list[str],
+    test_fraction: float,
+    max_train: int | None,
+    max_test: int | None,
+    seed: int,
+) -> Concept:
+    """Shuffles (seeded), holds out test items when there is no test file, applies the caps, and checks the sizes."""
     rng = random.Random(seed)
-    train_pairs = [item.to_pair() for item in train]
+    train_pairs = list(train_pairs)
     rng.shuffle(train_pairs)
     if test is None:
         n_test = max(1, round(len(train_pairs) * test_fraction))
         test_pairs, train_pairs = train_pairs[:n_test], train_pairs[n_test:]
     else:
-        test_pairs = [item.to_pair() for item in test]
+        test_pairs = list(test)
         rng.shuffle(test_pairs)  # so that max_test samples the whole test file, not its first templates
     train_pairs = train_pairs[:max_train]
     test_pairs = test_pairs[:max_test]
@@ -140,6 +203,18 @@ def load_concept(
             f"concept {name!r} has no held-out evaluation items", where=str(source), fix="add a test file"
         )
     return Concept(name=name, train=train_pairs, test=test_pairs, kind=kind, source=str(source), open_ended=open_ended)
+
+
+def _kind_of(items: list[Any], where: str) -> Kind:
+    """The concept kind of parsed records; one file holds one kind."""
+    kinds = {_KINDS[type(item)] for item in items}
+    if len(kinds) > 1:
+        raise LCrossInputError(
+            f"the file mixes item kinds {sorted(kinds)}",
+            where=where,
+            fix="keep CAA A/B items, prompt/positive/negative items and positive/negative texts in separate files",
+        )
+    return kinds.pop() if kinds else "text"
 
 
 @dataclass(frozen=True)
@@ -167,11 +242,23 @@ class _Text:
         return ContrastivePair(self.prompt, self.positive, self.negative)
 
 
+@dataclass(frozen=True)
+class _Texts:
+    positive: str
+    negative: str
+
+    def to_pair(self) -> TextPair:
+        return TextPair(self.positive, self.negative)
+
+
+_KINDS: dict[type, Kind] = {_AB: "ab", _Text: "text", _Texts: "texts"}
+
+
 _AB_FIELDS = ("question", "answer_matching_behavior", "answer_not_matching_behavior")
 _TEXT_FIELDS = ("prompt", "positive", "negative")
 
 
-def _read_file(path: Path) -> list[_AB | _Text]:
+def _read_file(path: Path) -> list[_AB | _Text | _Texts]:
     records = _read_records(path, line_fix="each line must be one JSON object with prompt, positive and negative")
     return [_parse_record(r, f"{path} item {i}") for i, r in enumerate(records)]
 
@@ -230,7 +317,7 @@ def _read_open_ended(path: Path, key: str) -> list[str]:
     return prompts
 
 
-def _parse_record(record: Any, where: str) -> _AB | _Text:
+def _parse_record(record: Any, where: str) -> _AB | _Text | _Texts:
     if not isinstance(record, dict):
         raise LCrossInputError(f"expected a JSON object, found {type(record).__name__}", where=where)
     if "question" in record or "answer_matching_behavior" in record:
@@ -252,6 +339,8 @@ def _parse_record(record: Any, where: str) -> _AB | _Text:
                     fix="list the choices in the question as ' (A) ...', ' (B) ...'",
                 )
         return _AB(question, str(record[_AB_FIELDS[1]]), str(record[_AB_FIELDS[2]]))
+    if "prompt" not in record and "positive" in record and "negative" in record:
+        return _Texts(str(record["positive"]), str(record["negative"]))
     _require(record, _TEXT_FIELDS, where)
     return _Text(*(str(record[k]) for k in _TEXT_FIELDS))
 
@@ -270,7 +359,7 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()
 
 
-def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text], list[_AB | _Text] | None, Literal["ab", "text"]]:
+def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text | _Texts], list[_AB | _Text | _Texts] | None, Kind]:
     import datasets
 
     try:
@@ -288,10 +377,9 @@ def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text], list[_AB | _Text] 
         data = datasets.DatasetDict({"train": data})
     train_split = "train" if "train" in data else next(iter(data))
 
-    def parse(split: str) -> list[_AB | _Text]:
+    def parse(split: str) -> list[_AB | _Text | _Texts]:
         return [_parse_record(r, f"{source} [{split}] row {i}") for i, r in enumerate(data[split])]
 
     train = parse(train_split)
     test = parse("test") if "test" in data and train_split != "test" else None
-    kind: Literal["ab", "text"] = "ab" if train and isinstance(train[0], _AB) else "text"
-    return train, test, kind
+    return train, test, _kind_of(train, source)

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
 from lcross.activations import extract_deltas
-from lcross.concepts import ContrastivePair
+from lcross.concepts import Pair
 from lcross.delta_cache import DeltaCache
 from lcross.files import atomic_path
 from lcross.models import ModelSpec, load_model
@@ -31,7 +31,7 @@ class _DeltaExtractor(L.LightningModule):
     def __init__(
         self,
         spec: ModelSpec,
-        pairs: Sequence[ContrastivePair],
+        pairs: Sequence[Pair],
         layer: int,
         chat_template: bool,
         batch_size: int,
@@ -69,7 +69,7 @@ class _DeltaExtractor(L.LightningModule):
 
 def extract_deltas_sharded(
     spec: ModelSpec,
-    pairs: Sequence[ContrastivePair],
+    pairs: Sequence[Pair],
     layer: int,
     *,
     cache: DeltaCache,
