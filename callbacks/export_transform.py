@@ -25,8 +25,9 @@ class ExportTransform(L.Callback):
             return
         card: dict[str, Any] = pl_module.card()
         for key, kind in (("efficacy", SteeringEfficacy), ("generation", GenerationEfficacy)):
-            found = [c for c in trainer.callbacks if isinstance(c, kind)]
-            if found and found[0].history:
-                card[key] = found[0].history[-1]
+            # several callbacks of a kind (e.g. one judge per concept) merge their latest results
+            latest = [c.history[-1] for c in trainer.callbacks if isinstance(c, kind) and c.history]
+            if latest:
+                card[key] = {name: entry for result in latest for name, entry in result.items()}
         root = Path(trainer.log_dir or trainer.default_root_dir)
         self.path = pl_module.to_transform(card=card).save_pretrained(root / self.dirname)

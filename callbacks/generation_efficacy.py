@@ -41,7 +41,8 @@ class GenerationEfficacy(L.Callback):
         ``{spec: <model>, concept_description: ...}`` for ``llm``).
     concepts: the evaluation concepts to generate for (default: every evaluation concept with open-ended prompts).
     every_n_epochs: also generate after every this many epochs; by default only after the last one (it is slow).
-    betas: steering multipliers (default -1 and 1); no steering is always generated as its own baseline.
+    betas: steering multipliers (default -1 and 1), or a grid per concept (``{happiness: [-4, 4], fear: [-8, 8]}``,
+        every concept named); no steering is always generated as its own baseline.
     positions: where to add the vector: after_prompt (CAA: every generated token), all, or last_prompt (RepE).
     max_prompts: answer at most this many open-ended prompts per concept (None: all).
     max_new_tokens: the most tokens per answer.
@@ -58,7 +59,7 @@ class GenerationEfficacy(L.Callback):
         judge_args: dict[str, Any] | None = None,
         concepts: list[str] | None = None,
         every_n_epochs: int | None = None,
-        betas: list[float] | None = None,
+        betas: list[float] | dict[str, list[float]] | None = None,
         positions: Positions = "after_prompt",
         max_prompts: int | None = 8,
         max_new_tokens: int = 40,
@@ -68,9 +69,21 @@ class GenerationEfficacy(L.Callback):
         bootstrap: int = 1000,
         samples: int = 2,
     ):
-        betas = [float(b) for b in (betas if betas is not None else [-1.0, 1.0]) if float(b) != 0.0]
+        grids = betas if isinstance(betas, dict) else {"": betas if betas is not None else [-1.0, 1.0]}
+        self.betas_by_concept = {c: sorted({float(b) for b in grid if float(b) != 0.0}) for c, grid in grids.items()}
+        if isinstance(betas, dict) and concepts is not None and set(concepts) - set(betas):
+            raise LCrossInputError(
+                f"no beta grid for {sorted(set(concepts) - set(betas))}",
+                where="GenerationEfficacy.betas",
+                fix="give a grid for every concept in `concepts`, or one list for all",
+            )
         checks = [
-            (not betas, "betas", "the beta grid is empty", "give at least one non-zero beta, e.g. [-4, 4]"),
+            (
+                not all(self.betas_by_concept.values()),
+                "betas",
+                "a beta grid is empty",
+                "give at least one non-zero beta, e.g. [-4, 4]",
+            ),
             (every_n_epochs is not None and every_n_epochs < 1, "every_n_epochs", f"is {every_n_epochs}", "use 1+"),
             (max_prompts is not None and max_prompts < 1, "max_prompts", f"is {max_prompts}", "use 1+, or null"),
             (max_new_tokens < 1, "max_new_tokens", f"is {max_new_tokens}", "use 1 or more"),
@@ -87,7 +100,7 @@ class GenerationEfficacy(L.Callback):
             raise LCrossInputError(
                 f"unknown judge {judge!r}", where="GenerationEfficacy.judge", fix=f"use {sorted(JUDGES)}"
             )
-        self.concepts, self.every_n_epochs, self.betas = concepts, every_n_epochs, sorted(set(betas))
+        self.concepts, self.every_n_epochs = concepts, every_n_epochs
         self.positions, self.max_prompts, self.max_new_tokens = positions, max_prompts, max_new_tokens
         self.batch_size, self.random_seed, self.source_self_steering = batch_size, random_seed, source_self_steering
         self.bootstrap, self.samples = bootstrap, samples
@@ -105,9 +118,24 @@ class GenerationEfficacy(L.Callback):
         if data is not None and stage == "fit":
             self.concepts_to_run(data)  # unknown concepts or concepts without prompts fail before training
 
+    def betas(self, concept: str) -> list[float]:
+        """The beta grid of a concept."""
+        if "" in self.betas_by_concept:
+            return self.betas_by_concept[""]
+        if concept not in self.betas_by_concept:
+            raise LCrossInputError(
+                f"no beta grid for concept {concept!r}",
+                where="GenerationEfficacy.betas",
+                fix=f"add {concept}: [...] to betas (it has {sorted(self.betas_by_concept)})",
+            )
+        return self.betas_by_concept[concept]
+
     def concepts_to_run(self, data: EvaluationData) -> list[str]:
         if self.concepts is None:
-            return [c for c in data.eval_concepts if data.concepts[c].open_ended]
+            names = [c for c in data.eval_concepts if data.concepts[c].open_ended]
+            for name in names:
+                self.betas(name)  # every concept has a grid
+            return names
         for name in self.concepts:
             if name not in data.concepts:
                 raise LCrossInputError(
@@ -148,11 +176,12 @@ class GenerationEfficacy(L.Callback):
         for name in self.concepts_to_run(data):
             prompts = data.concepts[name].open_ended[: self.max_prompts]
             vectors = comparison_vectors(data, transform, name, self.random_seed)
-            target, target_answers = self._sweep(data, "target", prompts, vectors)
+            betas = self.betas(name)
+            target, target_answers = self._sweep(data, "target", prompts, vectors, betas)
             source, source_answers = None, {}
             if self.source_self_steering:
                 own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)[data.layers["source"]]}
-                source, source_answers = self._sweep(data, "source", prompts, own)
+                source, source_answers = self._sweep(data, "source", prompts, own, betas)
             rows = _rows(prompts, target, target_answers, self.judge.scale)
             if source is not None:
                 rows += _rows(prompts, source, source_answers, self.judge.scale)
@@ -163,13 +192,18 @@ class GenerationEfficacy(L.Callback):
         return results
 
     def _sweep(
-        self, data: EvaluationData, side: Side, prompts: list[str], vectors: dict[Variant, torch.Tensor]
+        self,
+        data: EvaluationData,
+        side: Side,
+        prompts: list[str],
+        vectors: dict[Variant, torch.Tensor],
+        betas: list[float],
     ) -> tuple[Sweep, dict[Key, list[str]]]:
         model, tokenizer = data.model(side)
         layer = data.layers[side]
         grid: dict[Key, list[Steering] | None] = {(UNSTEERED, 0.0): None}
         for variant, vector in vectors.items():
-            for beta in self.betas:
+            for beta in betas:
                 grid[str(variant), beta] = [Steering(vector, layer, beta, self.positions)]
         answers: dict[Any, list[str]] = generate_grid(
             model,
@@ -181,8 +215,8 @@ class GenerationEfficacy(L.Callback):
             batch_size=self.batch_size,
         )
         scores = {key: self.judge(prompts, texts) for key, texts in answers.items()}
-        items = {v: torch.stack([scores[str(v), b] for b in self.betas]) for v in vectors}
-        sweep = Sweep(self.betas, items, scores[UNSTEERED, 0.0], model=data.model_name(side), metric=self.judge.name)
+        items = {v: torch.stack([scores[str(v), b] for b in betas]) for v in vectors}
+        sweep = Sweep(betas, items, scores[UNSTEERED, 0.0], model=data.model_name(side), metric=self.judge.name)
         return sweep, answers
 
     def state_dict(self) -> dict[str, Any]:

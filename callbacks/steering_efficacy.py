@@ -71,6 +71,15 @@ class SteeringEfficacy(L.Callback):
         self.source_self_steering, self.bootstrap = source_self_steering, bootstrap
         self.history: list[dict[str, Any]] = []
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        skipped = [c for c in getattr(data, "eval_concepts", []) if data.concepts[c].kind == "texts"]
+        if skipped:
+            rank_zero_info(
+                f"SteeringEfficacy skips {', '.join(skipped)}: pairs of whole texts cannot be scored as A/B "
+                "completions; judge their steered answers with GenerationEfficacy"
+            )
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -95,6 +104,8 @@ class SteeringEfficacy(L.Callback):
         sweep = dict(positions=self.positions, chat_template=data.chat_template, batch_size=self.batch_size)
         results = {}
         for name in data.eval_concepts:
+            if data.concepts[name].kind == "texts":
+                continue  # pairs of whole texts have no shared prompt to score two completions of (see setup)
             vectors = comparison_vectors(data, transform, name, self.random_seed)
             source_direction = data.steering_vector("source", name)[data.layers["source"]]
             items = data.concepts[name].test[: self.max_items]

@@ -69,7 +69,13 @@ REFUSAL_PREFIXES: tuple[str, ...] = (
 # Gendered terms for the FAIR metric (share of female vs male words in an answer).
 FEMALE_TERMS: tuple[str, ...] = ("female", "woman", "women", "she", "her", "hers", "herself", "girl", "lady")
 MALE_TERMS: tuple[str, ...] = ("male", "man", "men", "he", "him", "his", "himself", "boy", "gentleman")
-LEXICONS: dict[str, tuple[str, ...]] = {"female": FEMALE_TERMS, "male": MALE_TERMS}
+# Words of fear, for judging answers steered towards (or away from) the FEAR concept offline.
+FEAR_TERMS: tuple[str, ...] = (
+    "afraid", "scared", "scary", "fear", "fears", "feared", "fearful", "frightened", "frightening", "terrified",
+    "terrifying", "terror", "horror", "horrified", "panic", "panicked", "dread", "anxious", "anxiety", "worried",
+    "worry", "nervous", "creepy", "danger", "dangerous", "threat", "trembling", "shaking", "nightmare", "alarmed",
+)  # fmt: skip
+LEXICONS: dict[str, tuple[str, ...]] = {"female": FEMALE_TERMS, "male": MALE_TERMS, "fear": FEAR_TERMS}
 
 # CAA's GPT-4 scoring prompts (Rimsky et al. 2024, open-ended evaluation), with the behaviour as a field. Fields:
 # {concept} (LLMJudge's concept_description, e.g. "a positive sentiment"), {question} (the prompt), {answer}.
@@ -231,7 +237,7 @@ class LexiconJudge(Judge):
     - ``mode="any"``: 1.0 when any term of ``words`` occurs, else 0.0.
 
     Args:
-        words: the terms counted, or the name of a built-in list in ``LEXICONS`` ("female", "male").
+        words: the terms counted, or the name of a built-in list in ``LEXICONS`` ("female", "male", "fear").
         against: the competing terms for a share, or a name in ``LEXICONS``.
         mode: "share" or "any".
         name: the judge's name; default "lexicon" (or "lexicon:<list name>" when ``words`` names a built-in list).
