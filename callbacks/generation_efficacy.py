@@ -48,6 +48,9 @@ class GenerationEfficacy(L.Callback):
     max_new_tokens: the most tokens per answer.
     batch_size: rows per ``model.generate`` call (rows of every variant and beta share batches).
     random_seed: seed of the random-T baseline.
+    unit_vectors: steer with every vector scaled to norm 1, so that beta is the norm of what is added and the
+        variants are compared as directions at equal strength (RepE's coefficients). Off: beta multiplies each vector
+        as it is (a transferred vector is often much shorter than the target's own SV).
     source_self_steering: also let the source answer, steered by its own SV (the weak-to-strong comparison).
     bootstrap: resamples for the confidence intervals (0: none).
     samples: answers per (variant, beta) shown in the TensorBoard text table.
@@ -65,6 +68,7 @@ class GenerationEfficacy(L.Callback):
         max_new_tokens: int = 40,
         batch_size: int = 32,
         random_seed: int = 0,
+        unit_vectors: bool = False,
         source_self_steering: bool = False,
         bootstrap: int = 1000,
         samples: int = 2,
@@ -103,9 +107,15 @@ class GenerationEfficacy(L.Callback):
         self.concepts, self.every_n_epochs = concepts, every_n_epochs
         self.positions, self.max_prompts, self.max_new_tokens = positions, max_prompts, max_new_tokens
         self.batch_size, self.random_seed, self.source_self_steering = batch_size, random_seed, source_self_steering
+        self.unit_vectors = unit_vectors
         self.bootstrap, self.samples = bootstrap, samples
         self.history: list[dict[str, Any]] = []
         self.last_answers: dict[str, list[dict[str, Any]]] = {}  # concept -> every answer of the last evaluation
+
+    @property
+    def state_key(self) -> str:
+        # Unique per judge and concepts, so that several of these callbacks (one judge each) can share a Trainer.
+        return self._generate_state_key(judge=self.judge_name, concepts=self.concepts)
 
     @property
     def judge(self) -> Judge:
@@ -203,6 +213,8 @@ class GenerationEfficacy(L.Callback):
         layer = data.layers[side]
         grid: dict[Key, list[Steering] | None] = {(UNSTEERED, 0.0): None}
         for variant, vector in vectors.items():
+            if self.unit_vectors:
+                vector = vector / vector.norm().clamp(min=torch.finfo(vector.dtype).tiny)
             for beta in betas:
                 grid[str(variant), beta] = [Steering(vector, layer, beta, self.positions)]
         answers: dict[Any, list[str]] = generate_grid(

@@ -12,8 +12,11 @@ def sweep_figure(
     curves: dict[str, list[float]],
     baseline: float | None = None,
     intervals: dict[str, list[tuple[float, float]]] | None = None,
+    ylabel: str = "p(positive) / (p(pos) + p(neg))",
+    ylim: tuple[float, float] = (0, 1),
 ) -> Figure:
-    """Behaviour-matching probability against beta, one line per vector, with optional confidence bands."""
+    """A metric (by default the behaviour-matching probability) against beta, one line per vector, with optional
+    confidence bands."""
     figure = Figure(figsize=(5, 3.5))
     axes = figure.subplots()
     for name, values in curves.items():
@@ -23,7 +26,7 @@ def sweep_figure(
             axes.fill_between(betas, low, high, color=line.get_color(), alpha=0.15)
     if baseline is not None:
         axes.axhline(baseline, color="grey", linestyle="--", label="no steering")
-    axes.set(xlabel="beta", ylabel="p(positive) / (p(pos) + p(neg))", title=title, ylim=(0, 1))
+    axes.set(xlabel="beta", ylabel=ylabel, title=title, ylim=ylim)
     axes.legend(fontsize="small")
     figure.tight_layout()
     return figure

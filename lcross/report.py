@@ -39,8 +39,10 @@ def load_run(run: str | Path) -> dict[str, Any]:
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} not found: give the run folder of a finished `main.py fit`")
     card = json.loads(card_path.read_text())
-    if "efficacy" not in card:
-        raise ValueError(f"{card_path} has no efficacy results: was the SteeringEfficacy callback configured?")
+    if "efficacy" not in card and "generation" not in card:
+        raise ValueError(
+            f"{card_path} has no efficacy results: was a SteeringEfficacy or GenerationEfficacy callback configured?"
+        )
     return card
 
 
@@ -100,24 +102,25 @@ def _score_cell(value: tuple[float, Any] | None) -> str:
     return f"{mean:.3f}" if ci is None else f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def generation_section(cards: list[dict[str, Any]], samples_per_concept: int = 3) -> list[str]:
-    """Judged open-ended answers (the GenerationEfficacy callback): a table per beta and a few sample answers."""
+def generation_section(cards: list[dict[str, Any]], out: Path, samples_per_concept: int = 3) -> list[str]:
+    """Judged open-ended answers (the GenerationEfficacy callback): a table per beta, the sweeps, a few answers."""
     first = next((card for card in cards if _concepts(card, "generation")), None)
     if first is None:
         return []
     concepts = _concepts(first, "generation")
-    entry = first["generation"][concepts[0]]
-    judge = entry["target"]["metric"]
+    judges = ", ".join(f"{c}: {first['generation'][c]['target']['metric']}" for c in concepts)
+    n_items = ", ".join(f"{c}: {first['generation'][c]['target']['n_items']}" for c in concepts)
     lines = [
         "",
         "## Judged open-ended answers",
         "",
-        f"Mean judge score ({judge}) of the answers to each concept's open-ended prompts, with a 95% bootstrap "
-        f"interval over prompts; {entry['target']['n_items']} prompts per concept.",
+        f"Mean judge score ({judges}) of the answers to each concept's open-ended prompts, with a 95% bootstrap "
+        f"interval over prompts (prompts per concept: {n_items}).",
     ]
     betas = list(dict.fromkeys(b for c in concepts for b in first["generation"][c]["betas"]))
     for beta in sorted(betas, key=lambda b: (abs(b), b)):
         lines += ["", f"### beta = {beta:+g}", "", efficacy_table(cards, beta, key="generation", percent=False)]
+    lines += ["", "### Sweeps", ""] + [_sweep_plot(cards, concept, "generation", out) for concept in concepts]
     for concept in concepts:
         samples = first["generation"][concept].get("samples", [])
         lines += ["", f"### Sample answers: {concept}", "", *_sample_lines(samples, samples_per_concept)]
@@ -147,16 +150,52 @@ def _short(name: str) -> str:
     return name.rstrip("/").split("/")[-1]
 
 
+def _sweep_plot(cards: list[dict[str, Any]], concept: str, key: str, out: Path) -> str:
+    """Plots one concept's sweep of every run (A/B ``efficacy`` or judged ``generation``); returns its Markdown."""
+    curves, bands = {}, {}
+    for card in cards:
+        suffix = f" ({_short(card['source']['name'])})"
+        entry = card.get(key, {}).get(concept)
+        if entry is None:
+            continue
+        run_curves, run_bands, _ = sweep_curves(entry)
+        for name, values in run_curves.items():
+            own = name in (Variant.TRANSFERRED, Variant.SOURCE_ON_SOURCE)
+            curves[name + suffix if own else name] = values
+            if name in run_bands:
+                bands[name + suffix if own else name] = run_bands[name]
+    entry = next(card[key][concept] for card in cards if concept in card.get(key, {}))
+    baseline = entry["target"]["unsteered"]["mean"]
+    if key == "efficacy":
+        figure = sweep_figure(concept, curve_betas(entry), curves, baseline, bands)
+        name = f"sweep_{concept}.png"
+    else:
+        metric = entry["target"]["metric"]
+        high = 10.0 if metric.startswith("llm") else 1.0
+        figure = sweep_figure(
+            f"{concept}: judged answers", curve_betas(entry), curves, baseline, bands, ylabel=metric, ylim=(0, high)
+        )
+        name = f"generation_{concept}.png"
+    figure.savefig(out / name, dpi=120)
+    return f"![{concept}]({name})"
+
+
 def write_report(runs: list[str], out: str | Path, betas: list[float], config: str | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cards = [load_run(run) for run in runs]
     first = cards[0]
+    ab = any(_concepts(card) for card in cards)
+    what = (
+        "Behaviour-matching probability p(positive) / (p(positive) + p(negative)) in %, mean over held-out items "
+        "with a 95% bootstrap interval."
+        if ab
+        else "Judged open-ended answers only (pairs of whole texts have no A/B items to score)."
+    )
     lines = [
         f"# Steering efficacy: target {_short(first['target']['name'])} (layer {first['target_layer']})",
         "",
-        "Behaviour-matching probability p(positive) / (p(positive) + p(negative)) in %, mean over held-out items "
-        "with a 95% bootstrap interval. Runs: " + ", ".join(f"`{r}`" for r in runs) + ".",
+        what + " Runs: " + ", ".join(f"`{r}`" for r in runs) + ".",
         "",
     ]
     for card, run in zip(cards, runs):
@@ -170,27 +209,13 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         regularised = is_regularised(card.get("hyperparameters", {}))
         if n_rows is not None and not regularised and interpolation_warning(n_rows, card["d_source"]):
             lines.append(f"  - Warning: {interpolation_warning(n_rows, card['d_source'])}")
-    for beta in betas:
+    for beta in betas if ab else []:
         lines += ["", f"## beta = {beta:+g}", "", efficacy_table(cards, beta)]
-    lines += ["", "## Beta sweeps", ""]
+    if _concepts(first):
+        lines += ["", "## Beta sweeps", ""]
     for concept in _concepts(first):
-        curves, bands = {}, {}
-        for card in cards:
-            suffix = f" ({_short(card['source']['name'])})"
-            entry = card["efficacy"].get(concept)
-            if entry is None:
-                continue
-            run_curves, run_bands, _ = sweep_curves(entry)
-            for name, values in run_curves.items():
-                own = name in (Variant.TRANSFERRED, Variant.SOURCE_ON_SOURCE)
-                curves[name + suffix if own else name] = values
-                if name in run_bands:
-                    bands[name + suffix if own else name] = run_bands[name]
-        entry = first["efficacy"][concept]
-        figure = sweep_figure(concept, curve_betas(entry), curves, entry["target"]["unsteered"]["mean"], bands)
-        figure.savefig(out / f"sweep_{concept}.png", dpi=120)
-        lines.append(f"![{concept}](sweep_{concept}.png)")
-    lines += generation_section(cards)
+        lines.append(_sweep_plot(cards, concept, "efficacy", out))
+    lines += generation_section(cards, out)
     if config:
         lines += ["", analyse(config, out)]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -145,8 +145,9 @@ def test_report_from_a_tiny_run(tmp_path, monkeypatch, tiny_run):
     transferred = generation["target"]["variants"]["transferred"]
     low, high = transferred["ci95"][generation["betas"].index(4.0)]
     mean = transferred["mean"][generation["betas"].index(4.0)]
-    assert "## Judged open-ended answers" in text and "Mean judge score (vader)" in text
+    assert "## Judged open-ended answers" in text and "Mean judge score (sentiment: vader)" in text
     assert f"{mean:.3f} [{low:.3f}, {high:.3f}]" in text.split("### beta = +4")[1].split("###")[0]
     sample = next(row for row in generation["samples"] if row["variant"] == "unsteered")
     answer = " ".join(sample["answer"].split()) or "(empty)"
     assert f"- tiny-gemma3_text, no steering ({sample['score']:.2f}): {answer}" in text
+    assert (tmp_path / "out" / "generation_sentiment.png").exists()

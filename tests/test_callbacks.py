@@ -1,8 +1,9 @@
 import json
 
+import pytest
 import torch
 
-from lcross import LinearTransform, ModelSpec, PairedDeltas, load_transform, steering_sweep
+from lcross import LCrossInputError, LinearTransform, ModelSpec, PairedDeltas, load_transform, steering_sweep
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross.evaluation_data import EvaluationData
 from lcross.results import Variant
@@ -70,3 +71,14 @@ def test_resume_continues_the_newest_of_several_versions(tmp_path):
     assert torch.load(runs / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
     assert (runs / "version_0" / "checkpoints" / "last.ckpt").read_bytes() == before_v0  # untouched
     assert not (runs / "version_2").exists()
+
+
+def test_generation_callbacks_with_different_judges_or_concepts_have_their_own_state():
+    from lcross.callbacks.generation_efficacy import GenerationEfficacy
+
+    happiness = GenerationEfficacy(judge="vader", concepts=["happiness"])
+    fear = GenerationEfficacy(judge="lexicon", judge_args={"words": "fear"}, concepts=["fear"])
+    assert happiness.state_key != fear.state_key
+    assert GenerationEfficacy(concepts=["a"], betas={"a": [-2, 0, 2]}).betas("a") == [-2.0, 2.0]
+    with pytest.raises(LCrossInputError, match=r"no beta grid for \['b'\]"):
+        GenerationEfficacy(concepts=["a", "b"], betas={"a": [1.0]})
