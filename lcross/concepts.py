@@ -125,12 +125,14 @@ def load_concept(
         max_test: keep at most this many evaluation items (the first ones after a seeded shuffle).
         seed: seed of the shuffle used for the split and the caps.
     """
-    from lcross.text_pairs import emotion_pairs, is_string_list, list_pairs
+    from lcross.text_pairs import emotion_pairs, is_string_list, list_open_ended, list_pairs
 
     if isinstance(source, Mapping):
         name = name or "concept"
-        pairs: list[Pair] = list(list_pairs(source, seed=seed, where=f"concept {name!r}"))
-        return _split(name, pairs, None, "texts", dict(source), [], test_fraction, max_train, max_test, seed)
+        text_pairs = list_pairs(source, seed=seed, where=f"concept {name!r}")
+        prompts = list_open_ended(source, text_pairs, where=f"concept {name!r}")
+        pairs: list[Pair] = list(text_pairs)
+        return _split(name, pairs, None, "texts", dict(source), prompts, test_fraction, max_train, max_test, seed)
     path = Path(source)
     name = name or path.stem
     open_ended: list[str] = []

@@ -33,7 +33,9 @@ class PairedDeltas(L.LightningDataModule):
         target: the model they are transferred into.
         source_layer: decoder block (0-based) of the source whose output is read.
         target_layer: decoder block (0-based) of the target whose output is read and steered.
-        concepts: concept name -> data source (a CAA folder or JSON file, a JSONL file or folder, a dataset id).
+        concepts: concept name -> data source (a CAA folder or JSON file, a JSONL file or folder, a RepE emotion
+            file, a dataset id, or a mapping of two lists ``{positive: ..., negative: ..., positive_column: ...}``;
+            see ``lcross.load_concept``).
         val_concepts: with split="concept", the concepts held out of T's training: their deltas make the validation
             set and their held-out items are what the efficacy callbacks steer on. With split="pair", the concepts
             to steer on (default: all); every concept is then trained and validated on.
@@ -61,7 +63,7 @@ class PairedDeltas(L.LightningDataModule):
         target: ModelSpec,
         source_layer: int,
         target_layer: int,
-        concepts: dict[str, str],
+        concepts: dict[str, str | dict[str, Any]],
         val_concepts: list[str] | None = None,
         split: SplitBy = "concept",
         val_fraction: float = 0.2,

@@ -96,15 +96,27 @@ def is_string_list(path: Path) -> bool:
     return isinstance(items, list) and bool(items) and isinstance(items[0], str)
 
 
-LIST_PAIR_KEYS = {"positive", "negative", "positive_column", "negative_column", "split", "template"}
+LIST_PAIR_KEYS = {
+    "positive",
+    "negative",
+    "positive_column",
+    "negative_column",
+    "split",
+    "template",
+    "open_ended",
+    "open_ended_column",
+    "n_pairs",
+}
 
 
 def list_pairs(spec: Mapping[str, Any], *, seed: int = 0, where: str = "concept") -> list[TextPair]:
     """Pairs of whole texts from two lists: ``{positive: <source>, negative: <source>, positive_column: ...,
-    negative_column: ..., split: train, template: "{text}"}``.
+    negative_column: ..., split: train, template: "{text}", n_pairs: null}`` (columns default to ``text``; ``n_pairs``
+    keeps that many, e.g. the paper's 128 HARM pairs, leaving the rest of the lists out).
 
     A source is a local ``.csv`` / ``.json`` / ``.jsonl`` file or a Hugging Face dataset id; each list is shuffled
-    with the seed (the negative one with seed + 1) and the shorter one sets the number of pairs.
+    with the seed (the negative one with seed + 1) and the shorter one sets the number of pairs. (``open_ended`` and
+    ``open_ended_column`` name the concept's open-ended prompts: see ``list_open_ended``.)
     """
     unknown = set(spec) - LIST_PAIR_KEYS
     if unknown or "positive" not in spec or "negative" not in spec:
@@ -122,7 +134,11 @@ def list_pairs(spec: Mapping[str, Any], *, seed: int = 0, where: str = "concept"
         texts = read_column(str(spec[side]), column, str(spec.get("split", "train")), f"{where}.{side}")
         random.Random(seed + offset).shuffle(texts)
         lists.append([template.format(text=t) for t in texts])
-    return [TextPair(p, n) for p, n in zip(*lists)]
+    pairs = [TextPair(p, n) for p, n in zip(*lists)]
+    n_pairs = spec.get("n_pairs")
+    if n_pairs is not None and (not isinstance(n_pairs, int) or n_pairs < 2):
+        raise LCrossInputError(f"n_pairs is {n_pairs!r}", where=f"{where}.n_pairs", fix="use an integer >= 2, or null")
+    return pairs[:n_pairs]
 
 
 def read_column(source: str, column: str, split: str, where: str) -> list[str]:
@@ -150,3 +166,15 @@ def read_column(source: str, column: str, split: str, where: str) -> list[str]:
     if not texts:
         raise LCrossInputError(f"column {column!r} of {source} holds no text", where=where, fix="check the column")
     return texts
+
+
+def list_open_ended(spec: Mapping[str, Any], pairs: list[TextPair], *, where: str = "concept") -> list[str]:
+    """The open-ended prompts of a two-list concept (``open_ended``: a source, ``open_ended_column``: its column,
+    default ``text``), without any text its pairs use: e.g. AdvBench goals to answer, minus those trained on."""
+    if "open_ended" not in spec:
+        return []
+    column = str(spec.get("open_ended_column", "text"))
+    prompts = read_column(str(spec["open_ended"]), column, str(spec.get("split", "train")), f"{where}.open_ended")
+    used = {text for pair in pairs for text in (pair.positive, pair.negative)}
+    template = str(spec.get("template", "{text}"))
+    return [p for p in dict.fromkeys(prompts) if p not in used and template.format(text=p) not in used]

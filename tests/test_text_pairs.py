@@ -88,6 +88,14 @@ def test_two_lists_from_files_make_pairs_and_a_missing_column_is_named(tmp_path)
         list_pairs({**spec, "positive_column": "prompt"})
     with pytest.raises(LCrossInputError, match="keys"):
         list_pairs({"positive": str(harmful)})
+    # open-ended prompts from a column, without the texts the pairs train on
+    goals = tmp_path / "advbench.csv"
+    goals.write_text("goal\n" + "".join(f"Do harm {i}\n" for i in range(3, 9)))
+    concept = load_concept({**spec, "open_ended": str(goals), "open_ended_column": "goal"}, "harm")
+    assert concept.open_ended == [f"Do harm {i}" for i in range(5, 9)]  # 3 and 4 are training texts
+    capped = load_concept({**spec, "n_pairs": 3, "open_ended": str(goals), "open_ended_column": "goal"}, "harm")
+    trained = {p.positive for p in capped.train + capped.test}
+    assert len(trained) == 3 and set(capped.open_ended) == {f"Do harm {i}" for i in range(3, 9)} - trained
 
 
 def _reference(model, tokenizer, text, layer, chat_template):
