@@ -29,7 +29,9 @@ from lcross import LinearTransform, ModelSpec, PairedDeltas, extract_deltas, loa
 from lcross.activations import pad_batch  # noqa: E402
 from lcross.aggregators import caa_vector  # noqa: E402
 from lcross.efficacy import steering_sweep  # noqa: E402
+from lcross.generation import generate, generate_grid  # noqa: E402
 from lcross.prompting import encode  # noqa: E402
+from lcross.steering import Steering  # noqa: E402
 
 SOURCE, TARGET = "HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m"
 LAYERS = {SOURCE: 15, TARGET: 9}  # middle blocks of 30 and 18
@@ -151,6 +153,41 @@ def bench_efficacy(model, tokenizer, concept, layer, vectors, n_items):
     return row
 
 
+def bench_generation(name, model, tokenizer, prompts, layer, vectors, max_new_tokens):
+    """A generation sweep as GenerationEfficacy runs it (every prompt, unsteered and under each vector at each beta,
+    in shared batches) against one ``model.generate`` call per (prompt, vector, beta)."""
+    grid = {"unsteered": None}
+    for variant, vector in vectors.items():
+        for beta in (-1.0, 1.0):
+            grid[variant, beta] = [Steering(vector, layer, beta, "after_prompt")]
+    options = dict(max_new_tokens=max_new_tokens)
+    generate(model, tokenizer, prompts[:2], **options)  # warm-up
+
+    def one_call_per_row():
+        return {key: [generate(model, tokenizer, [p], steering=s, batch_size=1, **options)[0] for p in prompts]
+                for key, s in grid.items()}  # fmt: skip
+
+    t_grid, batched = timed(lambda: generate_grid(model, tokenizer, prompts, grid, batch_size=64, **options), 2)
+    t_rows, separate = timed(one_call_per_row, 2)
+    same = sum(a == b for key in grid for a, b in zip(batched[key], separate[key]))
+    rows = len(grid) * len(prompts)
+    row = {
+        "model": name,
+        "rows": rows,
+        "max_new_tokens": max_new_tokens,
+        "seconds": {"batched_grid": t_grid, "one_call_per_row": t_rows},
+        "ratio": t_grid / t_rows,
+        "identical_answers": f"{same}/{rows}",
+    }
+    print(
+        f"generation sweep on {name.split('/')[-1]} ({len(prompts)} prompts x {len(grid)} steerings, "
+        f"{max_new_tokens} new tokens): {row['ratio']:.2f}x the time of one model.generate per row (target <= 0.3); "
+        f"identical answers {same}/{rows} (greedy; left padding may flip near-ties)",
+        flush=True,
+    )
+    return row
+
+
 def bench_cache(max_pairs):
     concepts = {n: str(DEMO / n) for n in ("sentiment", "size", "speed")}
     with tempfile.TemporaryDirectory() as cache:
@@ -217,7 +254,7 @@ def bench_gradient_descent(xs, xt, max_epochs):
 
         class Dm(L.LightningDataModule):
             def tensors(self, part):
-                return xs, xt, None
+                return xs, xt
 
             def train_dataloader(self):
                 return DataLoader(TensorDataset(xs, xt), batch_size=len(xs))
@@ -296,6 +333,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
     n_pairs, n_caa, n_items, n_memory = (16, 8, 6, 100) if args.quick else (96, 48, 24, 1000)
+    n_prompts, n_new = (4, 8) if args.quick else (8, 32)
     info = machine()
     print(f"machine: {info}", flush=True)
     results: dict = {"machine": info, "command": "python bench/run.py" + (" --quick" if args.quick else "")}
@@ -325,6 +363,11 @@ def main() -> None:
         "random_T": random_sv * transferred.norm() / random_sv.norm(),
     }
     results["efficacy"] = bench_efficacy(*target, sentiment, LAYERS[TARGET], vectors, n_items)
+    prompts = sentiment.open_ended[:n_prompts]
+    results["generation"] = [
+        bench_generation(TARGET, *target, prompts, LAYERS[TARGET], vectors, n_new),
+        bench_generation(SOURCE, *source, prompts, LAYERS[SOURCE], {"own_sv": sv_source}, n_new),
+    ]
     del models, source, target
 
     results["cache"] = bench_cache(24 if args.quick else 96)
