@@ -1,6 +1,9 @@
-"""lcross command line: `python main.py fit --config configs/tiny.yaml` (see README)."""
+"""lcross command line: `python main.py fit --config configs/tiny.yaml` (see README). The same as the `lcross` console
+script: bad input exits 2 with its message; --debug shows the traceback."""
 
-from lcross.cli import main
+import sys
+
+from lcross.cli import console
 
 if __name__ == "__main__":
-    main()
+    sys.exit(console())

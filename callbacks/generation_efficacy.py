@@ -18,15 +18,17 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lcross.comparison import comparison_vectors
+from lcross.comparison import comparison_variants, comparison_vectors
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
 from lcross.files import atomic_path
 from lcross.generation import generate_grid
 from lcross.judges import JUDGES, Judge, make_judge
+from lcross.progress import phase
 from lcross.results import ConceptEfficacy, Sweep, Variant
 from lcross.steering import Positions, Steering
 from lcross.store import Side
+from lcross.tensorboard_views import register_charts
 from lcross.transform import LinearTransform
 
 Key = tuple[str, float]  # (variant, beta); ("unsteered", 0.0) for the model without steering
@@ -126,7 +128,9 @@ class GenerationEfficacy(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         data = trainer.datamodule
         if data is not None and stage == "fit":
-            self.concepts_to_run(data)  # unknown concepts or concepts without prompts fail before training
+            concepts = self.concepts_to_run(data)  # unknown concepts or concepts without prompts fail before training
+            betas = {c: self.betas(c) for c in concepts}
+            register_charts(trainer, "gen", concepts, betas, comparison_variants(data, self.source_self_steering))
 
     def betas(self, concept: str) -> list[float]:
         """The beta grid of a concept."""
@@ -217,15 +221,16 @@ class GenerationEfficacy(L.Callback):
                 vector = vector / vector.norm().clamp(min=torch.finfo(vector.dtype).tiny)
             for beta in betas:
                 grid[str(variant), beta] = [Steering(vector, layer, beta, self.positions)]
-        answers: dict[Any, list[str]] = generate_grid(
-            model,
-            tokenizer,
-            prompts,
-            dict(grid),
-            max_new_tokens=self.max_new_tokens,
-            chat_template=data.chat_template,
-            batch_size=self.batch_size,
-        )
+        with phase(f"generating {side} answers", len(grid) * len(prompts), "answers"):
+            answers: dict[Any, list[str]] = generate_grid(
+                model,
+                tokenizer,
+                prompts,
+                dict(grid),
+                max_new_tokens=self.max_new_tokens,
+                chat_template=data.chat_template,
+                batch_size=self.batch_size,
+            )
         scores = {key: self.judge(prompts, texts) for key, texts in answers.items()}
         items = {v: torch.stack([scores[str(v), b] for b in betas]) for v in vectors}
         sweep = Sweep(betas, items, scores[UNSTEERED, 0.0], model=data.model_name(side), metric=self.judge.name)

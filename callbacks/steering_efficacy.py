@@ -14,13 +14,15 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lcross.comparison import comparison_vectors
+from lcross.comparison import comparison_variants, comparison_vectors
 from lcross.efficacy import steering_sweep
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
 from lcross.plots import sweep_figure
-from lcross.results import ConceptEfficacy, Variant, curve_betas, sweep_curves
+from lcross.progress import phase
+from lcross.results import ConceptEfficacy, Variant, curve_betas, short_name, sweep_curves
 from lcross.steering import Positions
+from lcross.tensorboard_views import register_charts
 from lcross.transform import LinearTransform
 
 
@@ -73,6 +75,15 @@ class SteeringEfficacy(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         data = trainer.datamodule
+        if data is not None and stage == "fit":
+            concepts = [c for c in data.eval_concepts if data.concepts[c].kind != "texts"]
+            register_charts(
+                trainer,
+                "efficacy",
+                concepts,
+                dict.fromkeys(concepts, self.betas),
+                comparison_variants(data, self.source_self_steering),
+            )
         skipped = [c for c in getattr(data, "eval_concepts", []) if data.concepts[c].kind == "texts"]
         if skipped:
             rank_zero_info(
@@ -109,18 +120,21 @@ class SteeringEfficacy(L.Callback):
             vectors = comparison_vectors(data, transform, name, self.random_seed)
             source_direction = data.steering_vector("source", name)[data.layers["source"]]
             items = data.concepts[name].test[: self.max_items]
-            target = steering_sweep(
-                model, tokenizer, items, data.layers["target"], vectors, self.betas, **sweep,
-                model_name=data.model_name("target"),
-            )  # fmt: skip
+            n_scored = len(items) * (1 + len(vectors) * len(self.betas))
+            with phase(f"A/B sweep of {name} on the target", n_scored, "scorings"):
+                target = steering_sweep(
+                    model, tokenizer, items, data.layers["target"], vectors, self.betas, **sweep,
+                    model_name=data.model_name("target"),
+                )  # fmt: skip
             source = None
             if self.source_self_steering:
                 source_model, source_tokenizer = data.model("source")
-                source = steering_sweep(
-                    source_model, source_tokenizer, items, data.layers["source"],
-                    {Variant.SOURCE_ON_SOURCE: source_direction}, self.betas, **sweep,
-                    model_name=data.model_name("source"),
-                )  # fmt: skip
+                with phase(f"A/B sweep of {name} on the source", len(items) * (1 + len(self.betas)), "scorings"):
+                    source = steering_sweep(
+                        source_model, source_tokenizer, items, data.layers["source"],
+                        {Variant.SOURCE_ON_SOURCE: source_direction}, self.betas, **sweep,
+                        model_name=data.model_name("source"),
+                    )  # fmt: skip
             results[name] = ConceptEfficacy(name, target, source)
             rank_zero_info(results[name].summary_line("efficacy"))
         return results
@@ -130,7 +144,13 @@ class SteeringEfficacy(L.Callback):
         if experiment is None or not hasattr(experiment, "add_figure"):
             return
         curves, bands, baseline = sweep_curves(entry)
-        figure = sweep_figure(concept, curve_betas(entry), curves, baseline, bands)
+        source = entry.get("source")
+        title = f"{concept}: {short_name(entry['target']['model'])}, layer {trainer.datamodule.layers['target']}, "
+        title += f"epoch {trainer.current_epoch}"
+        figure = sweep_figure(
+            title, curve_betas(entry), curves, baseline, bands,
+            source_baseline=None if source is None else source["unsteered"]["mean"],
+        )  # fmt: skip
         experiment.add_figure(f"efficacy/{concept}/beta_sweep", figure, trainer.current_epoch)
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,12 +6,16 @@ python main.py fit --config configs/demo.yaml --print_config
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
 from lcross.datamodule import PairedDeltas
+from lcross.errors import LCrossInputError
+from lcross.progress import show_progress_logs
+from lcross.run_summary import run_summary
 from lcross.system import LCross
 
 
@@ -39,6 +43,14 @@ class LCrossCLI(LightningCLI):
         if resumable:
             args.version = resumable[-1]
 
+    def after_fit(self) -> None:
+        """Ends a fit with where its outputs are, its efficacy tables and the TensorBoard command."""
+        trainer = self.trainer
+        if not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", None) or None
+        print(run_summary(trainer.log_dir, checkpoint), flush=True)
+
 
 def main(args: list[str] | None = None) -> LCrossCLI:
     """The LightningCLI (fit / validate / ...); returns it, for tests and notebooks."""
@@ -50,15 +62,32 @@ def main(args: list[str] | None = None) -> LCrossCLI:
     )
 
 
-def console(argv: list[str] | None = None) -> int:
-    """The `lcross` console script: `lcross generate ...` looks at steered answers; anything else is the
-    LightningCLI (`lcross fit --config ...`). Returns the exit status (0 on success)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["generate"]:
-        from lcross.generate_command import main as generate_main
+DEBUG_FLAG, DEBUG_ENV = "--debug", "LCROSS_DEBUG"
 
-        return generate_main(argv[1:])
-    main(argv)
+
+def console(argv: list[str] | None = None) -> int:
+    """The `lcross` console script and `main.py`: `lcross generate ...` looks at steered answers; anything else is the
+    LightningCLI (`lcross fit --config ...`). Returns the exit status: 0 on success, 2 on bad input.
+
+    A mistake in the input (``LCrossInputError``: a layer out of range, an unknown concept, a malformed file) is
+    printed as its message alone, with the fix; ``--debug`` (anywhere in the arguments) or ``LCROSS_DEBUG=1`` shows
+    the full traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    show_progress_logs()
+    try:
+        if argv[:1] == ["generate"]:
+            from lcross.generate_command import main as generate_main
+
+            return generate_main(argv[1:])
+        main(argv)
+    except LCrossInputError as error:
+        if debug:
+            raise
+        print(f"error: {error}\n(run with --debug or {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 2
     return 0
 
 

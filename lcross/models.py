@@ -3,6 +3,7 @@ optionally with a PEFT adapter merged in. Models come back in eval mode with gra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ import torch
 from lcross.errors import LCrossInputError
 from lcross.files import atomic_path, cache_root, sha256_file
 from lcross.packaged_models import PACKAGED, packaged_gguf
+from lcross.progress import phase
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class ModelSpec:
         if resolved.kind == "tiny":
             ident = json.dumps({"arch": resolved.path, **self.tiny}, sort_keys=True)
         elif resolved.kind == "gguf":
-            ident = "gguf:" + sha256_file(_check_gguf(resolved))
+            ident = "gguf:" + _gguf_sha256(_check_gguf(resolved))
         elif Path(resolved.path).is_dir():
             ident = "dir:" + _folder_fingerprint(Path(resolved.path))
         else:
@@ -118,7 +120,14 @@ class ModelSpec:
         return int(self.config().get_text_config().num_hidden_layers)
 
     def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}, "")}
+        """The spec's fields, plus where the weights actually came from: for a GGUF file (e.g. the packaged Q4
+        models a hub id resolves to offline) its path and SHA-256, so a card never claims the hub's weights."""
+        out = {k: v for k, v in asdict(self).items() if v not in (None, {}, "")}
+        resolved = self.resolve()
+        if resolved.kind == "gguf":
+            path = _check_gguf(resolved)
+            out["weights"] = {"gguf": str(path.resolve()), "sha256": _gguf_sha256(path)}
+        return out
 
 
 @dataclass(frozen=True)
@@ -187,25 +196,40 @@ def _load_gguf(resolved: _Resolved, spec: ModelSpec) -> tuple[torch.nn.Module, A
 
 def _dequantised(resolved: _Resolved) -> Path:
     """The folder of the GGUF's float weights, de-quantising it on first use."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf = _check_gguf(resolved)
     cached = _dequantised_dir(resolved)
     if not cached.exists():
-        log.info("de-quantising %s once; the float weights go to %s", gguf, cached)
-        quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        # transformers refuses to save a model loaded from GGUF: copy the float weights into a plain model.
-        config = quantised.config
-        for attr in ("quantization_config", "_pre_quantization_dtype"):
-            if hasattr(config, attr):
-                delattr(config, attr)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(quantised.state_dict())
-        with atomic_path(cached) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+        with phase(f"de-quantising {gguf.name} once (float weights to {cached})"):
+            _dequantise(gguf, cached)
     return cached
+
+
+def _dequantise(gguf: Path, cached: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers refuses to save a model loaded from GGUF: copy the float weights into a plain model.
+    config = quantised.config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict())
+    with atomic_path(cached) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+@functools.lru_cache(maxsize=16)
+def _gguf_sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def _gguf_sha256(path: Path) -> str:
+    """The file's SHA-256, computed once per process for a given (path, size, mtime)."""
+    stat = path.stat()
+    return _gguf_sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def _dequantised_dir(resolved: _Resolved) -> Path:

@@ -8,7 +8,7 @@ Trainer), and reads the deltas back. It knows nothing of splits or training.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -17,6 +17,7 @@ from lcross.activations import extract_deltas
 from lcross.concepts import Concept
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.models import ModelSpec, load_model
+from lcross.progress import phase
 from lcross.sharded_extraction import extract_deltas_sharded
 
 log = logging.getLogger(__name__)
@@ -103,12 +104,16 @@ class DeltaStore:
                     if self.cache.load(key) is not None:
                         continue
                     pairs = concept.train[shard * self.shard_size : (shard + 1) * self.shard_size]
-                    log.info("extracting %s deltas for %s (shard %d) at layer %d", side, name, shard, self.layers[side])
-                    self._extract_shard(side, pairs, key, {"side": side, "concept": name, "shard": shard})
+                    what = f"extracting {side} deltas for {name} (shard {shard}) at layer {self.layers[side]}"
+                    with phase(what, 2 * len(pairs)) as advance:
+                        meta = {"side": side, "concept": name, "shard": shard}
+                        self._extract_shard(side, pairs, key, meta, advance)
             if side == "source":
                 self.release("source")  # the source is not needed after extraction
 
-    def _extract_shard(self, side: Side, pairs: list, key: str, meta: dict[str, Any]) -> None:
+    def _extract_shard(
+        self, side: Side, pairs: list, key: str, meta: dict[str, Any], advance: Callable[[int], None]
+    ) -> None:
         if self.extraction_trainer:
             extract_deltas_sharded(
                 self.specs[side],
@@ -129,6 +134,7 @@ class DeltaStore:
             self.layers[side],
             batch_size=self.extraction_batch_size,
             chat_template=self.chat_template,
+            on_batch=_advancer(advance),
         )
         self.cache.save(key, deltas, meta)
 
@@ -143,3 +149,15 @@ class DeltaStore:
                     raise RuntimeError(f"deltas of {name} ({side}) are not cached; call extract_missing() first")
                 deltas[side][name] = torch.cat([s for s in shards if s is not None])
         return deltas
+
+
+def _advancer(advance: Callable[[int], None]) -> Callable[[int, int], None]:
+    """Turns ``on_batch(done, total)`` calls into ``advance(newly done)``."""
+    seen = 0
+
+    def on_batch(done: int, _total: int) -> None:
+        nonlocal seen
+        advance(done - seen)
+        seen = done
+
+    return on_batch

@@ -90,3 +90,83 @@ def test_console_script_exits_0_and_generate_subcommand(tmp_path, capsys):
     assert "=== Hello" in out and "--- unsteered:" in out and "--- beta -2:" in out and "--- beta +2:" in out
     assert console(["generate", "--model", "tiny-gemma3_text", "--prompt", "Hi"]) == 2
     assert "give either --vector FILE or --run RUN --concept NAME" in capsys.readouterr().err
+
+
+def test_bad_input_is_one_message_and_exit_2_unless_debug(tmp_path, monkeypatch, capsys):
+    from lcross.cli import console
+    from lcross.errors import LCrossInputError
+
+    monkeypatch.chdir(ROOT)
+    argv = ["fit", "--config", "configs/tiny.yaml", "--data.target_layer=9", f"--data.cache_dir={tmp_path}"]
+    argv.append(f"--trainer.logger.init_args.save_dir={tmp_path}")
+    assert console(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert "layer 9" in err and "Fix:" in err and "--debug" in err
+    with pytest.raises(LCrossInputError):
+        console([*argv, "--debug"])
+    monkeypatch.setenv("LCROSS_DEBUG", "1")
+    with pytest.raises(LCrossInputError):
+        console(argv)
+
+
+def test_a_fit_shows_its_phases_and_ends_with_a_labelled_summary(tmp_path, monkeypatch, capsys):
+    from lcross.cli import console
+
+    monkeypatch.chdir(ROOT)
+    argv = ["fit", "--config", "configs/tiny.yaml", "--trainer.max_epochs=1", f"--data.cache_dir={tmp_path / 'c'}"]
+    assert console([*argv, f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}"]) == 0
+    captured = capsys.readouterr()
+    # not a terminal: one line when each long phase starts, one when it ends
+    err = captured.err
+    assert "extracting source deltas for sentiment (shard 0) at layer 1 (48 texts) ..." in err
+    assert "extracting target deltas for size (shard 0) at layer 2: done in " in err
+    assert "A/B sweep of sentiment on the target (42 scorings) ..." in err and "generating target answers" in err
+    out = captured.out
+    run = tmp_path / "logs" / "tiny" / "version_0"
+    summary = out[out.index("Run folder:") :]
+    assert f"Run folder: {run}" in summary and "Checkpoint: " in summary and "last.ckpt" in summary
+    assert f"Transform: {run / 'transform'}" in summary
+    assert "A/B behaviour-matching probability, %" in summary and "items per concept: sentiment 6" in summary
+    assert "beta +4 (p_match):" in summary
+    assert "| concept | no steering | own SV | transferred from tiny-llama |" in summary
+    assert "judged answers" in summary and "beta -4 (vader):" in summary
+    assert summary.rstrip().endswith(f"Curves: tensorboard --logdir {run.parent}")
+
+
+def test_tensorboard_groups_each_concepts_vectors_and_fills_the_hparams_tab(tiny_run):
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    _, run = tiny_run
+    events = EventAccumulator(glob.glob(str(run / "events.out.tfevents.*"))[0])
+    events.Reload()
+    # one layout, written whole by each callback: the newest holds the A/B and the generation charts
+    layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    categories = {c.title: c for c in layout.category}
+    assert set(categories) == {"efficacy/sentiment", "gen/sentiment"}
+    chart = next(c for c in categories["efficacy/sentiment"].chart if c.title.startswith("beta +4"))
+    assert list(chart.multiline.tag) == [
+        "efficacy/sentiment/own_sv/beta_+4",
+        "efficacy/sentiment/transferred/beta_+4",
+        "efficacy/sentiment/random_T/beta_+4",
+        "efficacy/sentiment/source_on_source/beta_+4",
+        "efficacy/sentiment/no_steering",
+        "efficacy/sentiment/source_no_steering",
+    ]
+    # HPARAMS: the run's settings with its final figures
+    # HPARAMS: one session per run, written when fitting ends: the run's settings with its final figures
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    starts = [
+        plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
+        for event in EventFileLoader(glob.glob(str(run / "events.out.tfevents.*"))[0]).Load()
+        for value in event.summary.value
+        if value.tag == "_hparams_/session_start_info"
+    ]
+    assert len(starts) == 1
+    hparams = starts[0].hparams
+    assert hparams["source"].string_value == "tiny-llama" and hparams["target_layer"].number_value == 2
+    assert hparams["eval_concepts"].string_value == "sentiment" and hparams["model/init_method"].string_value == "ridge"
+    scalars = set(events.Tags()["scalars"])
+    assert "hp/efficacy/sentiment/transferred/beta_+4" in scalars and "hp/gen/sentiment/no_steering" in scalars

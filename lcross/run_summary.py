@@ -1,0 +1,35 @@
+"""What a finished `fit` prints last: where its outputs are, its efficacy tables, and how to look at the curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lcross.report import efficacy_table
+from lcross.transform import CARD_NAME
+
+
+def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
+    """A labelled summary of a finished run folder (``logs/<name>/version_N``)."""
+    run = Path(run)
+    lines = ["", f"Run folder: {run}"]
+    if checkpoint:
+        lines.append(f"Checkpoint: {checkpoint}")
+    card_path = run / "transform" / CARD_NAME
+    card: dict[str, Any] = json.loads(card_path.read_text()) if card_path.exists() else {}
+    if card:
+        lines.append(f"Transform: {run / 'transform'} (lcross.load_transform reads it, or the checkpoint)")
+    for key, what in (("efficacy", "A/B behaviour-matching probability, %"), ("generation", "judged answers")):
+        entries = {c: e for c, e in card.get(key, {}).items() if c != "epoch"}
+        if not entries:
+            continue
+        first = next(iter(entries.values()))
+        n_items = ", ".join(f"{c} {e['target']['n_items']}" for c, e in entries.items())
+        lines += ["", f"{what} (mean [95% interval]; items per concept: {n_items}):"]
+        betas = sorted({b for e in entries.values() for b in e["betas"]}, key=lambda b: (abs(b), b))
+        for beta in betas:
+            table = efficacy_table([card], beta, key=key, percent=key == "efficacy")
+            lines += ["", f"beta {beta:+g} ({first['target']['metric']}):", table]
+    lines += ["", f"Curves: tensorboard --logdir {run.parent}"]
+    return "\n".join(lines)
