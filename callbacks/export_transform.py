@@ -9,6 +9,7 @@ import lightning as L
 
 from lcross.callbacks.generation_efficacy import GenerationEfficacy
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.tensorboard_views import hparams_view
 
 
 class ExportTransform(L.Callback):
@@ -31,3 +32,6 @@ class ExportTransform(L.Callback):
                 card[key] = {name: entry for result in latest for name, entry in result.items()}
         root = Path(trainer.log_dir or trainer.default_root_dir)
         self.path = pl_module.to_transform(card=card).save_pretrained(root / self.dirname)
+        if trainer.logger is not None:  # the HPARAMS tab: settings next to the final figures, to compare runs
+            settings, metrics = hparams_view(card)
+            trainer.logger.log_hyperparams(settings, metrics)

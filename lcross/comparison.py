@@ -33,3 +33,14 @@ def comparison_vectors(
     if transform.d_source == transform.d_target:
         vectors[Variant.IDENTITY] = source_direction
     return vectors
+
+
+def comparison_variants(data: EvaluationData, source_self_steering: bool) -> list[str]:
+    """The tag names of the vectors an evaluation compares: those of ``comparison_vectors`` (identity where the
+    widths match) and, when asked, the source steering itself."""
+    variants = [Variant.OWN_SV, Variant.TRANSFERRED, Variant.RANDOM_T]
+    if data.d_source == data.d_target:
+        variants.append(Variant.IDENTITY)
+    if source_self_steering:
+        variants.append(Variant.SOURCE_ON_SOURCE)
+    return [str(v) for v in variants]

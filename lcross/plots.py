@@ -14,6 +14,7 @@ def sweep_figure(
     intervals: dict[str, list[tuple[float, float]]] | None = None,
     ylabel: str = "p(positive) / (p(pos) + p(neg))",
     ylim: tuple[float, float] = (0, 1),
+    source_baseline: float | None = None,
 ) -> Figure:
     """A metric (by default the behaviour-matching probability) against beta, one line per vector, with optional
     confidence bands."""
@@ -26,6 +27,8 @@ def sweep_figure(
             axes.fill_between(betas, low, high, color=line.get_color(), alpha=0.15)
     if baseline is not None:
         axes.axhline(baseline, color="grey", linestyle="--", label="no steering")
+    if source_baseline is not None:  # where the source-on-source curve starts
+        axes.axhline(source_baseline, color="grey", linestyle=":", label="source, no steering")
     axes.set(xlabel="beta", ylabel=ylabel, title=title, ylim=ylim)
     axes.legend(fontsize="small")
     figure.tight_layout()

@@ -21,7 +21,7 @@ import yaml
 
 from lcross.interpolation import interpolation_warning, is_regularised
 from lcross.plots import map_figure, sweep_figure
-from lcross.results import Variant, curve_betas, summary_value, sweep_curves
+from lcross.results import Variant, curve_betas, short_name, summary_value, sweep_curves
 from lcross.transform import CARD_NAME
 
 # (variant, which model's sweep holds it, column title)
@@ -59,7 +59,7 @@ def efficacy_table(cards: list[dict[str, Any]], beta: float, key: str = "efficac
     concepts = list(dict.fromkeys(c for card in cards for c in _concepts(card, key)))
     cell = _cell if percent else _score_cell
     for index, card in enumerate(cards):
-        source = _short(card["source"]["name"])
+        source = short_name(card["source"]["name"])
         for variant, side, title in COLUMNS:
             if index > 0 and variant not in (Variant.TRANSFERRED, Variant.SOURCE_ON_SOURCE):
                 continue  # the target's baselines are the same in every run
@@ -137,7 +137,7 @@ def _sample_lines(samples: list[dict[str, Any]], n_prompts: int) -> list[str]:
         rows.sort(key=lambda row: (row["model"], row["variant"] != "unsteered", row["variant"], row["beta"]))
         for row in rows:
             label = "no steering" if row["variant"] == "unsteered" else f"{row['variant']}, beta {row['beta']:+g}"
-            lines.append(f"- {_short(row['model'])}, {label} ({row['score']:.2f}): {_one_line(row['answer'])}")
+            lines.append(f"- {short_name(row['model'])}, {label} ({row['score']:.2f}): {_one_line(row['answer'])}")
         lines.append("")
     return lines
 
@@ -146,15 +146,11 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(empty)"
 
 
-def _short(name: str) -> str:
-    return name.rstrip("/").split("/")[-1]
-
-
 def _sweep_plot(cards: list[dict[str, Any]], concept: str, key: str, out: Path) -> str:
     """Plots one concept's sweep of every run (A/B ``efficacy`` or judged ``generation``); returns its Markdown."""
     curves, bands = {}, {}
     for card in cards:
-        suffix = f" ({_short(card['source']['name'])})"
+        suffix = f" ({short_name(card['source']['name'])})"
         entry = card.get(key, {}).get(concept)
         if entry is None:
             continue
@@ -193,7 +189,7 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         else "Judged open-ended answers only (pairs of whole texts have no A/B items to score)."
     )
     lines = [
-        f"# Steering efficacy: target {_short(first['target']['name'])} (layer {first['target_layer']})",
+        f"# Steering efficacy: target {short_name(first['target']['name'])} (layer {first['target_layer']})",
         "",
         what + " Runs: " + ", ".join(f"`{r}`" for r in runs) + ".",
         "",
@@ -201,7 +197,7 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
     for card, run in zip(cards, runs):
         concepts = ", ".join(card.get("eval_concepts", card.get("val_concepts", [])))
         lines.append(
-            f"- `{run}`: source {_short(card['source']['name'])} (layer {card['source_layer']}), split "
+            f"- `{run}`: source {short_name(card['source']['name'])} (layer {card['source_layer']}), split "
             f"{card.get('split')}, T trained on {', '.join(card.get('train_concepts', []))}; evaluated on {concepts}; "
             f"{card.get('fit_method')}."
         )

@@ -186,3 +186,8 @@ def sweep_curves(entry: dict[str, Any], suffix: str = "") -> tuple[dict[str, lis
                 cis = [tuple(ci) for ci in values["ci95"]]
                 bands[label] = [*cis[:zero], tuple(start_ci), *cis[zero:]]
     return curves, bands, entry["target"]["unsteered"]["mean"]
+
+
+def short_name(model: str) -> str:
+    """The last part of a hub id or path: ``HuggingFaceTB/SmolLM2-135M-Instruct`` -> ``SmolLM2-135M-Instruct``."""
+    return model.rstrip("/").split("/")[-1]

@@ -1,0 +1,60 @@
+"""TensorBoard views of efficacy: one chart per concept and beta with every vector on it (custom scalars), and the
+data settings with the final figures in the HPARAMS tab, so runs can be compared side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import lightning as L
+
+_LAYOUT_ATTR = "_lcross_scalar_layout"
+
+
+def register_charts(trainer: L.Trainer, prefix: str, concepts: Iterable[str], betas: dict[str, list[float]],
+                    variants: list[str]) -> None:  # fmt: skip
+    """Adds charts ``<prefix>/<concept>``: per beta, the vectors' tags and no steering on one chart.
+
+    Several callbacks register into one layout kept on the trainer, which is written whole each time (TensorBoard
+    shows the latest layout of a run).
+    """
+    experiment = getattr(trainer.logger, "experiment", None)
+    if experiment is None or not hasattr(experiment, "add_custom_scalars") or not trainer.is_global_zero:
+        return
+    layout: dict[str, dict[str, list[Any]]] = getattr(trainer, _LAYOUT_ATTR, {})
+    for concept in concepts:
+        charts = layout.setdefault(f"{prefix}/{concept}", {})
+        for beta in betas[concept]:
+            tags = [f"{prefix}/{concept}/{v}/beta_{beta:+g}" for v in variants]
+            tags += [f"{prefix}/{concept}/no_steering", f"{prefix}/{concept}/source_no_steering"]
+            charts[f"beta {beta:+g}: every vector, and no steering"] = ["Multiline", tags]
+    setattr(trainer, _LAYOUT_ATTR, layout)
+    experiment.add_custom_scalars(layout)
+
+
+def hparams_view(card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """(settings, final figures) of a transform card, flat, for ``logger.log_hyperparams``: models, layers, concepts,
+    the split, the fit's hyperparameters; the transferred vector's figure at each beta (and no steering)."""
+    settings: dict[str, Any] = {
+        "source": card.get("source", {}).get("name"),
+        "target": card.get("target", {}).get("name"),
+        "source_layer": card.get("source_layer"),
+        "target_layer": card.get("target_layer"),
+        "sv_method": card.get("sv_method"),
+        "split": card.get("split"),
+        "train_concepts": ",".join(card.get("train_concepts", [])),
+        "eval_concepts": ",".join(card.get("eval_concepts", [])),
+    }
+    for key, value in card.get("hyperparameters", {}).items():
+        if isinstance(value, int | float | str | bool) or value is None:
+            settings[f"model/{key}"] = value
+    metrics: dict[str, float] = {}
+    for kind, prefix in (("efficacy", "hp/efficacy"), ("generation", "hp/gen")):
+        for concept, entry in card.get(kind, {}).items():
+            if concept == "epoch":
+                continue
+            metrics[f"{prefix}/{concept}/no_steering"] = entry["target"]["unsteered"]["mean"]
+            transferred = entry["target"]["variants"].get("transferred")
+            for index, beta in enumerate(entry["betas"] if transferred else []):
+                metrics[f"{prefix}/{concept}/transferred/beta_{beta:+g}"] = transferred["mean"][index]
+    return {k: ("" if v is None else v) for k, v in settings.items()}, metrics
