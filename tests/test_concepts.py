@@ -96,9 +96,11 @@ def test_the_demo_concepts_load():
         assert not {p.prompt for p in concept.train} & {p.prompt for p in concept.test}  # held-out prompts
 
 
-def test_shared_caa_datasets_load():
-    root = needs_shared("data", "caa")
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+def test_shipped_caa_datasets_load():
+    # the repo ships all seven (data/caa): no need for ../shared
+    folders = sorted(p for p in CAA_DATA.iterdir() if p.is_dir())
+    assert len(folders) == 7
+    for folder in folders:
         concept = load_concept(folder)
         assert concept.kind == "ab" and len(concept.test) == 50 and len(concept.train) >= 290
 

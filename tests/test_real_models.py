@@ -90,3 +90,12 @@ def test_transferred_sentiment_vector_moves_the_sentiment_of_what_gemma_writes(d
     own = [result.at("own_sv", -1.5), result.unsteered_mean, result.at("own_sv", 1.5)]
     assert _is_increasing(own), own
     assert len(callback.last_answers["sentiment"]) == 24 * (1 + 3 * 2)
+
+
+def test_the_card_names_the_packaged_gguf_file_not_the_hub_weights(demo):
+    import hashlib
+
+    described = demo.describe()["target"]
+    path = packaged_gguf(TARGET)
+    assert described["name"] == TARGET and described["weights"]["gguf"] == str(path.resolve())
+    assert described["weights"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
