@@ -7,7 +7,7 @@
 #   torch    $TORCH_VERSION (default 2.13.0). Where `nvidia-smi -L` lists a GPU: the default index (PyPI's CUDA
 #            build). Where it does not: the CPU build from https://download.pytorch.org/whl/cpu (no 2.7 GB of CUDA
 #            libraries). Override with TORCH_INDEX=<index url>, or TORCH_INDEX=default for pip's configured index.
-#   Disk     about 2 GB in .venv (CPU torch), plus about 1.9 GB under ~/.cache/lcross once the demo has run.
+#   Disk     about 2.1 GB in .venv (CPU torch), plus about 1.6 GB under ~/.cache/lcross once the demo has run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -39,7 +39,9 @@ index=()
 if [[ -n "${TORCH_INDEX:-}" ]]; then
   [[ "$TORCH_INDEX" != "default" ]] && index=(--index-url "$TORCH_INDEX")
 elif ! nvidia-smi -L >/dev/null 2>&1; then
-  index=(--index-url https://download.pytorch.org/whl/cpu)
+  # --retries 1: where that index is unreachable but pip has other sources (a mirror, --find-links), pip moves on
+  # after one retry per package instead of five.
+  index=(--index-url https://download.pytorch.org/whl/cpu --retries 1)
 fi
 echo "installing torch==${TORCH_VERSION} ${index[*]:-(default index)}"
 "$py" -m pip install -q "torch==${TORCH_VERSION}" "${index[@]}"
