@@ -1,6 +1,6 @@
 """Benchmark: lcross against naive baselines, as ratios measured in one run, on the offline demo pair.
 
-    python bench/run.py            # ~5-10 min on 2 CPU cores; writes bench/results.json
+    python bench/run.py            # ~20 min on 2 CPU cores; writes bench/results.json
     python bench/run.py --quick    # fewer pairs, for a smoke check
 
 Every ratio compares two ways of computing the same thing in the same process, so machine speed cancels out. The

@@ -74,3 +74,13 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_run")
     cli = fit_tiny(root)
     return cli, root / "logs" / "tiny" / "version_0"
+
+
+def reference_ids(tokenizer, text: str, chat_template: bool = False) -> torch.Tensor:
+    """[1, n] token ids of one text, tokenised independently of lcross.prompting: plain, or as a user turn in the
+    chat template with the reply left open."""
+    if chat_template:
+        chat = [{"role": "user", "content": text}]
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    return tokenizer(text, return_tensors="pt").input_ids

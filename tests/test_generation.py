@@ -8,6 +8,8 @@ from lcross import LCrossInputError, Steering, SteeringVector
 from lcross.generation import generate, generate_grid
 from lcross.tiny_models import byte_tokenizer
 
+from .conftest import reference_ids
+
 PROMPTS = [
     "The film was",
     "A much longer prompt about the weather, which was",
@@ -54,13 +56,7 @@ def _reference(model, tokenizer, prompts, hooks=(), new=NEW, chat_template=False
     """model.generate on each prompt alone (no padding), greedy, under fresh hooks from the (layer, factory) pairs."""
     texts = []
     for prompt in prompts:
-        if chat_template:
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-            ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-        else:
-            ids = tokenizer(prompt, return_tensors="pt").input_ids
+        ids = reference_ids(tokenizer, prompt, chat_template)
         handles = [_blocks(model)[layer].register_forward_hook(make()) for layer, make in hooks]
         try:
             with torch.no_grad():

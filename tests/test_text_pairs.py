@@ -9,7 +9,7 @@ from lcross import LCrossInputError, extract_deltas, load_concept
 from lcross.concepts import TextPair
 from lcross.text_pairs import EMOTION_TEMPLATE, EMOTIONS, emotion_pairs, list_pairs
 
-from .conftest import ROOT
+from .conftest import ROOT, reference_ids
 
 EMOTION_DIR = ROOT / "data" / "repe" / "emotions"
 
@@ -99,13 +99,7 @@ def test_two_lists_from_files_make_pairs_and_a_missing_column_is_named(tmp_path)
 
 
 def _reference(model, tokenizer, text, layer, chat_template):
-    if chat_template:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
-    else:
-        ids = tokenizer(text, return_tensors="pt").input_ids
+    ids = reference_ids(tokenizer, text, chat_template)
     with torch.no_grad():
         return model(ids, output_hidden_states=True).hidden_states[layer + 1][0, -1]
 
