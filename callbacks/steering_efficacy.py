@@ -76,7 +76,7 @@ class SteeringEfficacy(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         data = trainer.datamodule
         if data is not None and stage == "fit":
-            concepts = [c for c in data.eval_concepts if data.concepts[c].kind != "texts"]
+            concepts = _ab_concepts(data)
             register_charts(
                 trainer,
                 "efficacy",
@@ -84,7 +84,7 @@ class SteeringEfficacy(L.Callback):
                 dict.fromkeys(concepts, self.betas),
                 comparison_variants(data, self.source_self_steering),
             )
-        skipped = [c for c in getattr(data, "eval_concepts", []) if data.concepts[c].kind == "texts"]
+        skipped = [] if data is None else [c for c in data.eval_concepts if c not in _ab_concepts(data)]
         if skipped:
             rank_zero_info(
                 f"SteeringEfficacy skips {', '.join(skipped)}: pairs of whole texts cannot be scored as A/B "
@@ -114,9 +114,7 @@ class SteeringEfficacy(L.Callback):
         model, tokenizer = data.model("target")
         sweep = dict(positions=self.positions, chat_template=data.chat_template, batch_size=self.batch_size)
         results = {}
-        for name in data.eval_concepts:
-            if data.concepts[name].kind == "texts":
-                continue  # pairs of whole texts have no shared prompt to score two completions of (see setup)
+        for name in _ab_concepts(data):  # pairs of whole texts have no shared prompt to score (see setup)
             vectors = comparison_vectors(data, transform, name, self.random_seed)
             source_direction = data.steering_vector("source", name)[data.layers["source"]]
             items = data.concepts[name].test[: self.max_items]
@@ -158,3 +156,8 @@ class SteeringEfficacy(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+
+
+def _ab_concepts(data: EvaluationData) -> list[str]:
+    """The evaluation concepts whose items can be scored as A/B completions."""
+    return [c for c in data.eval_concepts if data.concepts[c].has_ab_items]

@@ -87,6 +87,11 @@ class Concept:
     meta: dict[str, Any] = field(default_factory=dict)
     open_ended: list[str] = field(default_factory=list)
 
+    @property
+    def has_ab_items(self) -> bool:
+        """Whether its items share a prompt with two completions, as A/B likelihood scoring needs (not ``texts``)."""
+        return self.kind != "texts"
+
     def fingerprint(self) -> str:
         """A hash of everything in the concept that can change activations or metrics."""
         # It keys the cache of extracted activations, which are read from train and test only: open_ended is left
