@@ -24,12 +24,13 @@ from lcross.evaluation_data import EvaluationData
 from lcross.files import atomic_path
 from lcross.generation import generate_grid
 from lcross.judges import JUDGES, Judge, make_judge
+from lcross.layerwise_transform import Transform
 from lcross.progress import phase
 from lcross.results import ConceptEfficacy, Sweep, Variant
 from lcross.steering import Positions, Steering
+from lcross.steering_vector import SteeringVector
 from lcross.store import Side
 from lcross.tensorboard_views import register_charts
-from lcross.transform import LinearTransform
 
 Key = tuple[str, float]  # (variant, beta); ("unsteered", 0.0) for the model without steering
 UNSTEERED = "unsteered"
@@ -182,7 +183,7 @@ class GenerationEfficacy(L.Callback):
         summary = {c: r.summary(self.bootstrap) for c, r in results.items()}
         self.history.append({"epoch": trainer.current_epoch, **summary})
 
-    def evaluate(self, data: EvaluationData, transform: LinearTransform) -> dict[str, ConceptEfficacy]:
+    def evaluate(self, data: EvaluationData, transform: Transform) -> dict[str, ConceptEfficacy]:
         """Generates and judges for every concept: concept -> target sweep (and source sweep) of judge scores."""
         transform = transform.to(torch.float32)
         transform.check_models(data.d_source, data.d_target)
@@ -194,7 +195,7 @@ class GenerationEfficacy(L.Callback):
             target, target_answers = self._sweep(data, "target", prompts, vectors, betas)
             source, source_answers = None, {}
             if self.source_self_steering:
-                own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)[data.layers["source"]]}
+                own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
                 source, source_answers = self._sweep(data, "source", prompts, own, betas)
             rows = _rows(prompts, target, target_answers, self.judge.scale)
             if source is not None:
@@ -210,17 +211,18 @@ class GenerationEfficacy(L.Callback):
         data: EvaluationData,
         side: Side,
         prompts: list[str],
-        vectors: dict[Variant, torch.Tensor],
+        vectors: dict[Variant, SteeringVector],
         betas: list[float],
     ) -> tuple[Sweep, dict[Key, list[str]]]:
         model, tokenizer = data.model(side)
-        layer = data.layers[side]
         grid: dict[Key, list[Steering] | None] = {(UNSTEERED, 0.0): None}
         for variant, vector in vectors.items():
-            if self.unit_vectors:
-                vector = vector / vector.norm().clamp(min=torch.finfo(vector.dtype).tiny)
+            if self.unit_vectors:  # each layer's direction at norm 1
+                vector = vector.with_directions(
+                    {l: v / v.norm().clamp(min=torch.finfo(v.dtype).tiny) for l, v in vector.directions.items()}
+                )
             for beta in betas:
-                grid[str(variant), beta] = [Steering(vector, layer, beta, self.positions)]
+                grid[str(variant), beta] = vector.steerings(beta, self.positions)
         with phase(f"generating {side} answers", len(grid) * len(prompts), "answers"):
             answers: dict[Any, list[str]] = generate_grid(
                 model,

@@ -18,12 +18,13 @@ from lcross.comparison import comparison_variants, comparison_vectors
 from lcross.efficacy import steering_sweep
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
+from lcross.layers import layer_label
+from lcross.layerwise_transform import Transform
 from lcross.plots import sweep_figure
 from lcross.progress import phase
 from lcross.results import ConceptEfficacy, Variant, curve_betas, short_name, sweep_curves
 from lcross.steering import Positions
 from lcross.tensorboard_views import register_charts
-from lcross.transform import LinearTransform
 
 
 class SteeringEfficacy(L.Callback):
@@ -107,7 +108,7 @@ class SteeringEfficacy(L.Callback):
                 self._log_plot(trainer, concept, entry)
         self.history.append({"epoch": trainer.current_epoch, **summary})
 
-    def evaluate(self, data: EvaluationData, transform: LinearTransform) -> dict[str, ConceptEfficacy]:
+    def evaluate(self, data: EvaluationData, transform: Transform) -> dict[str, ConceptEfficacy]:
         """Sweeps every evaluation concept: concept -> its target sweep (and the source's, if asked for)."""
         transform = transform.to(torch.float32)
         transform.check_models(data.d_source, data.d_target)
@@ -116,12 +117,12 @@ class SteeringEfficacy(L.Callback):
         results = {}
         for name in _ab_concepts(data):  # pairs of whole texts have no shared prompt to score (see setup)
             vectors = comparison_vectors(data, transform, name, self.random_seed)
-            source_direction = data.steering_vector("source", name)[data.layers["source"]]
+            source_vector = data.steering_vector("source", name)
             items = data.concepts[name].test[: self.max_items]
             n_scored = len(items) * (1 + len(vectors) * len(self.betas))
             with phase(f"A/B sweep of {name} on the target", n_scored, "scorings"):
                 target = steering_sweep(
-                    model, tokenizer, items, data.layers["target"], vectors, self.betas, **sweep,
+                    model, tokenizer, items, None, vectors, self.betas, **sweep,
                     model_name=data.model_name("target"),
                 )  # fmt: skip
             source = None
@@ -129,8 +130,8 @@ class SteeringEfficacy(L.Callback):
                 source_model, source_tokenizer = data.model("source")
                 with phase(f"A/B sweep of {name} on the source", len(items) * (1 + len(self.betas)), "scorings"):
                     source = steering_sweep(
-                        source_model, source_tokenizer, items, data.layers["source"],
-                        {Variant.SOURCE_ON_SOURCE: source_direction}, self.betas, **sweep,
+                        source_model, source_tokenizer, items, None,
+                        {Variant.SOURCE_ON_SOURCE: source_vector}, self.betas, **sweep,
                         model_name=data.model_name("source"),
                     )  # fmt: skip
             results[name] = ConceptEfficacy(name, target, source)
@@ -143,8 +144,8 @@ class SteeringEfficacy(L.Callback):
             return
         curves, bands, baseline = sweep_curves(entry)
         source = entry.get("source")
-        title = f"{concept}: {short_name(entry['target']['model'])}, layer {trainer.datamodule.layers['target']}, "
-        title += f"epoch {trainer.current_epoch}"
+        layers = layer_label(trainer.datamodule.layers["target"])
+        title = f"{concept}: {short_name(entry['target']['model'])}, {layers}, epoch {trainer.current_epoch}"
         figure = sweep_figure(
             title, curve_betas(entry), curves, baseline, bands,
             source_baseline=None if source is None else source["unsteered"]["mean"],

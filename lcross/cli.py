@@ -24,6 +24,8 @@ class LCrossCLI(LightningCLI):
         # The widths of T come from the models' configs, read by the data module before any weights load.
         parser.link_arguments("data.d_source", "model.d_source", apply_on="instantiate")
         parser.link_arguments("data.d_target", "model.d_target", apply_on="instantiate")
+        # So do the layer pairs T maps: one map for one pair, one per pair (or one shared) for several.
+        parser.link_arguments("data.layer_pairs", "model.layer_pairs", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         """`fit --ckpt_path last` continues the newest run of this config in place (same log folder, same last.ckpt)

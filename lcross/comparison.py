@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
+from lcross.layerwise_transform import Transform
 from lcross.results import Variant
-from lcross.transform import LinearTransform
+from lcross.steering_vector import SteeringVector
 
 
 def random_map(d_source: int, d_target: int, seed: int) -> torch.Tensor:
@@ -19,19 +21,39 @@ def random_map(d_source: int, d_target: int, seed: int) -> torch.Tensor:
 
 
 def comparison_vectors(
-    data: EvaluationData, transform: LinearTransform, concept: str, random_seed: int = 0
-) -> dict[Variant, torch.Tensor]:
-    """Variant -> direction in the target's space at the target layer (float32, CPU)."""
-    source_direction = data.steering_vector("source", concept)[data.layers["source"]]
-    transferred = transform.transfer(source_direction).detach()
-    random_sv = source_direction @ random_map(transform.d_source, transform.d_target, random_seed)
+    data: EvaluationData, transform: Transform, concept: str, random_seed: int = 0
+) -> dict[Variant, SteeringVector]:
+    """Variant -> steering vector in the target's space at the target layer(s) (float32, CPU).
+
+    With several layer pairs every variant has a direction at each target layer: the random T draws one matrix per
+    pair (seeds ``random_seed``, ``random_seed + 1``, ...) and matches the transferred direction's norm layer by layer.
+    """
+    source = data.steering_vector("source", concept).to(torch.float32)
+    own = data.steering_vector("target", concept).to(torch.float32)
+    pairs = list(zip(data.layers["source"], data.layers["target"]))
+    maps = transform.layer_maps()
+    if len(maps) != len(pairs):
+        raise LCrossInputError(
+            f"the transform has {len(maps)} layer map(s) and the data {len(pairs)} layer pair(s)",
+            fix="use a transform trained on the same source and target layers",
+        )
+    transferred = source.with_directions(
+        {t: maps[i].transfer(source[s]).detach() for i, (s, t) in enumerate(pairs)},
+        model=own.model,
+        transform=f"from {source.model} through T",
+    )
+    random_directions = {}
+    for i, (s, t) in enumerate(pairs):
+        random_sv = source[s] @ random_map(transform.d_source, transform.d_target, random_seed + i)
+        random_directions[t] = random_sv * transferred[t].norm() / random_sv.norm()
     vectors = {
-        Variant.OWN_SV: data.steering_vector("target", concept)[data.layers["target"]],
+        Variant.OWN_SV: own,
         Variant.TRANSFERRED: transferred,
-        Variant.RANDOM_T: random_sv * transferred.norm() / random_sv.norm(),
+        Variant.RANDOM_T: own.with_directions(random_directions, transform="a random Gaussian T, norm-matched"),
     }
     if transform.d_source == transform.d_target:
-        vectors[Variant.IDENTITY] = source_direction
+        identity = {t: source[s] for s, t in pairs}
+        vectors[Variant.IDENTITY] = source.with_directions(identity, model=own.model, transform="identity")
     return vectors
 
 

@@ -18,7 +18,7 @@ from lcross.aggregators import SVMethod, steering_vector
 from lcross.concepts import Concept, load_concept
 from lcross.delta_cache import DeltaCache
 from lcross.errors import LCrossInputError
-from lcross.layers import check_layer
+from lcross.layers import check_layer, parse_layers
 from lcross.models import ModelSpec
 from lcross.splits import Part, SplitBy, make_split, paired_rows, vector_rows
 from lcross.steering_vector import SteeringVector
@@ -31,8 +31,11 @@ class PairedDeltas(L.LightningDataModule):
     Args:
         source: the model whose steering vectors are transferred.
         target: the model they are transferred into.
-        source_layer: decoder block (0-based) of the source whose output is read.
-        target_layer: decoder block (0-based) of the target whose output is read and steered.
+        source_layer: decoder block (0-based) of the source whose output is read; or several, as a list
+            ``[10, 11, 12]`` or an inclusive range ``"10-12"``, for multi-layer transfer.
+        target_layer: decoder block(s) of the target read and steered, as many as source layers: source layer i maps
+            into target layer i (one T per layer pair, or one shared with ``model.share_transform``), and steering
+            shifts every target layer at once.
         concepts: concept name -> data source (a CAA folder or JSON file, a JSONL file or folder, a RepE emotion
             file, a dataset id, or a mapping of two lists ``{positive: ..., negative: ..., positive_column: ...}``;
             see ``lcross.load_concept``).
@@ -61,8 +64,8 @@ class PairedDeltas(L.LightningDataModule):
         self,
         source: ModelSpec,
         target: ModelSpec,
-        source_layer: int,
-        target_layer: int,
+        source_layer: int | list[int] | str,
+        target_layer: int | list[int] | str,
         concepts: dict[str, str | dict[str, Any]],
         val_concepts: list[str] | None = None,
         split: SplitBy = "concept",
@@ -81,7 +84,17 @@ class PairedDeltas(L.LightningDataModule):
     ):
         super().__init__()
         self.source, self.target = source, target
-        self.layers: dict[Side, int] = {"source": source_layer, "target": target_layer}
+        self.layers: dict[Side, list[int]] = {
+            "source": parse_layers(source_layer, "data.source_layer"),
+            "target": parse_layers(target_layer, "data.target_layer"),
+        }
+        if len(self.layers["source"]) != len(self.layers["target"]):
+            raise LCrossInputError(
+                f"{len(self.layers['source'])} source layers {self.layers['source']} but "
+                f"{len(self.layers['target'])} target layers {self.layers['target']}",
+                where="data.target_layer",
+                fix="give as many target layers as source layers: source layer i maps into target layer i",
+            )
         self.sv_method, self.chat_template, self.batch_size = sv_method, chat_template, batch_size
         if shard_size < 1:
             raise LCrossInputError(f"shard_size is {shard_size}", where="data.shard_size", fix="use 1 or more")
@@ -97,8 +110,10 @@ class PairedDeltas(L.LightningDataModule):
         }
         # Read from the configs (no weights loaded) so the CLI can link them into the model's constructor.
         self.d_source, self.d_target = source.hidden_size(), target.hidden_size()
-        check_layer(source_layer, source.num_layers(), f"source {source.name}")
-        check_layer(target_layer, target.num_layers(), f"target {target.name}")
+        sides: tuple[tuple[Side, ModelSpec], ...] = (("source", source), ("target", target))
+        for side, spec in sides:
+            for layer in self.layers[side]:
+                check_layer(layer, spec.num_layers(), f"{side} {spec.name}")
         self.store = DeltaStore(
             {"source": source, "target": target},
             self.layers,
@@ -110,6 +125,11 @@ class PairedDeltas(L.LightningDataModule):
             extraction_trainer=extraction_trainer,
         )
         self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
+
+    @property
+    def layer_pairs(self) -> list[tuple[int, int]]:
+        """(source layer, target layer) pairs in order: what T maps (linked into the model by the CLI)."""
+        return list(zip(self.layers["source"], self.layers["target"]))
 
     # -- the split, by name -----------------------------------------------------------------------------------------
     @property
@@ -147,7 +167,8 @@ class PairedDeltas(L.LightningDataModule):
 
     # -- rows -------------------------------------------------------------------------------------------------------
     def tensors(self, part: Part) -> tuple[torch.Tensor, torch.Tensor]:
-        """(source deltas, target deltas) of the part, paired row by row."""
+        """(source deltas [n, n_layer_pairs, d_source], target deltas [n, n_layer_pairs, d_target]) of the part,
+        paired row by row."""
         return paired_rows(self.split, self.deltas, part)
 
     def train_dataloader(self) -> DataLoader:
@@ -164,23 +185,27 @@ class PairedDeltas(L.LightningDataModule):
 
     # -- what callbacks and the card need ---------------------------------------------------------------------------
     def steering_vector(self, side: Side, concept: str) -> SteeringVector:
-        """The concept's steering vector in one model, from the training rows only."""
+        """The concept's steering vector in one model at each of its layers, from the training rows only."""
         deltas = self.deltas[side][concept]
         rows = vector_rows(self.split, concept, deltas.shape[0])
-        return SteeringVector.single(
-            steering_vector(deltas[rows], self.sv_method),
-            self.layers[side],
+        return SteeringVector(
+            {layer: steering_vector(deltas[rows, i], self.sv_method) for i, layer in enumerate(self.layers[side])},
             model=self.model_name(side),
             concept=concept,
             method=self.sv_method,
         )
 
+    def layer_description(self) -> dict[str, Any]:
+        """``source_layer`` / ``target_layer`` as ints for one layer pair, as lists for several."""
+        if len(self.layer_pairs) == 1:
+            return {"source_layer": self.layers["source"][0], "target_layer": self.layers["target"][0]}
+        return {"source_layer": self.layers["source"], "target_layer": self.layers["target"]}
+
     def describe(self) -> dict[str, Any]:
         return {
             "source": self.source.describe(),
             "target": self.target.describe(),
-            "source_layer": self.layers["source"],
-            "target_layer": self.layers["target"],
+            **self.layer_description(),
             "sv_method": self.sv_method,
             "split": self.split.by,
             "train_concepts": self.train_concepts,

@@ -24,6 +24,7 @@ from lcross.metrics import behavior_matching_probability
 from lcross.prompting import Encoded, encode
 from lcross.results import Sweep, Variant
 from lcross.steering import Positions, Steering, apply_steering, position_mask
+from lcross.steering_vector import SteeringVector
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +207,8 @@ def steering_sweep(
     model: torch.nn.Module,
     tokenizer: Any,
     pairs: Sequence[ContrastivePair],
-    layer: int,
-    vectors: Mapping[str, torch.Tensor],
+    layer: int | None,
+    vectors: Mapping[str, torch.Tensor | SteeringVector],
     betas: Sequence[float],
     *,
     positions: Positions = "all",
@@ -218,10 +219,15 @@ def steering_sweep(
 ) -> Sweep:
     """Behaviour-matching probability on ``pairs`` for every vector at every non-zero beta, and unsteered.
 
+    A vector is a [d_model] tensor applied at ``layer``, or a ``SteeringVector`` applied at each of its layers at once
+    (``layer`` is then unused and may be None).
+
     With ``reuse_prefix`` (the default), each batch runs the whole model once (the unsteered scores) while recording
-    the blocks' inputs; every (vector, beta) then runs only the blocks after ``layer``, from the saved hidden state.
-    ``reuse_prefix=False`` runs one full steered forward pass per (vector, beta) instead (the reference).
+    the blocks' inputs; every (vector, beta) then runs only the blocks after its first steered layer, from the saved
+    hidden state, adding each later layer's shift as it goes. ``reuse_prefix=False`` runs one full steered forward
+    pass per (vector, beta) instead (the reference).
     """
+    per_layer = {name: _directions(vector, layer, name) for name, vector in vectors.items()}
     betas = [float(b) for b in betas if float(b) != 0.0]
     if not betas:
         raise LCrossInputError("the beta grid is empty", fix="give at least one non-zero beta, e.g. betas: [-2, 2]")
@@ -230,7 +236,7 @@ def steering_sweep(
     _check_batch_size(batch_size)
     if reuse_prefix:
         unsteered, steered = _sweep_reusing_prefix(
-            model, tokenizer, pairs, layer, vectors, betas, positions, chat_template, batch_size
+            model, tokenizer, pairs, per_layer, betas, positions, chat_template, batch_size
         )
     else:
         unsteered = completion_margins(model, tokenizer, pairs, chat_template=chat_template, batch_size=batch_size)
@@ -239,11 +245,11 @@ def steering_sweep(
                 model,
                 tokenizer,
                 pairs,
-                steering=Steering(vector, layer, beta, positions),
+                steering=_steerings(directions, beta, positions),
                 chat_template=chat_template,
                 batch_size=batch_size,
             )
-            for name, vector in vectors.items()
+            for name, directions in per_layer.items()
             for beta in betas
         }
     zero = torch.zeros(len(pairs), dtype=torch.float64)
@@ -259,12 +265,25 @@ def steering_sweep(
     )
 
 
+def _directions(vector: torch.Tensor | SteeringVector, layer: int | None, name: str) -> dict[int, torch.Tensor]:
+    if isinstance(vector, SteeringVector):
+        return dict(vector.directions)
+    if layer is None:
+        raise LCrossInputError(
+            f"the vector {name!r} is a bare tensor and no layer was given", fix="pass layer=, or a SteeringVector"
+        )
+    return {layer: vector}
+
+
+def _steerings(directions: Mapping[int, torch.Tensor], beta: float, positions: Positions) -> list[Steering]:
+    return [Steering(vector, layer, beta, positions) for layer, vector in directions.items()]
+
+
 def _sweep_reusing_prefix(
     model: torch.nn.Module,
     tokenizer: Any,
     pairs: Sequence[ContrastivePair],
-    layer: int,
-    vectors: Mapping[str, torch.Tensor],
+    vectors: Mapping[str, Mapping[int, torch.Tensor]],
     betas: list[float],
     positions: Positions,
     chat_template: bool,
@@ -272,26 +291,34 @@ def _sweep_reusing_prefix(
 ) -> tuple[torch.Tensor, dict[tuple[str, float], torch.Tensor]]:
     encoded = encode_pairs(tokenizer, pairs, chat_template)
     blocks, norm = decoder_blocks(model), final_norm(model)
-    check_layer(layer, len(blocks), type(model).__name__)
+    for directions in vectors.values():
+        for layer in directions:
+            check_layer(layer, len(blocks), type(model).__name__)
+    first = min(layer for directions in vectors.values() for layer in directions)
     param = next(model.parameters())
     unsteered = torch.zeros(2 * len(encoded), dtype=torch.float64)
     steered = {(n, b): torch.zeros(2 * len(encoded), dtype=torch.float64) for n in vectors for b in betas}
     trusted: bool | None = None  # decided on the first batch
     for batch in _batches(tokenizer, encoded, batch_size, param.device):
-        with torch.inference_mode(), _recording_block_calls(blocks, layer) as record:
+        with torch.inference_mode(), _recording_block_calls(blocks, first) as record:
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
         with torch.inference_mode():
             _score(model, final, batch, unsteered, skip_shared=True)
             for (name, beta), out in steered.items():
-                steering = Steering(vectors[name], layer, beta, positions)
+                steering = _steerings(vectors[name], beta, positions)
                 if trusted is False:
                     _score_full(model, batch, steering, out)
                     continue
-                shift = (beta * vectors[name]).to(device=param.device, dtype=param.dtype)
+                shifts = {
+                    layer: (beta * v).to(device=param.device, dtype=param.dtype) for layer, v in vectors[name].items()
+                }
+                mask = position_mask(record.output, positions, batch.prompt_end)
                 try:
-                    hidden = record.output + position_mask(record.output, positions, batch.prompt_end) * shift
-                    for block, call in zip(blocks[layer + 1 :], record.calls):
+                    hidden = record.output + mask * shifts[first] if first in shifts else record.output
+                    for index, (block, call) in enumerate(zip(blocks[first + 1 :], record.calls), start=first + 1):
                         hidden = block_output(call.replay(block, hidden))
+                        if index in shifts:
+                            hidden = hidden + mask * shifts[index]
                 except (RuntimeError, TypeError) as err:  # a block that takes its inputs another way
                     if trusted:
                         raise
@@ -309,14 +336,14 @@ def _sweep_reusing_prefix(
     return unsteered.view(-1, 2)[:, 0] - unsteered.view(-1, 2)[:, 1], margins
 
 
-def _score_full(model: torch.nn.Module, batch: _Batch, steering: Steering, out: torch.Tensor) -> None:
+def _score_full(model: torch.nn.Module, batch: _Batch, steering: Sequence[Steering], out: torch.Tensor) -> None:
     with apply_steering(model, steering, batch.prompt_end):
         final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
     _score(model, final, batch, out, skip_shared=True)
 
 
 def _replay_matches_full(
-    model: torch.nn.Module, batch: _Batch, replayed: torch.Tensor, steering: Steering, n_texts: int
+    model: torch.nn.Module, batch: _Batch, replayed: torch.Tensor, steering: Sequence[Steering], n_texts: int
 ) -> bool:
     """Compares the replayed suffix with a full steered forward pass on the same batch, at the scored positions."""
     fast, full = torch.zeros(n_texts, dtype=torch.float64), torch.zeros(n_texts, dtype=torch.float64)

@@ -20,7 +20,7 @@ from lcross.store import Side
 class EvaluationData(Protocol):
     d_source: int
     d_target: int
-    layers: Mapping[Side, int]
+    layers: Mapping[Side, Sequence[int]]
     chat_template: bool
     concepts: Mapping[str, Concept]
 

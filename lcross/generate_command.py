@@ -20,6 +20,7 @@ import torch
 from lcross.errors import LCrossInputError
 from lcross.generation import generate_grid
 from lcross.steering import POSITIONS, Steering
+from lcross.steering_vector import SteeringVector
 
 
 def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int | None]:
@@ -65,9 +66,9 @@ def _one_dimensional(tensor: torch.Tensor, path: Path) -> torch.Tensor:
     return tensor.float()
 
 
-def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, torch.Tensor, int, bool]:
-    """(target ModelSpec, direction, target layer, chat_template) of a finished fit: the concept's own target SV or
-    its source SV transferred through the run's exported T."""
+def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, SteeringVector, bool]:
+    """(target ModelSpec, steering vector at the target layer(s), chat_template) of a finished fit: the concept's own
+    target SV or its source SV transferred through the run's exported T (every layer pair of a multi-layer run)."""
     from lcross.loading import load_transform
     from lcross.report import data_module_from_config
 
@@ -81,11 +82,18 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, t
     data.prepare_data()
     data.setup()
     if variant == "own_sv":
-        direction = data.steering_vector("target", concept)[data.layers["target"]]
-    else:
-        transform = load_transform(run / "transform")
-        direction = transform.transfer(data.steering_vector("source", concept)[data.layers["source"]])
-    return data.target, direction.float(), data.layers["target"], data.chat_template
+        return data.target, data.steering_vector("target", concept).to(torch.float32), data.chat_template
+    transform = load_transform(run / "transform").to(torch.float32)
+    source = data.steering_vector("source", concept).to(torch.float32)
+    maps = transform.layer_maps()
+    if len(maps) != len(data.layer_pairs):
+        raise LCrossInputError(
+            f"the run's transform has {len(maps)} layer map(s) and its config {len(data.layer_pairs)} layer pair(s)",
+            where=str(run / "transform"),
+            fix="re-export the transform from this run's checkpoint",
+        )
+    directions = {t: maps[i].transfer(source[s]).detach() for i, (s, t) in enumerate(data.layer_pairs)}
+    return data.target, source.with_directions(directions, model=data.target.name), data.chat_template
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variant", default="transferred", choices=["transferred", "own_sv"], help="with --run: which vector"
     )
-    parser.add_argument("--layer", type=int, help="decoder block (0-based) to steer (default: the vector's or run's)")
+    parser.add_argument(
+        "--layer", type=int, help="decoder block (0-based) to steer (default: the vector's layer, or the run's layers)"
+    )
     parser.add_argument("--beta", type=float, action="append", help="multiplier; repeat for several (default -1 and 1)")
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
     parser.add_argument("--positions", default="after_prompt", choices=list(POSITIONS), help="where to steer")
@@ -132,16 +142,18 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if (args.vector is None) == (args.run is None):
         raise LCrossInputError("give either --vector FILE or --run RUN --concept NAME", where="lcross generate")
     chat_template = args.chat_template
-    layer: int | None
     if args.run is not None:
         if not args.concept:
             raise LCrossInputError(
                 "--run needs --concept", where="lcross generate", fix="name one of the run's concepts"
             )
-        spec, direction, run_layer, run_chat = vector_from_run(args.run, args.concept, args.variant)
+        spec, vector, run_chat = vector_from_run(args.run, args.concept, args.variant)
         chat_template = chat_template or run_chat
         spec = ModelSpec(args.model) if args.model else spec
-        layer = args.layer if args.layer is not None else run_layer
+        if args.layer is not None and len(vector.layers) == 1:  # steer the run's one direction at another layer
+            vector = vector.with_directions({args.layer: vector[vector.layers[0]]})
+        elif args.layer is not None:  # one layer of a multi-layer run
+            vector = vector.with_directions({args.layer: vector[args.layer]})
     else:
         if not args.model:
             raise LCrossInputError("--vector needs --model", where="lcross generate", fix="name the model to steer")
@@ -149,13 +161,14 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
         spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
         if layer is None:
             raise LCrossInputError("which layer to steer?", where="lcross generate", fix="pass --layer L")
+        vector = SteeringVector.single(direction, layer)
     if args.max_new_tokens < 1:
         raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")
     betas = args.beta or [-1.0, 1.0]
     model, tokenizer = load_model(spec)
     grid: dict[Any, list[Steering] | None] = {"unsteered": None}
     for beta in betas:
-        grid[f"beta {beta:+g}"] = [Steering(direction, layer, beta, args.positions)]
+        grid[f"beta {beta:+g}"] = vector.steerings(beta, args.positions)
     texts = generate_grid(
         model, tokenizer, args.prompt, grid, max_new_tokens=args.max_new_tokens, chat_template=chat_template
     )

@@ -88,3 +88,38 @@ def check_layer(layer: int, num_layers: int, model_name: str = "the model") -> N
 def block_output(output: torch.Tensor | tuple) -> torch.Tensor:
     """The hidden states in a block's output (recent transformers return a tensor, older ones a tuple)."""
     return output[0] if isinstance(output, tuple) else output
+
+
+def parse_layers(value: int | str | list[int] | tuple[int, ...], where: str) -> list[int]:
+    """A layer setting as a list of block indices: an int, a list of ints, or an inclusive range ``"first-last"``
+    (``"10-13"`` is [10, 11, 12, 13]; not ``10:13``, which YAML reads as the base-60 number 613). Layers must be
+    distinct and in increasing order."""
+    if isinstance(value, bool):
+        raise LCrossInputError(f"{value!r} is not a layer", where=where, fix="give a 0-based block index")
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        first, sep, last = value.strip().partition("-")
+        try:
+            layers = list(range(int(first), int(last) + 1)) if sep else [int(value)]
+        except ValueError:
+            layers = []
+        if not layers:
+            raise LCrossInputError(
+                f"cannot read {value!r} as layers", where=where, fix="give an int, a list [12, 13], or a range '12-15'"
+            )
+        return layers
+    layers = list(value)
+    if not layers or any(isinstance(l, bool) or not isinstance(l, int) for l in layers):
+        raise LCrossInputError(f"{value!r} is not a list of layers", where=where, fix="give 0-based block indices")
+    if layers != sorted(set(layers)):
+        raise LCrossInputError(
+            f"layers {layers} repeat or are out of order", where=where, fix="list each layer once, shallowest first"
+        )
+    return layers
+
+
+def layer_label(layers: int | list[int] | tuple[int, ...]) -> str:
+    """``layer 12`` or ``layers [10, 11, 12]``, for titles and progress lines."""
+    layers = [layers] if isinstance(layers, int) else list(layers)
+    return f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers}"

@@ -1,8 +1,9 @@
-"""load_transform: a trained T back as a plain, frozen LinearTransform, from a Lightning checkpoint or an export folder.
+"""load_transform: a trained T back as a plain, frozen transform, from a Lightning checkpoint or an export folder.
 
 A checkpoint written by ``main.py fit`` holds T's state dict under the prefix ``transform.`` and T's constructor
 arguments under ``lcross_transform``; an export folder holds the same state dict and arguments. Both go through
-``LinearTransform.from_state``: there is one way to rebuild T.
+``from_state`` of the transform's class: a ``LinearTransform`` for one layer pair, a ``LayerwiseTransform`` (one map
+per layer pair) when the run used several.
 """
 
 from __future__ import annotations
@@ -13,14 +14,27 @@ from pathlib import Path
 import torch
 
 from lcross.errors import LCrossInputError
+from lcross.layerwise_transform import LayerwiseTransform, Transform
 from lcross.transform import LinearTransform
+from lcross.transform_files import read_export
 
 STATE_PREFIX = "transform."
 CONFIG_KEY = "lcross_transform"
 CARD_KEY = "lcross_card"
 
 
-def load_transform(path: str | Path) -> LinearTransform:
+FORMATS: dict[str, type[LinearTransform] | type[LayerwiseTransform]] = {
+    LinearTransform.FORMAT: LinearTransform,
+    LayerwiseTransform.FORMAT: LayerwiseTransform,
+}
+
+
+def transform_class(config: dict) -> type[LinearTransform] | type[LayerwiseTransform]:
+    """The class a stored configuration rebuilds: per-layer when it lists layer pairs."""
+    return LayerwiseTransform if "layer_pairs" in config else LinearTransform
+
+
+def load_transform(path: str | Path) -> Transform:
     """Loads T from a ``.ckpt`` written by ``main.py fit`` or a folder written by ``LinearTransform.save_pretrained``.
 
     Checkpoints are read with ``torch.load(weights_only=True)``: no code in the file runs. The transform comes back
@@ -28,7 +42,15 @@ def load_transform(path: str | Path) -> LinearTransform:
     """
     path = Path(path)
     if path.is_dir():
-        return LinearTransform.from_pretrained(path)
+        card, weights = read_export(path)
+        cls = FORMATS.get(str(card.get("format")))
+        if cls is None:
+            raise LCrossInputError(
+                f"unknown transform format {card.get('format')!r}",
+                where=str(path),
+                fix=f"this lcross reads {sorted(FORMATS)}; re-export T or update lcross",
+            )
+        return cls.from_state(card, weights, card, str(path)).frozen()
     if not path.is_file():
         raise LCrossInputError("no such checkpoint or export folder", where=str(path), fix="check the path")
     not_lcross = LCrossInputError(
@@ -44,4 +66,5 @@ def load_transform(path: str | Path) -> LinearTransform:
         raise not_lcross
     state = {k[len(STATE_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(STATE_PREFIX)}
     card = dict(checkpoint.get(CARD_KEY, {}))
-    return LinearTransform.from_state(checkpoint[CONFIG_KEY], state, card, str(path)).frozen()
+    config = checkpoint[CONFIG_KEY]
+    return transform_class(config).from_state(config, state, card, str(path)).frozen()

@@ -22,7 +22,7 @@ import yaml
 from lcross.interpolation import interpolation_warning, is_regularised
 from lcross.plots import map_figure, sweep_figure
 from lcross.results import Variant, curve_betas, short_name, summary_value, sweep_curves
-from lcross.transform import CARD_NAME
+from lcross.transform_files import CARD_NAME
 
 # (variant, which model's sweep holds it, column title)
 COLUMNS = [
@@ -219,20 +219,15 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
 
 
 def analyse(config: str, out: Path) -> str:
-    """T analysis (closed-form ridge T per concept vs random Ts) and the PCA map of per-pair deltas."""
+    """T analysis (closed-form ridge T per concept vs random Ts, per layer pair) and the PCA map of per-pair deltas."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from lcross.transform import LinearTransform
-    from lcross.transform_analysis import compare_transforms, pca_2d
+    from lcross.transform_analysis import pca_2d
 
     datamodule = data_module_from_config(config)
     datamodule.prepare_data()
     datamodule.setup()
-    weights = {}
-    for name in datamodule.concepts:
-        xs, xt = datamodule.deltas["source"][name], datamodule.deltas["target"][name]
-        weights[name] = LinearTransform.fit(xs, xt, method="ridge", alpha=1e4).weight.detach()
-    comparison = compare_transforms(weights)
+    pairs = datamodule.layer_pairs
     lines = [
         "## Analysis of T (as the paper's Table 4)",
         "",
@@ -241,7 +236,53 @@ def analyse(config: str, out: Path) -> str:
         "otherwise inflate plain SSIM towards 1), Pearson correlation of the entries, and Frobenius distance relative "
         "to the mean norm (0 = identical, about 1.41 = unrelated). The last row is the mean over pairs of random Ts "
         "of the same shape and norm.",
+    ]
+    analysis, pairs_of = {}, list(datamodule.concepts)
+    for i, (s, t) in enumerate(pairs):
+        paired = {n: (datamodule.deltas["source"][n][:, i], datamodule.deltas["target"][n][:, i]) for n in pairs_of}
+        label = f"source layer {s} -> target layer {t}"
+        analysis[label] = _ridge_comparison(paired)
+        lines += _comparison_lines(analysis[label], label if len(pairs) > 1 else "")
+    if len(pairs) > 1:
+        xs, xt = datamodule.tensors("train")
+        by_layer = {f"{s}->{t}": (xs[:, i], xt[:, i]) for i, (s, t) in enumerate(pairs)}
+        label = "between layer pairs: T of each pair, fitted on every training concept"
+        analysis[label] = _ridge_comparison(by_layer)
+        lines += _comparison_lines(analysis[label], label)
+    first = f" (layer pair {pairs[0][0]} -> {pairs[0][1]})" if len(pairs) > 1 else ""
+    for side in ("source", "target"):
+        deltas = torch.cat([d[:, 0] for d in datamodule.deltas[side].values()])
+        labels = [name for name, d in datamodule.deltas[side].items() for _ in range(d.shape[0])]
+        map_figure(f"per-pair deltas, {side}{first}", pca_2d(deltas), labels).savefig(out / f"map_{side}.png", dpi=120)
+        shutil.rmtree(out / "projector" / side, ignore_errors=True)  # a rerun replaces, not appends
+        writer = SummaryWriter(str(out / "projector" / side))
+        writer.add_embedding(deltas, metadata=labels, tag=f"deltas_{side}")
+        writer.close()
+    lines += [
         "",
+        f"Per-pair deltas{first}, first two principal components (the TensorBoard projector also offers t-SNE and "
+        f"UMAP: `tensorboard --logdir {out / 'projector'}`):",
+        "",
+        "![source](map_source.png) ![target](map_target.png)",
+    ]
+    payload = next(iter(analysis.values())) if len(analysis) == 1 else analysis
+    (out / "analysis.json").write_text(json.dumps(payload, indent=2))
+    return "\n".join(lines)
+
+
+def _ridge_comparison(paired: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    from lcross.transform import LinearTransform
+    from lcross.transform_analysis import compare_transforms
+
+    weights = {
+        name: LinearTransform.fit(xs, xt, method="ridge", alpha=1e4).weight.data for name, (xs, xt) in paired.items()
+    }
+    return compare_transforms(weights)
+
+
+def _comparison_lines(comparison: dict, heading: str) -> list[str]:
+    lines = ["", f"### {heading}", ""] if heading else [""]
+    lines += [
         "| Ts compared | SSIM | SSIM, clipped | correlation | relative Frobenius distance |",
         "|---|---|---|---|---|",
     ]
@@ -260,23 +301,7 @@ def analyse(config: str, out: Path) -> str:
     ]
     for name, values in comparison["spectra"].items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values[:5]) + " |")
-    for side in ("source", "target"):
-        deltas = torch.cat(list(datamodule.deltas[side].values()))
-        labels = [name for name, d in datamodule.deltas[side].items() for _ in range(d.shape[0])]
-        map_figure(f"per-pair deltas, {side}", pca_2d(deltas), labels).savefig(out / f"map_{side}.png", dpi=120)
-        shutil.rmtree(out / "projector" / side, ignore_errors=True)  # a rerun replaces, not appends
-        writer = SummaryWriter(str(out / "projector" / side))
-        writer.add_embedding(deltas, metadata=labels, tag=f"deltas_{side}")
-        writer.close()
-    lines += [
-        "",
-        "Per-pair deltas, first two principal components (TensorBoard projector: "
-        f"`tensorboard --logdir {out / 'projector'}`):",
-        "",
-        "![source](map_source.png) ![target](map_target.png)",
-    ]
-    (out / "analysis.json").write_text(json.dumps(comparison, indent=2))
-    return "\n".join(lines)
+    return lines
 
 
 def data_module_from_config(config: str):

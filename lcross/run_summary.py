@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lcross.report import efficacy_table
-from lcross.transform import CARD_NAME
+from lcross.transform_files import CARD_NAME
 
 
 def run_summary(run: str | Path, checkpoint: str | None = None) -> str:

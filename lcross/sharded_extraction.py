@@ -32,13 +32,13 @@ class _DeltaExtractor(L.LightningModule):
         self,
         spec: ModelSpec,
         pairs: Sequence[Pair],
-        layer: int,
+        layers: list[int],
         chat_template: bool,
         batch_size: int,
         shard_dir: str,
     ):
         super().__init__()
-        self.spec, self.pairs, self.layer = spec, list(pairs), layer
+        self.spec, self.pairs, self.layers = spec, list(pairs), list(layers)
         self.chat_template, self.batch_size, self.shard_dir = chat_template, batch_size, Path(shard_dir)
         self._llm: dict[str, Any] = {}
         self._done: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -53,11 +53,11 @@ class _DeltaExtractor(L.LightningModule):
             self._llm["model"],
             self._llm["tokenizer"],
             [self.pairs[i] for i in index],
-            self.layer,
+            self.layers,
             batch_size=self.batch_size,
             chat_template=self.chat_template,
         )
-        self._done.append((torch.tensor(index), deltas))
+        self._done.append((torch.tensor(index), torch.stack([deltas[l] for l in self.layers], dim=1)))
 
     def on_predict_end(self) -> None:
         index = torch.cat([i for i, _ in self._done]) if self._done else torch.empty(0, dtype=torch.long)
@@ -70,10 +70,10 @@ class _DeltaExtractor(L.LightningModule):
 def extract_deltas_sharded(
     spec: ModelSpec,
     pairs: Sequence[Pair],
-    layer: int,
+    layer: int | Sequence[int],
     *,
     cache: DeltaCache,
-    key: str,
+    key: str | Sequence[str],
     trainer_kwargs: dict[str, Any],
     chat_template: bool = False,
     batch_size: int = 16,
@@ -81,33 +81,42 @@ def extract_deltas_sharded(
 ) -> torch.Tensor:
     """Extracts the deltas of ``pairs`` with ``L.Trainer(**trainer_kwargs).predict`` and stores them under ``key``.
 
+    With a list of layers, ``key`` is a list too (one cache entry per layer, all read in one pass) and the result is
+    [n, n_layers, d].
+
     Args:
         trainer_kwargs: e.g. ``{"accelerator": "gpu", "devices": 8, "num_nodes": 2, "strategy": "ddp"}``; on CPU,
             ``{"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}`` runs two processes with gloo.
         pairs_per_step: pairs handed to one predict_step (Lightning's distributed sampler splits these steps
             between the ranks without repeating any).
     """
-    shard_dir = cache.root / f"{key}.shards"
+    layers = [layer] if isinstance(layer, int) else list(layer)
+    keys = [key] if isinstance(key, str) else list(key)
+    if len(keys) != len(layers):
+        raise ValueError(f"{len(layers)} layers need as many cache keys, got {len(keys)}")
+    shard_dir = cache.root / f"{keys[0]}.shards"
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, **trainer_kwargs)
     # A tensor of indices serves as a map-style dataset (it has __getitem__ and __len__).
     indices = cast("Dataset[torch.Tensor]", torch.arange(len(pairs)))
     loader = DataLoader(indices, batch_size=pairs_per_step, shuffle=False)
-    module = _DeltaExtractor(spec, pairs, layer, chat_template, batch_size, str(shard_dir))
+    module = _DeltaExtractor(spec, pairs, layers, chat_template, batch_size, str(shard_dir))
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     # ddp (every rank runs this function): wait until every rank has written its shard. ddp_spawn: the ranks have
     # already exited and this is the main process, where the barrier is a no-op.
     trainer.strategy.barrier()
     if trainer.global_rank == 0:
         merged = _merge(shard_dir, len(pairs))
-        cache.save(key, merged, {"sharded": trainer.world_size})
+        for i, (l, k) in enumerate(zip(layers, keys)):
+            cache.save(k, merged[:, i], {"sharded": trainer.world_size, "layer": l})
         for path in shard_dir.glob("rank*.safetensors"):
             path.unlink()
         os.rmdir(shard_dir)
     trainer.strategy.barrier()
-    deltas = cache.load(key)
-    if deltas is None:
-        raise RuntimeError(f"sharded extraction wrote no readable cache entry {key!r} in {cache.root}")
-    return deltas
+    entries = [cache.load(k) for k in keys]
+    if any(entry is None for entry in entries):
+        raise RuntimeError(f"sharded extraction wrote no readable cache entries {keys!r} in {cache.root}")
+    stacked = torch.stack([e for e in entries if e is not None], dim=1)
+    return stacked[:, 0] if isinstance(layer, int) else stacked
 
 
 def _merge(shard_dir: Path, n: int) -> torch.Tensor:
@@ -118,7 +127,7 @@ def _merge(shard_dir: Path, n: int) -> torch.Tensor:
         if shard["index"].numel() == 0:
             continue
         if merged is None:
-            merged = torch.empty(n, shard["deltas"].shape[1])
+            merged = torch.empty(n, *shard["deltas"].shape[1:])
         merged[shard["index"]] = shard["deltas"]
         filled[shard["index"]] = True
     if merged is None or not filled.all():

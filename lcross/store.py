@@ -8,7 +8,7 @@ Trainer), and reads the deltas back. It knows nothing of splits or training.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -16,6 +16,7 @@ import torch
 from lcross.activations import extract_deltas
 from lcross.concepts import Concept
 from lcross.delta_cache import DeltaCache, cache_key
+from lcross.layers import layer_label
 from lcross.models import ModelSpec, load_model
 from lcross.progress import phase
 from lcross.sharded_extraction import extract_deltas_sharded
@@ -27,11 +28,14 @@ SIDES: tuple[Side, Side] = ("source", "target")
 
 
 class DeltaStore:
-    """Per-pair deltas of a source and a target model at one layer each, cached on disk.
+    """Per-pair deltas of a source and a target model at one or more layers each, cached on disk.
+
+    Each cache entry holds one layer of one shard, so a run at layers [12, 13] reuses what a run at layer 12 cached,
+    and extraction reads every missing layer of a shard in one forward pass.
 
     Args:
         specs: side -> ModelSpec.
-        layers: side -> decoder block (0-based) whose output is read.
+        layers: side -> decoder blocks (0-based) whose outputs are read.
         concepts: name -> Concept (its ``train`` pairs are extracted).
         chat_template: format prompts with each model's chat template.
         cache: where deltas are kept.
@@ -43,7 +47,7 @@ class DeltaStore:
     def __init__(
         self,
         specs: Mapping[Side, ModelSpec],
-        layers: Mapping[Side, int],
+        layers: Mapping[Side, Sequence[int]],
         concepts: Mapping[str, Concept],
         *,
         chat_template: bool,
@@ -52,7 +56,8 @@ class DeltaStore:
         shard_size: int,
         extraction_trainer: dict[str, Any] | None = None,
     ):
-        self.specs, self.layers, self.concepts = dict(specs), dict(layers), dict(concepts)
+        self.specs, self.concepts = dict(specs), dict(concepts)
+        self.layers = {side: list(layers[side]) for side in layers}
         self.chat_template, self.cache = chat_template, cache
         self.extraction_batch_size, self.shard_size, self.extraction_trainer = (
             extraction_batch_size,
@@ -77,50 +82,60 @@ class DeltaStore:
         self._models.pop(side, None)
 
     # -- cache ----------------------------------------------------------------------------------------------------
-    def keys(self, side: Side, concept: str) -> list[str]:
-        """Cache keys of the concept's shards: ``shard_size`` pairs each, so extraction streams to disk in pieces
-        and a killed run resumes at the last finished shard."""
+    def n_shards(self, concept: str) -> int:
+        return -(-len(self.concepts[concept].train) // self.shard_size)
+
+    def shard_keys(self, side: Side, concept: str, shard: int) -> dict[int, str]:
+        """layer -> cache key of one shard (``shard_size`` pairs): extraction streams to disk in pieces and a killed
+        run resumes at the last finished shard."""
         if side not in self._fingerprints:
             self._fingerprints[side] = self.specs[side].fingerprint()
-        n_shards = -(-len(self.concepts[concept].train) // self.shard_size)
-        return [
-            cache_key(
+        return {
+            layer: cache_key(
                 model=self._fingerprints[side],
-                layer=self.layers[side],
+                layer=layer,
                 data=self.concepts[concept].fingerprint(),
                 chat_template=self.chat_template,
                 dtype=self.specs[side].dtype,
                 shard=(shard, self.shard_size),
             )
-            for shard in range(n_shards)
-        ]
+            for layer in self.layers[side]
+        }
+
+    def keys(self, side: Side, concept: str) -> list[str]:
+        """Every cache key of the concept on one side, shard by shard (layers in order within a shard)."""
+        return [k for shard in range(self.n_shards(concept)) for k in self.shard_keys(side, concept, shard).values()]
 
     def extract_missing(self) -> None:
-        """Extracts every shard the cache lacks; the source model is released once its shards are done."""
+        """Extracts every (shard, layer) the cache lacks, all missing layers of a shard in one pass; the source model
+        is released once its shards are done."""
         self.cache.remove_stale_temporaries()
         for side in SIDES:
             for name, concept in self.concepts.items():
-                for shard, key in enumerate(self.keys(side, name)):
-                    if self.cache.load(key) is not None:
+                for shard in range(self.n_shards(name)):
+                    keys = self.shard_keys(side, name, shard)
+                    missing = {layer: key for layer, key in keys.items() if self.cache.load(key) is None}
+                    if not missing:
                         continue
                     pairs = concept.train[shard * self.shard_size : (shard + 1) * self.shard_size]
-                    what = f"extracting {side} deltas for {name} (shard {shard}) at layer {self.layers[side]}"
+                    at = layer_label(list(missing))
+                    what = f"extracting {side} deltas for {name} (shard {shard}) at {at}"
                     with phase(what, 2 * len(pairs)) as advance:
                         meta = {"side": side, "concept": name, "shard": shard}
-                        self._extract_shard(side, pairs, key, meta, advance)
+                        self._extract_shard(side, pairs, missing, meta, advance)
             if side == "source":
                 self.release("source")  # the source is not needed after extraction
 
     def _extract_shard(
-        self, side: Side, pairs: list, key: str, meta: dict[str, Any], advance: Callable[[int], None]
+        self, side: Side, pairs: list, keys: dict[int, str], meta: dict[str, Any], advance: Callable[[int], None]
     ) -> None:
         if self.extraction_trainer:
             extract_deltas_sharded(
                 self.specs[side],
                 pairs,
-                self.layers[side],
+                list(keys),
                 cache=self.cache,
-                key=key,
+                key=list(keys.values()),
                 trainer_kwargs=self.extraction_trainer,
                 chat_template=self.chat_template,
                 batch_size=self.extraction_batch_size,
@@ -131,23 +146,27 @@ class DeltaStore:
             model,
             tokenizer,
             pairs,
-            self.layers[side],
+            list(keys),
             batch_size=self.extraction_batch_size,
             chat_template=self.chat_template,
             on_batch=_advancer(advance),
         )
-        self.cache.save(key, deltas, meta)
+        for layer, key in keys.items():
+            self.cache.save(key, deltas[layer], {**meta, "layer": layer})
 
     def load(self) -> dict[Side, dict[str, torch.Tensor]]:
-        """side -> concept -> deltas [n_train_pairs, d], read from the cache (``extract_missing`` first)."""
+        """side -> concept -> deltas [n_train_pairs, n_layers, d], read from the cache (``extract_missing`` first)."""
         deltas: dict[Side, dict[str, torch.Tensor]] = {}
         for side in SIDES:
             deltas[side] = {}
             for name in self.concepts:
-                shards = [self.cache.load(key) for key in self.keys(side, name)]
-                if any(shard is None for shard in shards):
-                    raise RuntimeError(f"deltas of {name} ({side}) are not cached; call extract_missing() first")
-                deltas[side][name] = torch.cat([s for s in shards if s is not None])
+                shards = []
+                for shard in range(self.n_shards(name)):
+                    layers = [self.cache.load(key) for key in self.shard_keys(side, name, shard).values()]
+                    if any(entry is None for entry in layers):
+                        raise RuntimeError(f"deltas of {name} ({side}) are not cached; call extract_missing() first")
+                    shards.append(torch.stack([e for e in layers if e is not None], dim=1))
+                deltas[side][name] = torch.cat(shards)
         return deltas
 
 

@@ -1,8 +1,9 @@
 """LCross: the LightningModule that fits the transform T by gradient descent on paired deltas.
 
-The system is separate from the model: LCross holds the ``LinearTransform`` it trains as ``self.transform`` (built from
-its arguments, or passed in), so its checkpoint's state dict is T's under the prefix ``transform.``, and
-``lcross.load_transform`` rebuilds T from that in one place.
+The system is separate from the model: LCross holds the transform it trains as ``self.transform`` (a
+``LinearTransform``, or a ``LayerwiseTransform`` with one map per layer pair; built from its arguments, or passed in),
+so its checkpoint's state dict is T's under the prefix ``transform.``, and ``lcross.load_transform`` rebuilds T from
+that in one place.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torchmetrics import MeanMetric, R2Score
 from lcross.closed_form import FitMethod, fit_map
 from lcross.errors import LCrossInputError
 from lcross.interpolation import interpolation_warning, is_regularised
+from lcross.layerwise_transform import LayerwiseTransform, Transform, build_transform, pair_key
 from lcross.loading import CARD_KEY, CONFIG_KEY
 from lcross.losses import LossName, fit_loss, orthogonality_penalty
 from lcross.transform import LinearTransform
@@ -42,6 +44,9 @@ class LCross(L.LightningModule):
         init_method: closed form used for ``init=closed_form``: lstsq (the paper's), ridge or procrustes.
         init_alpha: ridge penalty for ``init_method=ridge``.
         bias: learn an offset too (never applied to steering vectors, which are differences).
+        layer_pairs: the (source layer, target layer) pairs T maps (linked from the data module by the CLI): one pair
+            gives one ``LinearTransform``, several give a ``LayerwiseTransform`` with one map per pair.
+        share_transform: with several layer pairs, fit one map shared by all of them instead of one per pair.
         transform: the module to train, if not built from the arguments above (e.g. a pre-fitted LinearTransform).
     """
 
@@ -60,7 +65,9 @@ class LCross(L.LightningModule):
         init_method: FitMethod = "lstsq",
         init_alpha: float = 1.0,
         bias: bool = False,
-        transform: LinearTransform | None = None,
+        layer_pairs: list[tuple[int, int]] | None = None,
+        share_transform: bool = False,
+        transform: Transform | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["transform"])
@@ -71,8 +78,9 @@ class LCross(L.LightningModule):
                 fix="use closed_form or random",
             )
         if transform is None:
-            transform = LinearTransform(d_source, d_target, bias=bias, rank=rank)
-            transform.reset_random(seed=0)
+            transform = build_transform(d_source, d_target, layer_pairs, shared=share_transform, bias=bias, rank=rank)
+            for i, single in enumerate(_unique(transform)):
+                single.reset_random(seed=i)
         elif (transform.d_source, transform.d_target) != (d_source, d_target):
             raise LCrossInputError(
                 f"the given transform maps {transform.d_source} -> {transform.d_target}, the data {d_source} -> "
@@ -81,15 +89,20 @@ class LCross(L.LightningModule):
             )
         self.transform = transform
         if init == "identity":
-            self.transform.set_matrix(torch.eye(d_source))
+            for single in _unique(transform):
+                single.set_matrix(torch.eye(d_source))
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.val_r2 = R2Score(multioutput="variance_weighted")
+        # Per layer pair, when there are several: val/r2/<source layer>_<target layer>.
+        pairs = transform.layer_pairs if isinstance(transform, LayerwiseTransform) else []
+        self.pair_names = [pair_key(p) for p in pairs]
+        self.val_r2_pairs = torch.nn.ModuleList([R2Score(multioutput="variance_weighted") for _ in self.pair_names])
 
     # -- the map ------------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.transform(x)
 
-    def to_transform(self, card: dict[str, Any] | None = None) -> LinearTransform:
+    def to_transform(self, card: dict[str, Any] | None = None) -> Transform:
         """The trained T as a frozen CPU copy (for efficacy and export), with ``card`` as its card."""
         transform = self.transform.frozen()
         transform.card = dict(card or {})
@@ -99,16 +112,19 @@ class LCross(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "tensors"):
             return
-        xs, xt = datamodule.tensors("train")
-        warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(xs.shape[0], xs.shape[1])
+        xs, xt = datamodule.tensors("train")  # [n, n_layer_pairs, d]
+        n_rows = xs.shape[0] * (xs.shape[1] if self.hparams.get("share_transform") else 1)
+        warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, xs.shape[-1])
         if warning:
             rank_zero_warn(warning)
         # A resumed run keeps its restored weights; only a fresh one is initialised from the closed form.
         if self.hparams["init"] != "closed_form" or self.trainer.ckpt_path is not None:
             return
-        weight, bias = fit_map(
-            xs, xt, self.hparams["init_method"], self.hparams["init_alpha"], bias=self.bias is not None
-        )
+        method, alpha = self.hparams["init_method"], self.hparams["init_alpha"]
+        if isinstance(self.transform, LayerwiseTransform):
+            self.transform.fit_closed_form(xs, xt, method, alpha)
+            return
+        weight, bias = fit_map(xs[:, 0], xt[:, 0], method, alpha, bias=self.bias is not None)
         self.transform.set_matrix(weight.to(self.device))
         if bias is not None:
             assert self.transform.bias is not None  # fit_map returns a bias only when T has one
@@ -129,10 +145,11 @@ class LCross(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
         objective = loss
-        if self.hparams["ridge"]:
-            objective = objective + self.hparams["ridge"] * self.transform.matrix().pow(2).sum()
-        if self.hparams["orthogonality"]:
-            objective = objective + self.hparams["orthogonality"] * orthogonality_penalty(self.transform.matrix())
+        for single in _unique(self.transform):
+            if self.hparams["ridge"]:
+                objective = objective + self.hparams["ridge"] * single.matrix().pow(2).sum()
+            if self.hparams["orthogonality"]:
+                objective = objective + self.hparams["orthogonality"] * orthogonality_penalty(single.matrix())
         self.train_loss(loss)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/objective", objective, on_step=False, on_epoch=True)
@@ -141,22 +158,31 @@ class LCross(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         loss, pred, target = self.model_step(batch)
         self.val_loss(loss)
-        self.val_r2(pred, target)
+        self.val_r2(pred.flatten(0, -2), target.flatten(0, -2))
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val/r2", self.val_r2, on_step=False, on_epoch=True)
+        for i, (name, metric) in enumerate(zip(self.pair_names, self.val_r2_pairs)):
+            assert isinstance(metric, R2Score)
+            metric(pred[:, i], target[:, i])
+            self.log(f"val/r2/{name}", metric, on_step=False, on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
-        """Cosine between each validation concept's transferred source SV and the target's own SV."""
+        """Cosine between each validation concept's transferred source SV and the target's own SV (the mean over
+        layer pairs, when there are several)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "steering_vector"):
             return
-        weight = self.transform.matrix().detach()
+        maps = self.transform.layer_maps()
+        pairs = list(zip(datamodule.layers["source"], datamodule.layers["target"]))
         for name in datamodule.eval_concepts:
-            own = datamodule.steering_vector("target", name).to(weight)
-            transferred = datamodule.steering_vector("source", name).to(weight)
-            own_direction, transferred_direction = own[own.layers[0]], transferred[transferred.layers[0]] @ weight
-            cos = torch.nn.functional.cosine_similarity(transferred_direction, own_direction, dim=0)
-            self.log(f"val/cos/{name}", cos)
+            own = datamodule.steering_vector("target", name)
+            source = datamodule.steering_vector("source", name)
+            cosines = []
+            for single, (s, t) in zip(maps, pairs):
+                weight = single.matrix().detach()
+                transferred = source[s].to(weight) @ weight
+                cosines.append(torch.nn.functional.cosine_similarity(transferred, own[t].to(weight), dim=0))
+            self.log(f"val/cos/{name}", torch.stack(cosines).mean())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
@@ -173,3 +199,8 @@ class LCross(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.transform.config()
         checkpoint[CARD_KEY] = self.card()
+
+
+def _unique(transform: Transform) -> list[LinearTransform]:
+    """The distinct maps of T (one, one per layer pair, or one shared)."""
+    return transform.unique_maps() if isinstance(transform, LayerwiseTransform) else [transform]

@@ -9,25 +9,17 @@ T). W is either one full matrix (``weight``) or, with ``rank`` r, the product of
 
 from __future__ import annotations
 
-import json
-from copy import deepcopy
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from lcross.closed_form import FitMethod, fit_map
 from lcross.errors import LCrossInputError
-from lcross.files import atomic_path
 from lcross.steering_vector import SteeringVector
-
-WEIGHTS_NAME = "transform.safetensors"
-CARD_NAME = "transform_card.json"
-FORMAT = "lcross.LinearTransform/1"
+from lcross.transform_files import TransformFiles
 
 
-class LinearTransform(torch.nn.Module):
+class LinearTransform(TransformFiles, torch.nn.Module):
     """T: [.., d_source] -> [.., d_target].
 
     Args:
@@ -37,6 +29,8 @@ class LinearTransform(torch.nn.Module):
         rank: if set, W = left @ right with a [d_source, rank] and a [rank, d_target] factor.
         card: free-form provenance and metrics, saved with the weights.
     """
+
+    FORMAT = "lcross.LinearTransform/1"
 
     def __init__(
         self,
@@ -150,12 +144,6 @@ class LinearTransform(torch.nn.Module):
                 transform.bias.copy_(b)
         return transform
 
-    def frozen(self) -> LinearTransform:
-        """A detached CPU copy in eval mode without gradients: T for use, not for training."""
-        copy = deepcopy(self).cpu()
-        copy.card = dict(self.card)
-        return copy.eval().requires_grad_(False)
-
     # -- configuration and files ----------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The constructor arguments (primitives only): enough to rebuild the module before loading its weights."""
@@ -163,58 +151,13 @@ class LinearTransform(torch.nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any], card: dict[str, Any] | None = None) -> LinearTransform:
-        return cls(config["d_source"], config["d_target"], bias=config["bias"], rank=config["rank"], card=card)
+        return cls(
+            config["d_source"], config["d_target"], bias=config.get("bias", False), rank=config.get("rank"), card=card
+        )
 
-    @classmethod
-    def from_state(
-        cls, config: dict[str, Any], state: dict[str, torch.Tensor], card: dict[str, Any] | None, where: str
-    ) -> LinearTransform:
-        """Rebuilds T from its config and state dict, keeping the stored dtype; the one loading path."""
-        try:
-            transform = cls.from_config(config, card=card)
-        except (KeyError, TypeError) as err:
-            raise LCrossInputError(
-                f"the transform's configuration is incomplete ({err})", where=where, fix="re-export the transform"
-            ) from None
-        expected = {k: tuple(v.shape) for k, v in transform.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in state.items()}
-        if expected != found:
-            raise LCrossInputError(
-                f"the stored weights {found} do not match the configuration {expected}",
-                where=where,
-                fix="the file is damaged or from another tool; re-export it",
-            )
-        dtypes = {v.dtype for v in state.values()}
-        transform = transform.to(dtypes.pop() if len(dtypes) == 1 else torch.float32)
-        transform.load_state_dict(state)
-        return transform
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Writes weights and card atomically: a crash leaves the previous export or none, never half of one."""
-        directory = Path(directory)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        card = {"format": FORMAT, **self.config(), **self.card}
-        with atomic_path(directory) as tmp:
-            tmp.mkdir()
-            save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": FORMAT})
-            (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> LinearTransform:
-        directory = Path(directory)
-        card_path, weights_path = directory / CARD_NAME, directory / WEIGHTS_NAME
-        if not card_path.exists() or not weights_path.exists():
-            raise LCrossInputError(
-                f"not an lcross transform export (needs {WEIGHTS_NAME} and {CARD_NAME})",
-                where=str(directory),
-                fix="give a folder written by LinearTransform.save_pretrained, or a .ckpt from `main.py fit`",
-            )
-        card = json.loads(card_path.read_text())
-        if card.get("format") != FORMAT:
-            raise LCrossInputError(f"unknown transform format {card.get('format')!r}", where=str(card_path))
-        config = {"bias": False, "rank": None, **card}
-        return cls.from_state(config, load_file(weights_path), card, str(directory)).frozen()
+    def layer_maps(self) -> list[LinearTransform]:
+        """The map of each layer pair, in order: this one map (a per-layer transform has several)."""
+        return [self]
 
     def check_models(self, d_source: int, d_target: int) -> None:
         """Raises a clear error when T does not fit the hidden sizes of the models it is used with."""

@@ -34,7 +34,8 @@ def _data(tmp_path):
 def test_source_self_steering_is_its_own_sweep_with_its_own_unsteered_figure(tmp_path):
     dm = _data(tmp_path)
     assert isinstance(dm, EvaluationData)  # callbacks need only the Protocol
-    transform = LinearTransform.fit(*dm.tensors("train"), method="ridge")
+    xs, xt = dm.tensors("train")
+    transform = LinearTransform.fit(xs[:, 0], xt[:, 0], method="ridge")
     results = SteeringEfficacy(betas=[-2.0, 2.0], source_self_steering=True, bootstrap=0).evaluate(dm, transform)
     result = results["sentiment"]
     assert set(result.target.items) == {Variant.OWN_SV, Variant.TRANSFERRED, Variant.RANDOM_T}

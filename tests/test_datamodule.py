@@ -36,12 +36,12 @@ def test_split_by_concept_keeps_held_out_concepts_out_of_training(tmp_path):
     dm.prepare_data()
     dm.setup("fit")
     xs, xt = dm.tensors("train")
-    assert xs.shape == (20, 32) and xt.shape == (20, 48)
+    assert xs.shape == (20, 1, 32) and xt.shape == (20, 1, 48)  # [rows, layer pairs, width]
     vs, _ = dm.tensors("val")
-    assert vs.shape == (10, 32)
+    assert vs.shape == (10, 1, 32)
     model, tokenizer = load_model(SOURCE)
     expected = extract_deltas(model, tokenizer, dm.concepts["sentiment"].train, 1)
-    torch.testing.assert_close(vs, expected)
+    torch.testing.assert_close(vs[:, 0], expected)
 
 
 def test_split_by_pair(tmp_path):
@@ -143,7 +143,7 @@ def test_pair_split_vectors_use_training_rows_only(tmp_path):
     dm.prepare_data()
     dm.setup("fit")
     assert dm.eval_concepts == ["size"] and dm.val_concepts == list(CONCEPTS)  # evaluation narrowed, not training
-    deltas = dm.deltas["target"]["size"]
+    deltas = dm.deltas["target"]["size"][:, 0]
     vector = dm.steering_vector("target", "size")
     assert vector.layers == [2] and vector.concept == "size" and vector.method == "caa"
     torch.testing.assert_close(vector[2], deltas[:7].mean(0))  # 10 pairs, 3 of them validate
@@ -158,4 +158,4 @@ def test_repe_vectors_through_the_data_module(tmp_path):
     dm.setup("fit")
     vector = dm.steering_vector("source", "sentiment")
     assert vector.method == "repe"
-    torch.testing.assert_close(vector[1], repe_vector(dm.deltas["source"]["sentiment"]))
+    torch.testing.assert_close(vector[1], repe_vector(dm.deltas["source"]["sentiment"][:, 0]))
