@@ -119,7 +119,8 @@ def load_concept(
             ``{"positive", "negative"}`` whole texts); a RepE emotion file (``<emotion>.json``, a list of scenario
             strings, paired with the other emotions' files beside it, see ``lcross.text_pairs``; prompts in an
             ``open_ended.jsonl`` beside it become its open-ended prompts); a mapping ``{positive: <file or dataset>,
-            negative: ..., positive_column: ..., negative_column: ...}`` of two lists of whole texts; a folder
+            negative: ..., positive_column: ..., negative_column: ...}`` of two lists of whole texts; a mapping
+            ``{stereoset: <dataset id or file>, bias_type: race, ...}`` of StereoSet bias pairs; a folder
             with ``generate_dataset.json`` and ``test_dataset_ab.json`` (CAA layout) or ``train.jsonl`` and
             ``test.jsonl``; or a Hugging Face dataset id or saved dataset folder with either set of columns. A CAA
             folder may add ``test_dataset_open_ended.json`` (a JSON list of ``{"question"}``) and a JSONL folder
@@ -130,8 +131,14 @@ def load_concept(
         max_test: keep at most this many evaluation items (the first ones after a seeded shuffle).
         seed: seed of the shuffle used for the split and the caps.
     """
-    from lcross.text_pairs import emotion_pairs, is_string_list, list_open_ended, list_pairs
+    from lcross.text_pairs import emotion_pairs, is_string_list, list_open_ended, list_pairs, stereoset_pairs
 
+    if isinstance(source, Mapping) and "stereoset" in source:
+        name = name or "concept"
+        bias_pairs = stereoset_pairs(source, seed=seed, where=f"concept {name!r}")
+        prompts = list_open_ended(source, bias_pairs, where=f"concept {name!r}")
+        pairs_: list[Pair] = list(bias_pairs)
+        return _split(name, pairs_, None, "texts", dict(source), prompts, test_fraction, max_train, max_test, seed)
     if isinstance(source, Mapping):
         name = name or "concept"
         text_pairs = list_pairs(source, seed=seed, where=f"concept {name!r}")

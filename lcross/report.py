@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from lcross.interpolation import interpolation_warning, is_regularised
+from lcross.layers import layer_label
 from lcross.plots import map_figure, sweep_figure
 from lcross.results import Variant, curve_betas, short_name, summary_value, sweep_curves
 from lcross.transform_files import CARD_NAME
@@ -189,7 +190,7 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         else "Judged open-ended answers only (pairs of whole texts have no A/B items to score)."
     )
     lines = [
-        f"# Steering efficacy: target {short_name(first['target']['name'])} (layer {first['target_layer']})",
+        f"# Steering efficacy: target {short_name(first['target']['name'])} ({layer_label(first['target_layer'])})",
         "",
         what + " Runs: " + ", ".join(f"`{r}`" for r in runs) + ".",
         "",
@@ -197,7 +198,7 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
     for card, run in zip(cards, runs):
         concepts = ", ".join(card.get("eval_concepts", card.get("val_concepts", [])))
         lines.append(
-            f"- `{run}`: source {short_name(card['source']['name'])} (layer {card['source_layer']}), split "
+            f"- `{run}`: source {short_name(card['source']['name'])} ({layer_label(card['source_layer'])}), split "
             f"{card.get('split')}, T trained on {', '.join(card.get('train_concepts', []))}; evaluated on {concepts}; "
             f"{card.get('fit_method')}."
         )

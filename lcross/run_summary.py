@@ -24,12 +24,17 @@ def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
         entries = {c: e for c, e in card.get(key, {}).items() if c != "epoch"}
         if not entries:
             continue
-        first = next(iter(entries.values()))
-        n_items = ", ".join(f"{c} {e['target']['n_items']}" for c, e in entries.items())
-        lines += ["", f"{what} (mean [95% interval]; items per concept: {n_items}):"]
+        metrics = {c: e["target"]["metric"] for c, e in entries.items()}
+        one_metric = len(set(metrics.values())) == 1
+        items = ", ".join(
+            f"{c} {e['target']['n_items']}" + ("" if one_metric else f" judged by {metrics[c]}")
+            for c, e in entries.items()
+        )
+        lines += ["", f"{what} (mean [95% interval]; items per concept: {items}):"]
         betas = sorted({b for e in entries.values() for b in e["betas"]}, key=lambda b: (abs(b), b))
         for beta in betas:
             table = efficacy_table([card], beta, key=key, percent=key == "efficacy")
-            lines += ["", f"beta {beta:+g} ({first['target']['metric']}):", table]
+            metric = f" ({next(iter(metrics.values()))})" if one_metric else ""
+            lines += ["", f"beta {beta:+g}{metric}:", table]
     lines += ["", f"Curves: tensorboard --logdir {run.parent}"]
     return "\n".join(lines)

@@ -170,3 +170,21 @@ def test_tensorboard_groups_each_concepts_vectors_and_fills_the_hparams_tab(tiny
     assert hparams["eval_concepts"].string_value == "sentiment" and hparams["model/init_method"].string_value == "ridge"
     scalars = set(events.Tags()["scalars"])
     assert "hp/efficacy/sentiment/transferred/beta_+4" in scalars and "hp/gen/sentiment/no_steering" in scalars
+
+
+def test_the_summary_names_each_concepts_judge_when_they_differ(tiny_run, tmp_path):
+    import copy
+
+    from lcross.run_summary import run_summary
+    from lcross.transform_files import CARD_NAME
+
+    _, run = tiny_run
+    card = json.loads((run / "transform" / CARD_NAME).read_text())
+    fear = copy.deepcopy(card["generation"]["sentiment"])
+    fear["target"]["metric"] = "lexicon:fear"
+    card["generation"]["fear"] = fear
+    (tmp_path / "transform").mkdir()
+    (tmp_path / "transform" / CARD_NAME).write_text(json.dumps(card))
+    summary = run_summary(tmp_path, None)
+    assert "items per concept: sentiment 2 judged by vader, fear 2 judged by lexicon:fear" in summary
+    assert "beta -4:" in summary and "(vader)" not in summary.split("judged answers")[1].split("\n")[2]

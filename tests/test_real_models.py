@@ -51,7 +51,7 @@ def _is_increasing(values):
 
 
 def test_own_and_transferred_vectors_steer_the_target_in_the_direction_of_beta(demo):
-    xs, xt = demo.tensors("train")
+    xs, xt = (t[:, 0] for t in demo.tensors("train"))  # the one layer pair
     transform = LinearTransform.fit(xs, xt, method="ridge", alpha=1000.0)
     model, tokenizer = demo.model("target")
     vectors = {
@@ -79,7 +79,7 @@ def test_transferred_sentiment_vector_moves_the_sentiment_of_what_gemma_writes(d
     """The generation half of the paper, offline: VADER-judged answers to open-ended prompts, held-out concept."""
     from lcross.callbacks.generation_efficacy import GenerationEfficacy
 
-    xs, xt = demo.tensors("train")
+    xs, xt = (t[:, 0] for t in demo.tensors("train"))  # the one layer pair
     transform = LinearTransform.fit(xs, xt, method="ridge", alpha=1000.0)
     callback = GenerationEfficacy(judge="vader", betas=[-1.5, 1.5], max_prompts=24, max_new_tokens=32, bootstrap=0)
     result = callback.evaluate(demo, transform)["sentiment"].target
@@ -99,3 +99,38 @@ def test_the_card_names_the_packaged_gguf_file_not_the_hub_weights(demo):
     path = packaged_gguf(TARGET)
     assert described["name"] == TARGET and described["weights"]["gguf"] == str(path.resolve())
     assert described["weights"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_multi_layer_extraction_and_steering_on_real_weights(demo, tmp_path):
+    """Three layers read in one pass equal three single-layer extractions (here the 15 already cached is reused), and
+    a three-layer sweep equals full steered passes with one hook per layer, on Gemma's real weights."""
+    import torch
+
+    from lcross.activations import extract_deltas
+    from lcross.steering_vector import SteeringVector
+
+    several = PairedDeltas(
+        ModelSpec(SOURCE),
+        ModelSpec(TARGET),
+        source_layer="14-16",
+        target_layer=[8, 9, 10],
+        concepts={"sentiment": str(DEMO_DATA / "sentiment"), "size": str(DEMO_DATA / "size")},
+        val_concepts=["sentiment"],
+        max_train_pairs=12,
+        max_test_items=6,
+        cache_dir=str(tmp_path),
+        extraction_batch_size=32,
+    )
+    several.prepare_data()
+    several.setup("fit")
+    model, tokenizer = several.model("target")
+    for i, layer in enumerate([8, 9, 10]):
+        single = extract_deltas(model, tokenizer, several.concepts["size"].train, layer, batch_size=32)
+        torch.testing.assert_close(several.deltas["target"]["size"][:, i], single, atol=1e-4, rtol=1e-4)
+    vector = several.steering_vector("target", "size")
+    unit = SteeringVector({l: v / v.norm() * 200 for l, v in vector.directions.items()})
+    items = several.concepts["size"].test
+    fast = steering_sweep(model, tokenizer, items, None, {"v": unit}, [-1.0, 1.0])
+    full = steering_sweep(model, tokenizer, items, None, {"v": unit}, [-1.0, 1.0], reuse_prefix=False)
+    torch.testing.assert_close(fast.items["v"], full.items["v"], atol=1e-4, rtol=1e-4)
+    assert fast.mean("v")[1] > fast.unsteered_mean > fast.mean("v")[0]  # three layers steer together

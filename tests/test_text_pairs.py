@@ -7,7 +7,7 @@ import torch
 
 from lcross import LCrossInputError, extract_deltas, load_concept
 from lcross.concepts import TextPair
-from lcross.text_pairs import EMOTION_TEMPLATE, EMOTIONS, emotion_pairs, list_pairs
+from lcross.text_pairs import EMOTION_TEMPLATE, EMOTIONS, emotion_pairs, list_pairs, stereoset_pairs
 
 from .conftest import ROOT, reference_ids
 
@@ -122,3 +122,79 @@ def test_whole_text_deltas_are_the_states_at_each_texts_last_token(tiny_llama, c
 def test_shipped_repe_data_carries_its_licence():
     assert "MIT" in (ROOT / "data" / "repe" / "LICENSE").read_text()
     assert "5455d8a375d5fb1cb191f9ebcd089b7c21e9a31e" in (ROOT / "data" / "repe" / "README.md").read_text()
+
+
+def _stereoset_rows():
+    """Rows as the Hugging Face dataset gives them (gold labels as ClassLabel ints: 0 anti, 1 stereo, 2 unrelated)."""
+    return [
+        {
+            "bias_type": "race",
+            "context": f"Context {i}.",
+            "sentences": {
+                "sentence": [f"stereo {i}", f"anti {i}", f"unrelated {i}"],
+                "gold_label": [1, 0, 2],
+            },
+        }
+        for i in range(6)
+    ] + [
+        {
+            "bias_type": "gender",
+            "context": "Context g.",
+            "sentences": {"sentence": ["anti g", "stereo g"], "gold_label": [0, 1]},
+        }
+    ]
+
+
+def test_stereoset_pairs_put_the_anti_stereotype_first_and_filter_by_bias_type(tmp_path):
+    rows = tmp_path / "stereoset.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in _stereoset_rows()))
+    vignettes = str(ROOT / "data" / "repe" / "fairness" / "clinical_vignettes.jsonl")
+    spec = {
+        "stereoset": str(rows),
+        "bias_type": "race",
+        "n_pairs": 4,
+        "open_ended": vignettes,
+        "open_ended_column": "prompt",
+    }
+    concept = load_concept(spec, "fair", test_fraction=0.25)
+    pairs = concept.train + concept.test
+    assert concept.kind == "texts" and len(pairs) == 4 and len(concept.open_ended) == 50
+    for pair in pairs:
+        i = pair.positive.split()[-1]
+        assert (pair.positive, pair.negative) == (f"anti {i}", f"stereo {i}") and i != "g"
+    # the original release's layout, intersentence: the context comes first; the other side when asked
+    original = {
+        "data": {
+            "intersentence": [
+                {
+                    "bias_type": "race",
+                    "context": r["context"],
+                    "sentences": [
+                        {"sentence": s, "gold_label": ["anti-stereotype", "stereotype", "unrelated"][g]}
+                        for s, g in zip(r["sentences"]["sentence"], r["sentences"]["gold_label"])
+                    ],
+                }
+                for r in _stereoset_rows()
+            ]
+        }
+    }
+    release = tmp_path / "dev.json"
+    release.write_text(json.dumps(original))
+    spec = {"stereoset": str(release), "config": "intersentence", "positive": "stereotype", "template": "<{text}>"}
+    flipped = stereoset_pairs(spec, seed=0)
+    assert len(flipped) == 7
+    assert {(p.positive, p.negative) for p in flipped} >= {("<Context 3. stereo 3>", "<Context 3. anti 3>")}
+    assert flipped == stereoset_pairs(spec, seed=0) and flipped != stereoset_pairs(spec, seed=1)
+
+
+def test_bad_stereoset_concepts_are_named(tmp_path):
+    rows = tmp_path / "stereoset.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in _stereoset_rows()))
+    for spec, message in [
+        ({"stereoset": str(rows), "bias_type": "religion"}, "bias types present"),
+        ({"stereoset": str(rows), "positive": "unrelated"}, "positive"),
+        ({"stereoset": str(rows), "config": "both"}, "config"),
+        ({"stereoset": str(rows), "colour": 1}, "colour"),
+    ]:
+        with pytest.raises(LCrossInputError, match=message):
+            stereoset_pairs(spec)
