@@ -13,8 +13,10 @@ from lcross.tensorboard_views import hparams_view
 
 
 class ExportTransform(L.Callback):
-    """Args:
-    dirname: folder name inside the run's log directory.
+    """Writes the trained T (weights and card) into the run folder when fitting ends.
+
+    Args:
+        dirname: folder name inside the run's log directory.
     """
 
     def __init__(self, dirname: str = "transform"):

@@ -37,31 +37,35 @@ UNSTEERED = "unsteered"
 
 
 class GenerationEfficacy(L.Callback):
-    """Args:
-    judge: how answers are scored: ``vader`` (sentiment, offline), ``refusal``, ``lexicon``, ``llm`` or
-        ``classifier`` (see ``lcross.judges``).
-    judge_args: keyword arguments for the judge (e.g. ``{words: female, against: male}`` for ``lexicon``,
-        ``{spec: <model>, concept_description: ...}`` for ``llm``).
-    concepts: the evaluation concepts to generate for (default: every evaluation concept with open-ended prompts).
-    every_n_epochs: also generate after every this many epochs; by default only after the last one (it is slow).
-    betas: steering multipliers (default -1 and 1), or a grid per concept (``{happiness: [-4, 4], fear: [-8, 8]}``,
-        every concept named); no steering is always generated as its own baseline.
-    positions: where to add the vector: after_prompt (CAA: every generated token), all, or last_prompt (RepE).
-    max_prompts: answer at most this many open-ended prompts per concept (None: all).
-    max_new_tokens: the most tokens per answer.
-    batch_size: rows per ``model.generate`` call (rows of every variant and beta share batches).
-    random_seed: seed of the random-T baseline.
-    unit_vectors: steer with every vector scaled to norm 1, so that beta is the norm of what is added and the
-        variants are compared as directions at equal strength (RepE's coefficients). Off: beta multiplies each vector
-        as it is (a transferred vector is often much shorter than the target's own SV).
-    source_self_steering: also let the source answer, steered by its own SV (the weak-to-strong comparison).
-    bootstrap: resamples for the confidence intervals (0: none).
-    samples: answers per (variant, beta) shown in the TensorBoard text table.
+    """Judged steered answers to each concept's open-ended prompts, generated after training (and every few epochs).
+
+    Args:
+        judge: how answers are scored: ``vader`` (sentiment, offline), ``refusal``, ``lexicon``, ``llm`` or
+            ``classifier`` (see ``lcross.judges``); or one per concept, ``{happiness: vader, fear: lexicon}``.
+        judge_args: keyword arguments for the judge (e.g. ``{words: female, against: male}`` for ``lexicon``,
+            ``{spec: <model>, concept_description: ...}`` for ``llm``); with a judge per concept, per concept too
+            (``{fear: {words: fear, mode: any}}``; a concept left out gets its judge's defaults).
+        concepts: the evaluation concepts to generate for (default: the concepts named in a per-concept ``judge``, else
+            every evaluation concept with open-ended prompts).
+        every_n_epochs: also generate after every this many epochs; by default only after the last one (it is slow).
+        betas: steering multipliers (default -1 and 1), or a grid per concept (``{happiness: [-4, 4], fear: [-8, 8]}``,
+            every concept named); no steering is always generated as its own baseline.
+        positions: where to add the vector: after_prompt (CAA: every generated token), all, or last_prompt (RepE).
+        max_prompts: answer at most this many open-ended prompts per concept (None: all).
+        max_new_tokens: the most tokens per answer.
+        batch_size: rows per ``model.generate`` call (rows of every variant and beta share batches).
+        random_seed: seed of the random-T baseline.
+        unit_vectors: steer with every vector scaled to norm 1 (each layer's), so that beta is the norm of what is
+            added and the variants are compared as directions at equal strength (RepE's coefficients). Off: beta
+            multiplies each vector as it is (a transferred vector is often much shorter than the target's own SV).
+        source_self_steering: also let the source answer, steered by its own SV (the weak-to-strong comparison).
+        bootstrap: resamples for the confidence intervals (0: none).
+        samples: answers per (variant, beta) shown in the TensorBoard text table.
     """
 
     def __init__(
         self,
-        judge: str = "vader",
+        judge: str | dict[str, str] = "vader",
         judge_args: dict[str, Any] | None = None,
         concepts: list[str] | None = None,
         every_n_epochs: int | None = None,
@@ -102,10 +106,15 @@ class GenerationEfficacy(L.Callback):
             if bad:
                 raise LCrossInputError(problem, where=f"GenerationEfficacy.{option}", fix=fix)
         self.judge_name, self.judge_args = judge, dict(judge_args or {})
-        self._judge: Judge | None = None
-        if judge not in JUDGES:  # fail on a bad judge now, not after training (the judge itself loads lazily)
+        self.judge_specs = _judge_specs(judge, self.judge_args)  # concept ("" for all) -> (judge, its arguments)
+        self._judges: dict[str, Judge] = {}
+        if concepts is None and isinstance(judge, dict):
+            concepts = list(judge)
+        if concepts is not None and "" not in self.judge_specs and set(concepts) - set(self.judge_specs):
             raise LCrossInputError(
-                f"unknown judge {judge!r}", where="GenerationEfficacy.judge", fix=f"use {sorted(JUDGES)}"
+                f"no judge for {sorted(set(concepts) - set(self.judge_specs))}",
+                where="GenerationEfficacy.judge",
+                fix="name a judge for every concept in `concepts`, or give one judge for all",
             )
         self.concepts, self.every_n_epochs = concepts, every_n_epochs
         self.positions, self.max_prompts, self.max_new_tokens = positions, max_prompts, max_new_tokens
@@ -120,11 +129,19 @@ class GenerationEfficacy(L.Callback):
         # Unique per judge and concepts, so that several of these callbacks (one judge each) can share a Trainer.
         return self._generate_state_key(judge=self.judge_name, concepts=self.concepts)
 
-    @property
-    def judge(self) -> Judge:
-        if self._judge is None:
-            self._judge = make_judge(self.judge_name, **self.judge_args)
-        return self._judge
+    def judge(self, concept: str) -> Judge:
+        """The concept's judge, built on first use (judges that load a model load it once)."""
+        key = "" if "" in self.judge_specs else concept
+        if key not in self.judge_specs:
+            raise LCrossInputError(
+                f"no judge for concept {concept!r}",
+                where="GenerationEfficacy.judge",
+                fix=f"add {concept}: <judge> to judge (it has {sorted(self.judge_specs)})",
+            )
+        if key not in self._judges:
+            name, args = self.judge_specs[key]
+            self._judges[key] = make_judge(name, **args)
+        return self._judges[key]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         data = trainer.datamodule
@@ -192,14 +209,15 @@ class GenerationEfficacy(L.Callback):
             prompts = data.concepts[name].open_ended[: self.max_prompts]
             vectors = comparison_vectors(data, transform, name, self.random_seed)
             betas = self.betas(name)
-            target, target_answers = self._sweep(data, "target", prompts, vectors, betas)
+            judge = self.judge(name)
+            target, target_answers = self._sweep(data, "target", prompts, vectors, betas, judge)
             source, source_answers = None, {}
             if self.source_self_steering:
                 own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
-                source, source_answers = self._sweep(data, "source", prompts, own, betas)
-            rows = _rows(prompts, target, target_answers, self.judge.scale)
+                source, source_answers = self._sweep(data, "source", prompts, own, betas, judge)
+            rows = _rows(prompts, target, target_answers, judge.scale)
             if source is not None:
-                rows += _rows(prompts, source, source_answers, self.judge.scale)
+                rows += _rows(prompts, source, source_answers, judge.scale)
             self.last_answers[name] = rows
             samples = [row for row in rows if row["index"] < self.samples]
             results[name] = ConceptEfficacy(name, target, source, extra={"samples": samples})
@@ -213,6 +231,7 @@ class GenerationEfficacy(L.Callback):
         prompts: list[str],
         vectors: dict[Variant, SteeringVector],
         betas: list[float],
+        judge: Judge,
     ) -> tuple[Sweep, dict[Key, list[str]]]:
         model, tokenizer = data.model(side)
         grid: dict[Key, list[Steering] | None] = {(UNSTEERED, 0.0): None}
@@ -233,9 +252,9 @@ class GenerationEfficacy(L.Callback):
                 chat_template=data.chat_template,
                 batch_size=self.batch_size,
             )
-        scores = {key: self.judge(prompts, texts) for key, texts in answers.items()}
+        scores = {key: judge(prompts, texts) for key, texts in answers.items()}
         items = {v: torch.stack([scores[str(v), b] for b in betas]) for v in vectors}
-        sweep = Sweep(betas, items, scores[UNSTEERED, 0.0], model=data.model_name(side), metric=self.judge.name)
+        sweep = Sweep(betas, items, scores[UNSTEERED, 0.0], model=data.model_name(side), metric=judge.name)
         return sweep, answers
 
     def state_dict(self) -> dict[str, Any]:
@@ -243,6 +262,29 @@ class GenerationEfficacy(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+
+
+def _judge_specs(judge: str | dict[str, str], args: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """concept -> (judge name, its arguments); the key "" when one judge serves every concept. Every name is checked
+    now, not after training (the judges themselves load lazily)."""
+    if isinstance(judge, str):
+        specs = {"": (judge, args)}
+    else:
+        if not judge:
+            raise LCrossInputError("the judge mapping is empty", where="GenerationEfficacy.judge", fix="name one")
+        stray = set(args) - set(judge)
+        if stray or not all(isinstance(v, dict) for v in args.values()):
+            raise LCrossInputError(
+                f"with a judge per concept, judge_args maps those concepts to arguments; got {args!r}",
+                where="GenerationEfficacy.judge_args",
+                fix=f"write {{concept: {{argument: value}}}} for concepts among {sorted(judge)}",
+            )
+        specs = {concept: (name, dict(args.get(concept, {}))) for concept, name in judge.items()}
+    for concept, (name, _) in specs.items():
+        if name not in JUDGES:
+            where = "GenerationEfficacy.judge" + (f".{concept}" if concept else "")
+            raise LCrossInputError(f"unknown judge {name!r}", where=where, fix=f"use {sorted(JUDGES)}")
+    return specs
 
 
 def _rows(

@@ -28,17 +28,19 @@ from lcross.tensorboard_views import register_charts
 
 
 class SteeringEfficacy(L.Callback):
-    """Args:
-    every_n_epochs: evaluate after every this many training epochs (and after the last one).
-    betas: steering multipliers to sweep; no steering (beta 0) is always measured as its own baseline.
-    positions: where to add the vector: all, after_prompt (CAA) or last_prompt (RepE).
-    max_items: evaluate on at most this many held-out items per concept (None: all).
-    batch_size: texts per forward pass of the target.
-    random_seed: seed of the random-T baseline (fixed, so epochs are comparable).
-    source_self_steering: also steer the source model with its own SV (the weak-to-strong comparison); loads the
-        source model next to the target.
-    bootstrap: resamples for the confidence intervals (0: none).
-    plot: also log the beta sweep of each concept as an image.
+    """A/B steering efficacy of the held-out concepts on the target, measured every few epochs.
+
+    Args:
+        every_n_epochs: evaluate after every this many training epochs (and after the last one).
+        betas: steering multipliers to sweep; no steering (beta 0) is always measured as its own baseline.
+        positions: where to add the vector: all, after_prompt (CAA) or last_prompt (RepE).
+        max_items: evaluate on at most this many held-out items per concept (None: all).
+        batch_size: texts per forward pass of the target.
+        random_seed: seed of the random-T baseline (fixed, so epochs are comparable).
+        source_self_steering: also steer the source model with its own SV (the weak-to-strong comparison); loads the
+            source model next to the target.
+        bootstrap: resamples for the confidence intervals (0: none).
+        plot: also log the beta sweep of each concept as an image.
     """
 
     def __init__(

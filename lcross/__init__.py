@@ -10,6 +10,7 @@ from lcross.concepts import Concept, ContrastivePair, load_concept
 from lcross.efficacy import completion_logprobs, steering_sweep
 from lcross.errors import LCrossInputError
 from lcross.generation import generate, generate_grid
+from lcross.layerwise_transform import LayerwiseTransform
 from lcross.loading import load_transform
 from lcross.metrics import BehaviorMatching, behavior_matching_probability
 from lcross.models import ModelSpec, load_model
@@ -23,6 +24,7 @@ __all__ = [
     "ContrastivePair",
     "LCross",
     "LCrossInputError",
+    "LayerwiseTransform",
     "LinearTransform",
     "ModelSpec",
     "PairedDeltas",

@@ -1,5 +1,11 @@
 """The command line: a LightningCLI over LCross and PairedDeltas, with the data's hidden sizes linked into the model.
 
+The two efficacy callbacks are sections of their own, added with LightningCLI's ``add_lightning_class_args``:
+``efficacy`` (A/B sweeps, ``SteeringEfficacy``) and ``generation`` (judged answers, ``GenerationEfficacy``). A config
+fills them with the callbacks' arguments (``efficacy: {betas: [-1, 1]}``), the command line changes any of them
+(``--efficacy.betas '[-2, 2]'``), ``--efficacy null`` drops one, and ``fit --efficacy.help SteeringEfficacy`` lists
+every option with its description.
+
 python main.py fit --config configs/tiny.yaml
 python main.py fit --config configs/demo.yaml --print_config
 """
@@ -9,9 +15,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from lcross.callbacks.generation_efficacy import GenerationEfficacy
+from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross.datamodule import PairedDeltas
 from lcross.errors import LCrossInputError
 from lcross.progress import show_progress_logs
@@ -26,6 +36,15 @@ class LCrossCLI(LightningCLI):
         parser.link_arguments("data.d_target", "model.d_target", apply_on="instantiate")
         # So do the layer pairs T maps: one map for one pair, one per pair (or one shared) for several.
         parser.link_arguments("data.layer_pairs", "model.layer_pairs", apply_on="instantiate")
+        # The efficacy callbacks: optional sections (absent or null: not run), every option set on the command line.
+        parser.add_lightning_class_args(SteeringEfficacy, "efficacy", subclass_mode=True, required=False)
+        parser.add_lightning_class_args(GenerationEfficacy, "generation", subclass_mode=True, required=False)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None)."""
+        keys = self._parser(self.subcommand).callback_keys
+        extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
+        return self._instantiate_trainer({**self._get(self.config_init, "trainer", default={}), **kwargs}, extra)
 
     def before_instantiate_classes(self) -> None:
         """`fit --ckpt_path last` continues the newest run of this config in place (same log folder, same last.ckpt)
@@ -84,7 +103,12 @@ def console(argv: list[str] | None = None) -> int:
             from lcross.generate_command import main as generate_main
 
             return generate_main(argv[1:])
-        main(argv)
+        # The arguments are handed over whole: LightningCLI must not also see them in sys.argv (it warns when it does).
+        program, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            main(argv)
+        finally:
+            sys.argv = program
     except LCrossInputError as error:
         if debug:
             raise

@@ -7,13 +7,17 @@ transferred vector's norm, so only the direction differs; the identity applies o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
-from lcross.layerwise_transform import Transform
+from lcross.layers import as_layer_list
+from lcross.layerwise_transform import LayerwiseTransform, Transform
 from lcross.results import Variant
 from lcross.steering_vector import SteeringVector
+from lcross.transform import LinearTransform
 
 
 def random_map(d_source: int, d_target: int, seed: int) -> torch.Tensor:
@@ -30,13 +34,8 @@ def comparison_vectors(
     """
     source = data.steering_vector("source", concept).to(torch.float32)
     own = data.steering_vector("target", concept).to(torch.float32)
-    pairs = list(zip(data.layers["source"], data.layers["target"]))
-    maps = transform.layer_maps()
-    if len(maps) != len(pairs):
-        raise LCrossInputError(
-            f"the transform has {len(maps)} layer map(s) and the data {len(pairs)} layer pair(s)",
-            fix="use a transform trained on the same source and target layers",
-        )
+    pairs = list(zip(as_layer_list(data.layers["source"]), as_layer_list(data.layers["target"])))
+    maps = transform_maps(transform, pairs)
     transferred = source.with_directions(
         {t: maps[i].transfer(source[s]).detach() for i, (s, t) in enumerate(pairs)},
         model=own.model,
@@ -55,6 +54,23 @@ def comparison_vectors(
         identity = {t: source[s] for s, t in pairs}
         vectors[Variant.IDENTITY] = source.with_directions(identity, model=own.model, transform="identity")
     return vectors
+
+
+def transform_maps(transform: Transform, pairs: Sequence[Sequence[int]]) -> list[LinearTransform]:
+    """T's map for each of the data's layer pairs, in order; an error when T was trained on other layers."""
+    wanted = [(int(s), int(t)) for s, t in pairs]
+    if isinstance(transform, LayerwiseTransform):
+        trained = transform.layer_pairs
+    else:
+        card = transform.card
+        known = isinstance(card.get("source_layer"), int) and isinstance(card.get("target_layer"), int)
+        trained = [(card["source_layer"], card["target_layer"])] if known else wanted[:1]
+    if trained != wanted:
+        raise LCrossInputError(
+            f"the transform maps layer pairs {trained} and the data uses {wanted}",
+            fix="use a transform trained on the same source and target layers (see its transform_card.json)",
+        )
+    return transform.layer_maps()
 
 
 def comparison_variants(data: EvaluationData, source_self_steering: bool) -> list[str]:

@@ -127,9 +127,10 @@ class PairedDeltas(L.LightningDataModule):
         self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
 
     @property
-    def layer_pairs(self) -> list[tuple[int, int]]:
-        """(source layer, target layer) pairs in order: what T maps (linked into the model by the CLI)."""
-        return list(zip(self.layers["source"], self.layers["target"]))
+    def layer_pairs(self) -> list[list[int]]:
+        """[source layer, target layer] pairs in order: what T maps (linked into the model by the CLI; lists, so that
+        the run's hparams.yaml stays plain YAML)."""
+        return [[s, t] for s, t in zip(self.layers["source"], self.layers["target"])]
 
     # -- the split, by name -----------------------------------------------------------------------------------------
     @property

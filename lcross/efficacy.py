@@ -227,6 +227,8 @@ def steering_sweep(
     hidden state, adding each later layer's shift as it goes. ``reuse_prefix=False`` runs one full steered forward
     pass per (vector, beta) instead (the reference).
     """
+    if not vectors:
+        raise LCrossInputError("no steering vectors to sweep", fix="give at least one {name: vector}")
     per_layer = {name: _directions(vector, layer, name) for name, vector in vectors.items()}
     betas = [float(b) for b in betas if float(b) != 0.0]
     if not betas:

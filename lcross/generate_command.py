@@ -69,6 +69,7 @@ def _one_dimensional(tensor: torch.Tensor, path: Path) -> torch.Tensor:
 def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, SteeringVector, bool]:
     """(target ModelSpec, steering vector at the target layer(s), chat_template) of a finished fit: the concept's own
     target SV or its source SV transferred through the run's exported T (every layer pair of a multi-layer run)."""
+    from lcross.comparison import transform_maps
     from lcross.loading import load_transform
     from lcross.report import data_module_from_config
 
@@ -85,13 +86,7 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, S
         return data.target, data.steering_vector("target", concept).to(torch.float32), data.chat_template
     transform = load_transform(run / "transform").to(torch.float32)
     source = data.steering_vector("source", concept).to(torch.float32)
-    maps = transform.layer_maps()
-    if len(maps) != len(data.layer_pairs):
-        raise LCrossInputError(
-            f"the run's transform has {len(maps)} layer map(s) and its config {len(data.layer_pairs)} layer pair(s)",
-            where=str(run / "transform"),
-            fix="re-export the transform from this run's checkpoint",
-        )
+    maps = transform_maps(transform, data.layer_pairs)
     directions = {t: maps[i].transfer(source[s]).detach() for i, (s, t) in enumerate(data.layer_pairs)}
     return data.target, source.with_directions(directions, model=data.target.name), data.chat_template
 
@@ -112,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", default="transferred", choices=["transferred", "own_sv"], help="with --run: which vector"
     )
     parser.add_argument(
-        "--layer", type=int, help="decoder block (0-based) to steer (default: the vector's layer, or the run's layers)"
+        "--layer",
+        type=int,
+        help="decoder block (0-based) to steer (default: the vector's layer, or the run's layers); with a one-layer "
+        "run it moves the run's vector to this layer, with a multi-layer run it picks one of the run's target layers",
     )
     parser.add_argument("--beta", type=float, action="append", help="multiplier; repeat for several (default -1 and 1)")
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")

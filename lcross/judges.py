@@ -23,6 +23,7 @@ import logging
 import math
 import re
 import string
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, cast
 
@@ -296,6 +297,17 @@ class LexiconJudge(Judge):
         return scores
 
 
+class _LoadedModel:
+    """A judge model and its tokenizer, held by the judges that use them (weakly cached by spec)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any):
+        self.model, self.tokenizer = model, tokenizer
+        self._loaded: _LoadedModel | None = None  # set by from_spec: keeps a shared judge model alive
+
+
+_JUDGE_MODELS: weakref.WeakValueDictionary[str, _LoadedModel] = weakref.WeakValueDictionary()
+
+
 class LLMJudge(Judge):
     """A chat model grades each answer from 0 to 10 for how strongly it shows a concept (CAA's open-ended scoring).
 
@@ -354,6 +366,7 @@ class LLMJudge(Judge):
         _check_positive(max_new_tokens, "LLMJudge.max_new_tokens")
         _ensure_pad(tokenizer, "LLMJudge")
         self.model, self.tokenizer = model, tokenizer
+        self._loaded: _LoadedModel | None = None  # set by from_spec: keeps a shared judge model alive
         self.concept_description = concept_description
         self.rubric, self.system_prompt = rubric, system_prompt
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
@@ -374,9 +387,15 @@ class LLMJudge(Judge):
         from lcross.models import as_spec, load_model
 
         spec = as_spec(spec)
-        model, tokenizer = load_model(spec)
+        key = repr(spec)
+        loaded = _JUDGE_MODELS.get(key)  # judges of several concepts with one model share it while any is alive
+        if loaded is None:
+            loaded = _LoadedModel(*load_model(spec))
+            _JUDGE_MODELS[key] = loaded
         kwargs.setdefault("name", f"llm:{spec.name}")
-        return cls(model, tokenizer, concept_description, **kwargs)
+        judge = cls(loaded.model, loaded.tokenizer, concept_description, **kwargs)
+        judge._loaded = loaded
+        return judge
 
     def messages(self, prompt: str, completion: str) -> list[dict[str, str]]:
         """The chat the judge answers for one item."""

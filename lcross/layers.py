@@ -6,6 +6,7 @@ forward pass with ``output_hidden_states=True``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar, cast
 
 import torch
@@ -123,3 +124,8 @@ def layer_label(layers: int | list[int] | tuple[int, ...]) -> str:
     """``layer 12`` or ``layers [10, 11, 12]``, for titles and progress lines."""
     layers = [layers] if isinstance(layers, int) else list(layers)
     return f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers}"
+
+
+def as_layer_list(layers: int | Sequence[int]) -> list[int]:
+    """One layer or several, as a list (older callers pass a single int)."""
+    return [layers] if isinstance(layers, int) else list(layers)

@@ -35,7 +35,7 @@ def transform_class(config: dict) -> type[LinearTransform] | type[LayerwiseTrans
 
 
 def load_transform(path: str | Path) -> Transform:
-    """Loads T from a ``.ckpt`` written by ``main.py fit`` or a folder written by ``LinearTransform.save_pretrained``.
+    """Loads T from a ``.ckpt`` written by ``main.py fit`` or a folder written by ``save_pretrained``.
 
     Checkpoints are read with ``torch.load(weights_only=True)``: no code in the file runs. The transform comes back
     in eval mode without gradients, in the dtype it was stored in.
@@ -56,7 +56,7 @@ def load_transform(path: str | Path) -> Transform:
     not_lcross = LCrossInputError(
         "not an lcross checkpoint (no lcross transform in it)",
         where=str(path),
-        fix="give a .ckpt written by `python main.py fit` or a folder written by LinearTransform.save_pretrained",
+        fix="give a .ckpt written by `python main.py fit` or a folder written by save_pretrained",
     )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -16,7 +16,7 @@ import torch
 from lcross.activations import extract_deltas
 from lcross.concepts import Concept
 from lcross.delta_cache import DeltaCache, cache_key
-from lcross.layers import layer_label
+from lcross.layers import as_layer_list, layer_label
 from lcross.models import ModelSpec, load_model
 from lcross.progress import phase
 from lcross.sharded_extraction import extract_deltas_sharded
@@ -57,7 +57,7 @@ class DeltaStore:
         extraction_trainer: dict[str, Any] | None = None,
     ):
         self.specs, self.concepts = dict(specs), dict(concepts)
-        self.layers = {side: list(layers[side]) for side in layers}
+        self.layers = {side: as_layer_list(layers[side]) for side in layers}
         self.chat_template, self.cache = chat_template, cache
         self.extraction_batch_size, self.shard_size, self.extraction_trainer = (
             extraction_batch_size,

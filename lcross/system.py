@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric, R2Score
 from lcross.closed_form import FitMethod, fit_map
 from lcross.errors import LCrossInputError
 from lcross.interpolation import interpolation_warning, is_regularised
+from lcross.layers import as_layer_list
 from lcross.layerwise_transform import LayerwiseTransform, Transform, build_transform, pair_key
 from lcross.loading import CARD_KEY, CONFIG_KEY
 from lcross.losses import LossName, fit_loss, orthogonality_penalty
@@ -65,11 +66,13 @@ class LCross(L.LightningModule):
         init_method: FitMethod = "lstsq",
         init_alpha: float = 1.0,
         bias: bool = False,
-        layer_pairs: list[tuple[int, int]] | None = None,
+        layer_pairs: list[list[int]] | None = None,
         share_transform: bool = False,
         transform: Transform | None = None,
     ):
         super().__init__()
+        # lists, not tuples: hparams.yaml stays plain YAML (yaml.safe_load reads it)
+        layer_pairs = None if layer_pairs is None else [[int(s), int(t)] for s, t in layer_pairs]
         self.save_hyperparameters(ignore=["transform"])
         if init == "identity" and d_source != d_target:
             raise LCrossInputError(
@@ -78,7 +81,8 @@ class LCross(L.LightningModule):
                 fix="use closed_form or random",
             )
         if transform is None:
-            transform = build_transform(d_source, d_target, layer_pairs, shared=share_transform, bias=bias, rank=rank)
+            pairs = None if layer_pairs is None else [(s, t) for s, t in layer_pairs]
+            transform = build_transform(d_source, d_target, pairs, shared=share_transform, bias=bias, rank=rank)
             for i, single in enumerate(_unique(transform)):
                 single.reset_random(seed=i)
         elif (transform.d_source, transform.d_target) != (d_source, d_target):
@@ -113,6 +117,14 @@ class LCross(L.LightningModule):
         if datamodule is None or not hasattr(datamodule, "tensors"):
             return
         xs, xt = datamodule.tensors("train")  # [n, n_layer_pairs, d]
+        if xs.ndim == 2:  # a data module of one layer pair, [n, d]
+            xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
+        if xs.shape[1] != len(self.transform.layer_maps()):
+            raise LCrossInputError(
+                f"the data has {xs.shape[1]} layer pairs and T {len(self.transform.layer_maps())} map(s)",
+                where="model.layer_pairs",
+                fix="pass layer_pairs=datamodule.layer_pairs to LCross (the CLI links them)",
+            )
         n_rows = xs.shape[0] * (xs.shape[1] if self.hparams.get("share_transform") else 1)
         warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, xs.shape[-1])
         if warning:
@@ -138,6 +150,8 @@ class LCross(L.LightningModule):
     # -- training -----------------------------------------------------------------------------------------------
     def model_step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         xs, xt = batch[0], batch[1]
+        if xs.ndim == 2:  # rows of one layer pair, [n, d]
+            xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
         pred = self(xs)
         loss = fit_loss(pred, xt, self.hparams["loss"], self.hparams["cosine_weight"])
         return loss, pred, xt
@@ -145,11 +159,15 @@ class LCross(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
         objective = loss
-        for single in _unique(self.transform):
+        # The loss averages over every layer pair's rows, so each of k separate maps sees 1/k of it: its penalty is
+        # divided by k too, and every map is regularised as in a one-layer run (a shared map sees all rows).
+        maps = _unique(self.transform)
+        for single in maps:
             if self.hparams["ridge"]:
-                objective = objective + self.hparams["ridge"] * single.matrix().pow(2).sum()
+                objective = objective + self.hparams["ridge"] / len(maps) * single.matrix().pow(2).sum()
             if self.hparams["orthogonality"]:
-                objective = objective + self.hparams["orthogonality"] * orthogonality_penalty(single.matrix())
+                penalty = orthogonality_penalty(single.matrix())
+                objective = objective + self.hparams["orthogonality"] / len(maps) * penalty
         self.train_loss(loss)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/objective", objective, on_step=False, on_epoch=True)
@@ -172,8 +190,10 @@ class LCross(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "steering_vector"):
             return
+        pairs = list(zip(as_layer_list(datamodule.layers["source"]), as_layer_list(datamodule.layers["target"])))
         maps = self.transform.layer_maps()
-        pairs = list(zip(datamodule.layers["source"], datamodule.layers["target"]))
+        if len(maps) != len(pairs):
+            return  # on_fit_start has said why
         for name in datamodule.eval_concepts:
             own = datamodule.steering_vector("target", name)
             source = datamodule.steering_vector("source", name)

@@ -54,7 +54,9 @@ def test_source_self_steering_is_its_own_sweep_with_its_own_unsteered_figure(tmp
 
 def test_export_without_an_efficacy_callback(tmp_path):
     callbacks = '[{"class_path": "lcross.callbacks.export_transform.ExportTransform"}]'
-    fit_tiny(tmp_path, "--trainer.max_epochs=2", f"--trainer.callbacks={callbacks}")
+    fit_tiny(
+        tmp_path, "--trainer.max_epochs=2", f"--trainer.callbacks={callbacks}", "--efficacy=null", "--generation=null"
+    )
     run = tmp_path / "logs" / "tiny" / "version_0"
     card = json.loads((run / "transform" / "transform_card.json").read_text())
     assert "efficacy" not in card and card["target_layer"] == 2
@@ -83,3 +85,20 @@ def test_generation_callbacks_with_different_judges_or_concepts_have_their_own_s
     assert GenerationEfficacy(concepts=["a"], betas={"a": [-2, 0, 2]}).betas("a") == [-2.0, 2.0]
     with pytest.raises(LCrossInputError, match=r"no beta grid for \['b'\]"):
         GenerationEfficacy(concepts=["a", "b"], betas={"a": [1.0]})
+
+
+def test_one_generation_callback_judges_each_concept_with_its_own_judge():
+    from lcross.callbacks.generation_efficacy import GenerationEfficacy
+    from lcross.judges import LexiconJudge, SentimentJudge
+
+    both = GenerationEfficacy(judge={"happiness": "vader", "fear": "lexicon"}, judge_args={"fear": {"words": "fear"}})
+    assert both.concepts == ["happiness", "fear"]  # the concepts named by the judges
+    assert isinstance(both.judge("happiness"), SentimentJudge) and isinstance(both.judge("fear"), LexiconJudge)
+    assert both.judge("fear").name == "lexicon:fear" and both.judge("fear") is both.judge("fear")
+    for kwargs, message in [
+        ({"judge": {"a": "vaderr"}}, "unknown judge 'vaderr'"),
+        ({"judge": {"a": "vader"}, "judge_args": {"b": {}}}, "judge_args"),
+        ({"judge": {"a": "vader"}, "concepts": ["a", "b"]}, r"no judge for \['b'\]"),
+    ]:
+        with pytest.raises(LCrossInputError, match=message):
+            GenerationEfficacy(**kwargs)

@@ -188,3 +188,38 @@ def test_the_summary_names_each_concepts_judge_when_they_differ(tiny_run, tmp_pa
     summary = run_summary(tmp_path, None)
     assert "items per concept: sentiment 2 judged by vader, fear 2 judged by lexicon:fear" in summary
     assert "beta -4:" in summary and "(vader)" not in summary.split("judged answers")[1].split("\n")[2]
+
+
+def _trainer_of(*args):
+    """The Trainer the CLI builds for configs/tiny.yaml plus ``args`` (no fit)."""
+    from lcross.cli import LCrossCLI
+    from lcross.datamodule import PairedDeltas
+    from lcross.system import LCross
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        cli = LCrossCLI(LCross, PairedDeltas, args=["--config", "configs/tiny.yaml", *args], run=False)
+    return cli.trainer
+
+
+def test_callback_options_are_set_on_the_command_line_and_documented(capsys):
+    from lcross.callbacks.generation_efficacy import GenerationEfficacy
+    from lcross.callbacks.steering_efficacy import SteeringEfficacy
+
+    def of(trainer, kind):
+        return [c for c in trainer.callbacks if isinstance(c, kind)]
+
+    trainer = _trainer_of("--efficacy.betas=[-2, 2]", "--generation.max_new_tokens=7")
+    (efficacy,) = of(trainer, SteeringEfficacy)
+    assert efficacy.betas == [-2.0, 2.0] and efficacy.every_n_epochs == 3  # the rest from the config
+    assert of(trainer, GenerationEfficacy)[0].max_new_tokens == 7
+    trainer = _trainer_of("--efficacy=null")
+    assert of(trainer, SteeringEfficacy) == [] and len(of(trainer, GenerationEfficacy)) == 1
+    with pytest.raises(SystemExit):
+        main(["fit", "--efficacy.help", "SteeringEfficacy"])
+    help_text = capsys.readouterr().out
+    assert "--efficacy.betas" in help_text and "steering multipliers to sweep" in help_text
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    fit_help = capsys.readouterr().out
+    assert "--efficacy.help" in fit_help and "--generation.help" in fit_help

@@ -273,6 +273,8 @@ def test_llm_judge_from_spec():
     judge = LLMJudge.from_spec("tiny-llama", "a positive sentiment", max_new_tokens=2)
     assert judge.name == "llm:tiny-llama"
     assert judge(["q"], ["a"]).shape == (1,)
+    other = LLMJudge.from_spec("tiny-llama", "fear", max_new_tokens=2)  # another concept, the same judge model
+    assert other.model is judge.model and other.concept_description == "fear"
 
 
 # ---------------------------------------------------------------- classifier judge

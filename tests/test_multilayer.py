@@ -8,6 +8,7 @@ import glob
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -70,7 +71,7 @@ def test_multi_layer_deltas_equal_per_layer_extraction_and_share_its_cache(tmp_p
     dm = _dm(tmp_path)
     dm.prepare_data()
     dm.setup()
-    assert dm.layer_pairs == [(0, 1), (2, 3)]
+    assert dm.layer_pairs == [[0, 1], [2, 3]]
     xs, xt = dm.tensors("train")
     assert xs.shape == (20, 2, 32) and xt.shape == (20, 2, 48)
     for side, spec, layers in (("source", SOURCE, [0, 2]), ("target", TARGET, [1, 3])):
@@ -102,11 +103,15 @@ def _mse(weight, xs, xt):
     return float(((xs.double() @ weight.double() - xt.double()) ** 2).mean())
 
 
-def test_two_layer_lcross_fits_each_layer_pair_to_its_closed_form_within_one_percent():
+@pytest.mark.parametrize("ridge", [0.0, 0.05])
+def test_two_layer_lcross_fits_each_layer_pair_to_its_closed_form_within_one_percent(ridge):
+    """Each map reaches its own pair's optimum; with a ridge penalty, the ridge closed form of a one-layer run
+    (alpha = ridge * n * d_target on the MSE scale), not a k-times stronger one."""
     import lightning as L
 
     xs, xt = _paired()
-    module = LCross(6, 5, layer_pairs=[(4, 7), (5, 8)], init="random", lr=0.05)
+    n, d_target = xs.shape[0], xt.shape[-1]
+    module = LCross(6, 5, layer_pairs=[(4, 7), (5, 8)], init="random", lr=0.05, ridge=ridge)
     assert isinstance(module.transform, LayerwiseTransform)
     loader = DataLoader(TensorDataset(xs, xt), batch_size=len(xs))
     trainer = L.Trainer(
@@ -114,8 +119,13 @@ def test_two_layer_lcross_fits_each_layer_pair_to_its_closed_form_within_one_per
     )
     trainer.fit(module, loader)
     for i, single in enumerate(module.transform.layer_maps()):
-        optimum = torch.linalg.lstsq(xs[:, i].double(), xt[:, i].double()).solution
-        assert _mse(single.matrix().detach(), xs[:, i], xt[:, i]) <= 1.01 * _mse(optimum, xs[:, i], xt[:, i])
+        x, y = xs[:, i].double(), xt[:, i].double()
+        optimum = torch.linalg.solve(x.T @ x + ridge * n * d_target * torch.eye(6, dtype=x.dtype), x.T @ y)
+
+        def objective(weight, x=x, y=y):
+            return _mse(weight, x, y) + ridge * float(weight.double().pow(2).sum())
+
+        assert objective(single.matrix().detach()) <= 1.01 * objective(optimum)
     first, second = (m.matrix().detach() for m in module.transform.layer_maps())
     assert not torch.allclose(first, second)  # one map per pair
 
@@ -196,6 +206,8 @@ def test_multi_layer_steering_equals_one_hook_per_layer(tiny_llama, pairs):
             torch.testing.assert_close(sweep.items["v"][k], expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(LCrossInputError, match="no layer"):
         steering_sweep(model, tokenizer, pairs, None, {"v": torch.randn(32)}, [1.0])
+    with pytest.raises(LCrossInputError, match="no steering vectors"):
+        steering_sweep(model, tokenizer, pairs, None, {}, [1.0])
 
 
 def test_comparison_vectors_cover_every_target_layer(tmp_path):
@@ -212,8 +224,19 @@ def test_comparison_vectors_cover_every_target_layer(tmp_path):
         expected = source[s] @ transform.layer_maps()[i].matrix().detach()
         torch.testing.assert_close(vectors[Variant.TRANSFERRED][t], expected)
         torch.testing.assert_close(vectors[Variant.RANDOM_T][t].norm(), expected.norm())
-    with pytest.raises(LCrossInputError, match="layer map"):
+    with pytest.raises(LCrossInputError, match="layer pairs"):
         comparison_vectors(dm, LinearTransform(32, 48), "sentiment")
+    other_layers = LayerwiseTransform(32, 48, [(1, 2), (2, 3)])
+    with pytest.raises(LCrossInputError, match=r"maps layer pairs \[\(1, 2\), \(2, 3\)\]"):
+        comparison_vectors(dm, other_layers, "sentiment")
+
+
+def test_lcross_refuses_data_with_more_layer_pairs_than_maps(tmp_path):
+    import lightning as L
+
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(LCrossInputError, match="layer_pairs=datamodule.layer_pairs"):
+        trainer.fit(LCross(32, 48), datamodule=_dm(tmp_path))
 
 
 # -- end to end ------------------------------------------------------------------------------------------------------
@@ -237,6 +260,7 @@ def test_a_multi_layer_fit_logs_per_pair_metrics_and_loads_back_exactly(tmp_path
     assert exported.card["source_layer"] == [1, 2] and exported.card["target_layer"] == [2, 3]
     for key, value in from_checkpoint.state_dict().items():
         assert torch.equal(exported.state_dict()[key], value) and value.dtype == torch.float32
+    assert yaml.safe_load((run / "hparams.yaml").read_text())["layer_pairs"] == [[1, 2], [2, 3]]
     shared_root = tmp_path / "shared"
     fit_tiny(
         shared_root,
