@@ -35,14 +35,14 @@ def sweep_figure(
     return figure
 
 
-def map_figure(title: str, coords: torch.Tensor, labels: list[str]) -> Figure:
+def map_figure(title: str, coords: torch.Tensor, labels: list[str], axis: str = "PC") -> Figure:
     """A scatter of 2-D points coloured by label (e.g. per-pair deltas by concept)."""
     figure = Figure(figsize=(5, 4))
     axes = figure.subplots()
     for label in dict.fromkeys(labels):
         mask = torch.tensor([lab == label for lab in labels])
         axes.scatter(coords[mask, 0], coords[mask, 1], s=8, label=label)
-    axes.set(title=title, xlabel="PC 1", ylabel="PC 2")
+    axes.set(title=title, xlabel=f"{axis} 1", ylabel=f"{axis} 2")
     axes.legend(fontsize="small", markerscale=2)
     figure.tight_layout()
     return figure

@@ -219,11 +219,15 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
     return out / "report.md"
 
 
+TSNE_SEED = 0
+
+
 def analyse(config: str, out: Path) -> str:
     """T analysis (closed-form ridge T per concept vs random Ts, per layer pair) and the PCA map of per-pair deltas."""
     from torch.utils.tensorboard import SummaryWriter
 
     from lcross.transform_analysis import pca_2d
+    from lcross.tsne import tsne_2d
 
     datamodule = data_module_from_config(config)
     datamodule.prepare_data()
@@ -255,16 +259,23 @@ def analyse(config: str, out: Path) -> str:
         deltas = torch.cat([d[:, 0] for d in datamodule.deltas[side].values()])
         labels = [name for name, d in datamodule.deltas[side].items() for _ in range(d.shape[0])]
         map_figure(f"per-pair deltas, {side}{first}", pca_2d(deltas), labels).savefig(out / f"map_{side}.png", dpi=120)
+        embedded = tsne_2d(deltas, seed=TSNE_SEED)
+        map_figure(f"per-pair deltas, {side}{first}, t-SNE", embedded, labels, axis="t-SNE").savefig(
+            out / f"tsne_{side}.png", dpi=120
+        )
         shutil.rmtree(out / "projector" / side, ignore_errors=True)  # a rerun replaces, not appends
         writer = SummaryWriter(str(out / "projector" / side))
         writer.add_embedding(deltas, metadata=labels, tag=f"deltas_{side}")
         writer.close()
     lines += [
         "",
-        f"Per-pair deltas{first}, first two principal components (the TensorBoard projector also offers t-SNE and "
-        f"UMAP: `tensorboard --logdir {out / 'projector'}`):",
+        f"Per-pair deltas{first}, first two principal components, then t-SNE as the paper's Figure 3 (perplexity 30, "
+        f"seed {TSNE_SEED}; the TensorBoard projector explores both interactively: "
+        f"`tensorboard --logdir {out / 'projector'}`):",
         "",
         "![source](map_source.png) ![target](map_target.png)",
+        "",
+        "![source, t-SNE](tsne_source.png) ![target, t-SNE](tsne_target.png)",
     ]
     payload = next(iter(analysis.values())) if len(analysis) == 1 else analysis
     (out / "analysis.json").write_text(json.dumps(payload, indent=2))
