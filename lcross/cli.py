@@ -24,6 +24,7 @@ from lcross.callbacks.generation_efficacy import GenerationEfficacy
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross.datamodule import PairedDeltas
 from lcross.errors import LCrossInputError
+from lcross.files import claim_version
 from lcross.progress import show_progress_logs
 from lcross.run_summary import run_summary
 from lcross.system import LCross
@@ -47,22 +48,29 @@ class LCrossCLI(LightningCLI):
         return self._instantiate_trainer({**self._get(self.config_init, "trainer", default={}), **kwargs}, extra)
 
     def before_instantiate_classes(self) -> None:
-        """`fit --ckpt_path last` continues the newest run of this config in place (same log folder, same last.ckpt)
-        instead of opening a new TensorBoard version that has no checkpoint to resume from."""
+        """Each fit gets its own run folder, claimed before anything is written (two runs started together never
+        share one); `fit --ckpt_path last` instead continues the newest run of this config in place (same folder,
+        same last.ckpt). Processes a run launches (DDP ranks) use the folder their parent claimed."""
         if self.subcommand != "fit":
             return
         config = self.config["fit"]
         logger = config.trainer.get("logger")
-        if config.get("ckpt_path") != "last" or not logger or "TensorBoardLogger" not in str(logger.get("class_path")):
+        if not logger or "TensorBoardLogger" not in str(logger.get("class_path")):
             return
         args = logger.init_args
         if args.get("version") is not None:
             return
+        inherited = os.environ.get(RUN_VERSION_ENV) if int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 else None
         runs = Path(args.get("save_dir") or ".") / (args.get("name") or "lightning_logs")
         candidates = [p.parent.parent.name for p in runs.glob("version_*/checkpoints/last.ckpt")]
         resumable = sorted(candidates, key=lambda name: int(name.split("_")[1]))
-        if resumable:
+        if inherited:
+            args.version = inherited
+        elif config.get("ckpt_path") == "last" and resumable:
             args.version = resumable[-1]
+        else:
+            args.version = claim_version(runs)
+        os.environ[RUN_VERSION_ENV] = args.version
 
     def after_fit(self) -> None:
         """Ends a fit with where its outputs are, its efficacy tables and the TensorBoard command."""
@@ -84,6 +92,7 @@ def main(args: list[str] | None = None) -> LCrossCLI:
 
 
 DEBUG_FLAG, DEBUG_ENV = "--debug", "LCROSS_DEBUG"
+RUN_VERSION_ENV = "LCROSS_RUN_VERSION"  # the claimed run folder, for the processes a run launches
 
 
 def console(argv: list[str] | None = None) -> int:

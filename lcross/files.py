@@ -41,3 +41,23 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def claim_version(runs: str | Path) -> str:
+    """Claims the next free ``version_N`` folder under ``runs`` by creating it, and returns its name.
+
+    ``mkdir`` either creates the folder or fails because it exists, atomically, so runs started together never share
+    a version (TensorBoard's logger picks its version only when it first writes, and two runs a few seconds apart got
+    the same one).
+    """
+    runs = Path(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name[8:]) for p in runs.glob("version_*") if p.name[8:].isdigit()]
+    n = max(numbers, default=-1) + 1
+    while True:
+        try:
+            (runs / f"version_{n}").mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return f"version_{n}"

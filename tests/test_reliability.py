@@ -180,3 +180,28 @@ def test_extraction_matches_after_reload(tmp_path):
     dm.setup()
     expected = extract_deltas(model, tokenizer, dm.concepts["size"].train, 1)
     assert torch.equal(dm.deltas["source"]["size"][:, 0], expected)
+
+
+def test_runs_started_together_claim_different_version_folders(tmp_path):
+    """Eight processes claiming at once get eight folders (mkdir is the lock); the next claim follows the highest."""
+    code = "import sys; from lcross.files import claim_version; print(claim_version(sys.argv[1]))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "runs")], stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    claimed = [p.communicate()[0].strip() for p in procs]
+    assert sorted(claimed, key=lambda v: int(v.split("_")[1])) == [f"version_{i}" for i in range(8)]
+    (tmp_path / "runs" / "version_11").mkdir()
+    from lcross.files import claim_version
+
+    assert claim_version(tmp_path / "runs") == "version_12"
+
+
+def test_two_fits_into_one_logger_folder_keep_their_own_config_and_transform(tmp_path):
+    fit_tiny(tmp_path, "--trainer.max_epochs=1", "--efficacy=null", "--generation=null")
+    fit_tiny(tmp_path, "--trainer.max_epochs=2", "--model.lr=0.002", "--efficacy=null", "--generation=null")
+    runs = tmp_path / "logs" / "tiny"
+    assert "lr: 0.001" in (runs / "version_0" / "config.yaml").read_text()
+    assert "lr: 0.002" in (runs / "version_1" / "config.yaml").read_text()
+    assert (runs / "version_0" / "transform").exists() and (runs / "version_1" / "transform").exists()
+    assert not list(runs.glob("version_*/checkpoints/last-v*.ckpt"))  # no interleaved checkpoints
