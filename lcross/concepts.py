@@ -13,7 +13,7 @@ import json
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +91,10 @@ class Concept:
     def has_ab_items(self) -> bool:
         """Whether its items share a prompt with two completions, as A/B likelihood scoring needs (not ``texts``)."""
         return self.kind != "texts"
+
+    def contents(self) -> list[tuple[str, ...]]:
+        """Every training pair and evaluation item by content (kind and texts), for comparing concepts."""
+        return [(type(p).__name__, *astuple(p)) for p in [*self.train, *self.test]]
 
     def fingerprint(self) -> str:
         """A hash of everything in the concept that can change activations or metrics."""
@@ -195,6 +199,11 @@ def _split(
     seed: int,
 ) -> Concept:
     """Shuffles (seeded), holds out test items when there is no test file, applies the caps, and checks the sizes."""
+    for option, cap in (("max_train_pairs", max_train), ("max_test_items", max_test)):
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise LCrossInputError(f"{option} is {cap!r}", where=f"data.{option}", fix="use 1 or more, or null for all")
+    if not 0 < test_fraction < 1:
+        raise LCrossInputError(f"test_fraction is {test_fraction}", where="data.test_fraction", fix="use 0 < x < 1")
     rng = random.Random(seed)
     train_pairs = list(train_pairs)
     rng.shuffle(train_pairs)
@@ -336,10 +345,10 @@ def _parse_record(record: Any, where: str) -> _AB | _Text | _Texts:
         raise LCrossInputError(f"expected a JSON object, found {type(record).__name__}", where=where)
     if "question" in record or "answer_matching_behavior" in record:
         _require(record, _AB_FIELDS, where)
-        question = str(record["question"])
+        question = _text(record, "question", where)
         choices = set(_CHOICE.findall(question))
         for key in _AB_FIELDS[1:]:
-            match = _ANSWER.match(str(record[key]))
+            match = _ANSWER.match(_text(record, key, where))
             if match is None:
                 raise LCrossInputError(
                     f"{key} is {record[key]!r}, not of the form '(X)'",
@@ -352,11 +361,24 @@ def _parse_record(record: Any, where: str) -> _AB | _Text | _Texts:
                     where=where,
                     fix="list the choices in the question as ' (A) ...', ' (B) ...'",
                 )
-        return _AB(question, str(record[_AB_FIELDS[1]]), str(record[_AB_FIELDS[2]]))
+        return _AB(question, record[_AB_FIELDS[1]], record[_AB_FIELDS[2]])
     if "prompt" not in record and "positive" in record and "negative" in record:
-        return _Texts(str(record["positive"]), str(record["negative"]))
+        return _Texts(_text(record, "positive", where), _text(record, "negative", where))
     _require(record, _TEXT_FIELDS, where)
-    return _Text(*(str(record[k]) for k in _TEXT_FIELDS))
+    prompt = _text(record, "prompt", where, empty_ok=True)  # a completion-only pair may have an empty prompt
+    return _Text(prompt, _text(record, "positive", where), _text(record, "negative", where))
+
+
+def _text(record: dict, key: str, where: str, empty_ok: bool = False) -> str:
+    """A field that must be text: null, numbers, lists, objects are refused, never read through str()."""
+    value = record[key]
+    if not isinstance(value, str) or (not empty_ok and not value.strip()):
+        raise LCrossInputError(
+            f"{key} is {value!r} ({type(value).__name__}), not {'a' if empty_ok else 'a non-empty'} string",
+            where=where,
+            fix=f"write {key} as a JSON string",
+        )
+    return value
 
 
 def _require(record: dict, fields: tuple[str, ...], where: str) -> None:

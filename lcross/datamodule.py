@@ -20,7 +20,7 @@ from lcross.delta_cache import DeltaCache
 from lcross.errors import LCrossInputError
 from lcross.layers import check_layer, parse_layers
 from lcross.models import ModelSpec
-from lcross.splits import Part, SplitBy, make_split, paired_rows, vector_rows
+from lcross.splits import Part, SplitBy, check_held_out_is_unseen, make_split, paired_rows, vector_rows
 from lcross.steering_vector import SteeringVector
 from lcross.store import DeltaStore, Side
 
@@ -108,6 +108,7 @@ class PairedDeltas(L.LightningDataModule):
             )
             for name, src in concepts.items()
         }
+        check_held_out_is_unseen(self.split, {n: c.contents() for n, c in self.concepts.items()})
         # Read from the configs (no weights loaded) so the CLI can link them into the model's constructor.
         self.d_source, self.d_target = source.hidden_size(), target.hidden_size()
         sides: tuple[tuple[Side, ModelSpec], ...] = (("source", source), ("target", target))

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,11 @@ def _dequantised(resolved: _Resolved) -> Path:
     """The folder of the GGUF's float weights, de-quantising it on first use."""
     gguf = _check_gguf(resolved)
     cached = _dequantised_dir(resolved)
+    if cached.exists() and not verify_checksums(cached):
+        log.warning(
+            "the de-quantised model %s is damaged or unverified (checksum mismatch); de-quantising again", cached
+        )
+        shutil.rmtree(cached)
     if not cached.exists():
         with phase(f"de-quantising {gguf.name} once (float weights to {cached})"):
             _dequantise(gguf, cached)
@@ -219,6 +225,39 @@ def _dequantise(gguf: Path, cached: Path) -> None:
     with atomic_path(cached) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_checksums(tmp)
+
+
+CHECKSUMS_NAME = "lcross_checksums.json"
+
+
+def write_checksums(folder: Path) -> None:
+    """Records the SHA-256 of every file in ``folder`` (a de-quantised model), checked before each use."""
+    sums = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / CHECKSUMS_NAME).write_text(json.dumps(sums, indent=1, sort_keys=True))
+
+
+def verify_checksums(folder: Path) -> bool:
+    """Whether every file of ``folder`` matches its recorded SHA-256 (and none is missing or added); checked once per
+    process for an unchanged folder."""
+    record = folder / CHECKSUMS_NAME
+    if not record.is_file():
+        return False
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file())
+    return _checksums_match(str(folder), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _checksums_match(folder: str, _stamp: tuple) -> bool:
+    root = Path(folder)
+    try:
+        expected = json.loads((root / CHECKSUMS_NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {CHECKSUMS_NAME}
+    if not isinstance(expected, dict) or set(expected) != present:
+        return False
+    return all(sha256_file(root / name) == digest for name, digest in expected.items())
 
 
 @functools.lru_cache(maxsize=16)

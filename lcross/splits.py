@@ -7,7 +7,7 @@ concept's pairs and validates on the rest; evaluation steers on the concepts nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,3 +98,23 @@ def paired_rows(
 def vector_rows(split: Split, concept: str, n: int) -> slice:
     """The rows a concept's steering vector is built from: by pair, the training rows only (no validation row)."""
     return split.rows(concept, n, "train") if split.by == "pair" else slice(0, n)
+
+
+def check_held_out_is_unseen(split: Split, pairs: Mapping[str, Sequence[Hashable]]) -> None:
+    """With split="concept", refuses a held-out concept whose pairs or test items also occur in a training concept
+    (the same file under two names, or overlapping files): T would be trained on what it is evaluated on.
+
+    ``pairs``: concept -> every pair and test item of it, as hashable values (compared by content)."""
+    if split.by != "concept":
+        return
+    trained = {name: set(pairs[name]) for name in split.train_concepts}
+    for held in split.val_concepts:
+        for name, seen in trained.items():
+            shared = len(seen.intersection(pairs[held]))
+            if shared:
+                raise LCrossInputError(
+                    f"held-out concept {held!r} shares {shared} pair(s) or item(s) with training concept {name!r}: "
+                    "T would be trained on what it is evaluated on",
+                    where="data.concepts",
+                    fix=f"remove {name!r} (or the shared items) from data.concepts, or do not hold out {held!r}",
+                )

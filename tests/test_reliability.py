@@ -205,3 +205,103 @@ def test_two_fits_into_one_logger_folder_keep_their_own_config_and_transform(tmp
     assert "lr: 0.002" in (runs / "version_1" / "config.yaml").read_text()
     assert (runs / "version_0" / "transform").exists() and (runs / "version_1" / "transform").exists()
     assert not list(runs.glob("version_*/checkpoints/last-v*.ckpt"))  # no interleaved checkpoints
+
+
+@pytest.mark.parametrize(
+    "value", [None, 3, 2.5, float("nan"), [1, 2], {"a": 1}, "", "   "], ids=lambda v: type(v).__name__ + repr(v)[:6]
+)
+@pytest.mark.parametrize("field", ["prompt", "positive", "negative"])
+def test_concept_texts_must_be_strings_not_read_through_str(tmp_path, field, value):
+    record = {"prompt": "The film was", "positive": " good", "negative": " bad"}
+    record[field] = value
+    if field == "prompt" and value in ("", "   "):
+        return  # an empty prompt is allowed: the completions are then whole texts after nothing
+    path = tmp_path / "c.jsonl"
+    rows = [record] + [{"prompt": f"p{i}", "positive": " a", "negative": " b"} for i in range(4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(lcross.LCrossInputError, match=f"{field} is .*not a"):
+        lcross.load_concept(str(path))
+
+
+def test_a_caa_question_that_is_a_list_is_refused(tmp_path):
+    path = tmp_path / "caa.json"
+    item = {"question": ["Q (A) a (B) b"], "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}
+    path.write_text(json.dumps([item] * 3))
+    with pytest.raises(lcross.LCrossInputError, match="question is"):
+        lcross.load_concept(str(path))
+
+
+@pytest.mark.parametrize("option", ["max_train", "max_test"])
+@pytest.mark.parametrize("cap", [-1, 0, True])
+def test_caps_below_one_are_refused_not_sliced(option, cap):
+    with pytest.raises(lcross.LCrossInputError, match=f"{option}"):
+        lcross.load_concept(str(DEMO_DATA / "size"), **{option: cap})
+
+
+def test_a_held_out_concept_hidden_in_training_data_is_refused(tmp_path):
+    concepts = {"sentiment": str(DEMO_DATA / "sentiment"), "sent2": str(DEMO_DATA / "sentiment")}
+    concepts["size"] = str(DEMO_DATA / "size")
+    with pytest.raises(lcross.LCrossInputError, match="held-out concept 'sentiment' shares .* with training concept"):
+        PairedDeltas(_TINY_SOURCE, _TINY_TARGET, 1, 2, concepts, val_concepts=["sentiment"], cache_dir=str(tmp_path))
+    # by pair every concept is trained on anyway: nothing is held out, nothing to refuse
+    PairedDeltas(_TINY_SOURCE, _TINY_TARGET, 1, 2, concepts, split="pair", cache_dir=str(tmp_path))
+
+
+_TINY_SOURCE = ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1})
+_TINY_TARGET = ModelSpec("tiny-gemma3_text", tiny={"hidden_size": 48, "seed": 2})
+
+
+def test_a_damaged_dequantised_model_is_detected_and_rebuilt(tmp_path, monkeypatch):
+    from lcross import models
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    (folder / "config.json").write_text("{}")
+    assert not models.verify_checksums(folder)  # unverified: written before checksums, or by a killed writer
+    models.write_checksums(folder)
+    assert models.verify_checksums(folder)
+    weights = bytearray((folder / "model.safetensors").read_bytes())
+    weights[1000] ^= 0x01  # one flipped bit
+    (folder / "model.safetensors").write_bytes(bytes(weights))
+    assert not models.verify_checksums(folder)
+    models.write_checksums(folder)
+    (folder / "extra.bin").write_bytes(b"x")
+    assert not models.verify_checksums(folder)  # a file the record does not know
+    # the loader discards a damaged folder and de-quantises again
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    resolved = models._Resolved("gguf", str(tmp_path), "m.gguf")
+    monkeypatch.setenv("LCROSS_CACHE", str(tmp_path / "cache"))
+    cached = models._dequantised_dir(resolved)
+    cached.mkdir(parents=True)
+    (cached / "model.safetensors").write_bytes(b"damaged, no checksums")
+    rebuilt = []
+
+    def fake_dequantise(_gguf, target):
+        target.mkdir()
+        (target / "model.safetensors").write_bytes(b"fresh")
+        models.write_checksums(target)
+        rebuilt.append(target)
+
+    monkeypatch.setattr(models, "_dequantise", fake_dequantise)
+    assert models._dequantised(resolved) == cached and rebuilt == [cached]
+    assert (cached / "model.safetensors").read_bytes() == b"fresh" and models.verify_checksums(cached)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": -3}, "batch_size"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"every_n_epochs": 0}, "every_n_epochs"),
+        ({"max_items": 0}, "max_items"),
+        ({"bootstrap": -1}, "bootstrap"),
+        ({"betas": [0.0]}, "beta grid is empty"),
+    ],
+)
+def test_efficacy_settings_that_would_measure_nothing_are_refused(kwargs, message):
+    from lcross.callbacks.steering_efficacy import SteeringEfficacy
+
+    with pytest.raises(lcross.LCrossInputError, match=message):
+        SteeringEfficacy(**kwargs)
