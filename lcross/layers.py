@@ -80,9 +80,12 @@ def decoder_block(model: torch.nn.Module, layer: int) -> torch.nn.Module:
 
 def check_layer(layer: int, num_layers: int, model_name: str = "the model") -> None:
     if not isinstance(layer, int) or not 0 <= layer < num_layers:
+        fix = f"use a layer from 0 to {num_layers - 1} (0-based: layer l is the output of block l)"
+        if isinstance(layer, int) and layer >= 60 and divmod(layer, 60)[0] < num_layers:
+            first, last = divmod(layer, 60)
+            fix += f"; if you wrote the range {first}:{last}, YAML read it as a base-60 number: write '{first}-{last}'"
         raise LCrossInputError(
-            f"layer {layer!r} is outside {model_name}, which has {num_layers} decoder blocks",
-            fix=f"use a layer from 0 to {num_layers - 1} (0-based: layer l is the output of block l)",
+            f"layer {layer!r} is outside {model_name}, which has {num_layers} decoder blocks", fix=fix
         )
 
 

@@ -85,6 +85,18 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
             lambda: extract_deltas(nan_model, tokenizer, [{"prompt": "a", "positive": "b", "negative": "c"}], 1),
         ),
         ("steering vector of the wrong width", lambda: steer(model, torch.ones(640), 1).__enter__()),
+        (
+            "a text field that is not a string",
+            lambda: load_concept(_file(tmp, "n.jsonl", json.dumps({"prompt": "a", "positive": None, "negative": "c"}))),
+        ),
+        ("negative cap on pairs", lambda: _data_module(max_train_pairs=-1)),
+        ("SteeringEfficacy batch_size below 1", lambda: SteeringEfficacy(batch_size=-3)),
+        (
+            "held-out concept also in training data",
+            lambda: _data_module(concepts={"age": str(DEMO / "age"), "age2": str(DEMO / "age")}),
+        ),
+        ("source and target layer lists of different lengths", lambda: _data_module(source_layer=[0, 1])),
+        ("a layer range written with a colon (YAML base 60)", lambda: _data_module(source_layer=62, target_layer=1)),
     ]
 
 
