@@ -11,6 +11,7 @@ transform card (``generation``) and the report.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,12 @@ class GenerationEfficacy(L.Callback):
                 fix="give a grid for every concept in `concepts`, or one list for all",
             )
         checks = [
+            (
+                not all(math.isfinite(b) for grid in self.betas_by_concept.values() for b in grid),
+                "betas",
+                "a beta is not finite",
+                "use finite numbers",
+            ),
             (
                 not all(self.betas_by_concept.values()),
                 "betas",

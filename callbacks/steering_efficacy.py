@@ -8,6 +8,7 @@ the widths match. Every figure carries a bootstrap confidence interval over the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -56,6 +57,10 @@ class SteeringEfficacy(L.Callback):
         plot: bool = True,
     ):
         betas = [float(b) for b in (betas if betas is not None else [-2, -1, 1, 2]) if float(b) != 0.0]
+        if not all(math.isfinite(b) for b in betas):
+            raise LCrossInputError(
+                f"betas {betas} are not all finite", where="SteeringEfficacy.betas", fix="use numbers"
+            )
         if not betas:
             raise LCrossInputError(
                 "the beta grid is empty", where="SteeringEfficacy.betas", fix="give at least one beta, e.g. [-1, 1]"

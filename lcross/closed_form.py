@@ -5,6 +5,7 @@ All solves run in float64 on the CPU: they are small (d x d) and exactness matte
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -35,6 +36,12 @@ def fit_map(
             fix="extract source and target deltas from the same pairs",
         )
     xs, xt = x_source.detach().cpu().double(), x_target.detach().cpu().double()
+    if not (torch.isfinite(xs).all() and torch.isfinite(xt).all()):
+        raise LCrossInputError(
+            "the paired data contains NaN or Inf", fix="check the extracted deltas (a float16 model can overflow)"
+        )
+    if not math.isfinite(alpha) or alpha < 0:
+        raise LCrossInputError(f"alpha is {alpha}", fix="use a finite ridge penalty of 0 or more")
     mean_s = xs.mean(0) if bias else torch.zeros(xs.shape[1], dtype=xs.dtype)
     mean_t = xt.mean(0) if bias else torch.zeros(xt.shape[1], dtype=xt.dtype)
     xs, xt = xs - mean_s, xt - mean_t

@@ -363,10 +363,20 @@ def _parse_record(record: Any, where: str) -> _AB | _Text | _Texts:
                 )
         return _AB(question, record[_AB_FIELDS[1]], record[_AB_FIELDS[2]])
     if "prompt" not in record and "positive" in record and "negative" in record:
-        return _Texts(_text(record, "positive", where), _text(record, "negative", where))
+        return _Texts(*_different(record, where))
     _require(record, _TEXT_FIELDS, where)
     prompt = _text(record, "prompt", where, empty_ok=True)  # a completion-only pair may have an empty prompt
-    return _Text(prompt, _text(record, "positive", where), _text(record, "negative", where))
+    return _Text(prompt, *_different(record, where))
+
+
+def _different(record: dict, where: str) -> tuple[str, str]:
+    """positive and negative, which must differ: identical texts give a zero delta that only dilutes the vector."""
+    positive, negative = _text(record, "positive", where), _text(record, "negative", where)
+    if positive == negative:
+        raise LCrossInputError(
+            f"positive and negative are the same text {positive!r}", where=where, fix="give two different texts"
+        )
+    return positive, negative
 
 
 def _text(record: dict, key: str, where: str, empty_ok: bool = False) -> str:

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +63,14 @@ class ModelSpec:
             raise LCrossInputError(
                 f"unknown dtype {self.dtype!r}", where="ModelSpec.dtype", fix=f"use one of {list(_DTYPES)}"
             )
+        if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", str(self.device)):
+            raise LCrossInputError(
+                f"unknown device {self.device!r}", where="ModelSpec.device", fix="use cpu, cuda, cuda:N, mps or auto"
+            )
+        if self.name.startswith(TINY_PREFIX):
+            from lcross.tiny_models import check_tiny_fields
+
+            check_tiny_fields(self.name[len(TINY_PREFIX) :], {k: v for k, v in self.tiny.items() if k != "seed"})
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -8,6 +8,7 @@ that in one place.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import lightning as L
@@ -74,6 +75,9 @@ class LCross(L.LightningModule):
         # lists, not tuples: hparams.yaml stays plain YAML (yaml.safe_load reads it)
         layer_pairs = None if layer_pairs is None else [[int(s), int(t)] for s, t in layer_pairs]
         self.save_hyperparameters(ignore=["transform"])
+        _check_settings(lr=lr, weight_decay=weight_decay, ridge=ridge, orthogonality=orthogonality, alpha=init_alpha)
+        if not 0.0 <= cosine_weight <= 1.0:
+            raise LCrossInputError(f"cosine_weight is {cosine_weight}", where="model.cosine_weight", fix="use 0 to 1")
         if init == "identity" and d_source != d_target:
             raise LCrossInputError(
                 f"init='identity' needs equal widths, got {d_source} -> {d_target}",
@@ -224,3 +228,16 @@ class LCross(L.LightningModule):
 def _unique(transform: Transform) -> list[LinearTransform]:
     """The distinct maps of T (one, one per layer pair, or one shared)."""
     return transform.unique_maps() if isinstance(transform, LayerwiseTransform) else [transform]
+
+
+def _check_settings(**values: float) -> None:
+    """lr must be positive and at most 10; penalties and alpha non-negative; all finite."""
+    names = {"alpha": "init_alpha"}
+    for name, value in values.items():
+        option = f"model.{names.get(name, name)}"
+        if not math.isfinite(value):
+            raise LCrossInputError(f"{names.get(name, name)} is {value}", where=option, fix="use a finite number")
+        if name == "lr" and not 0 < value <= 10:
+            raise LCrossInputError(f"lr is {value}", where=option, fix="use a learning rate in (0, 10], e.g. 1e-3")
+        if value < 0:
+            raise LCrossInputError(f"{names.get(name, name)} is {value}", where=option, fix="use 0 or more")

@@ -66,3 +66,23 @@ def tiny_model(arch: str = "llama", seed: int = 0, **overrides) -> torch.nn.Modu
     finally:
         torch.random.set_rng_state(generator_state)
     return model.eval()
+
+
+def check_tiny_fields(arch: str, fields: dict) -> None:
+    """Refuses a tiny model's config override that its config class does not have (a typo would be ignored)."""
+    from transformers import CONFIG_MAPPING
+
+    from lcross.errors import LCrossInputError
+
+    if arch not in CONFIG_MAPPING:
+        raise LCrossInputError(
+            f"unknown tiny model type {arch!r}", where="ModelSpec.name", fix="use tiny-<model_type>, e.g. tiny-llama"
+        )
+    known = CONFIG_MAPPING[arch]()
+    unknown = sorted(k for k in fields if not hasattr(known, k))
+    if unknown:
+        raise LCrossInputError(
+            f"the {arch} config has no field(s) {unknown}",
+            where="ModelSpec.tiny",
+            fix="use config fields such as hidden_size, num_hidden_layers, num_attention_heads (and seed)",
+        )

@@ -305,3 +305,51 @@ def test_efficacy_settings_that_would_measure_nothing_are_refused(kwargs, messag
 
     with pytest.raises(lcross.LCrossInputError, match=message):
         SteeringEfficacy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: ModelSpec("tiny-llama", device="tpu"), "unknown device 'tpu'"),
+        (lambda: ModelSpec("tiny-llama", device=""), "unknown device ''"),
+        (lambda: ModelSpec("tiny-llama", tiny={"hiden_size": 32}), r"no field\(s\) \['hiden_size'\]"),
+        (lambda: ModelSpec("tiny-nosuchmodel"), "unknown tiny model type"),
+        (lambda: lcross.LCross(4, 4, lr=-1.0), "lr is -1.0"),
+        (lambda: lcross.LCross(4, 4, lr=float("nan")), "lr is nan"),
+        (lambda: lcross.LCross(4, 4, init_alpha=-1.0), "init_alpha is -1.0"),
+        (lambda: lcross.LCross(4, 4, ridge=-0.1), "ridge is -0.1"),
+        (lambda: lcross.LCross(4, 4, cosine_weight=2.0), "cosine_weight"),
+        (lambda: _steering_efficacy(betas=[float("nan"), 1.0]), "not all finite"),
+        (lambda: _generation_efficacy(betas=[float("inf")]), "not finite"),
+        (lambda: _closed_form_fit(torch.tensor([[float("nan"), 1.0]] * 3), torch.ones(3, 2)), "NaN or Inf"),
+    ],
+)
+def test_bad_settings_are_refused_where_they_are_declared(build, message):
+    with pytest.raises(lcross.LCrossInputError, match=message):
+        build()
+
+
+def _steering_efficacy(**kwargs):
+    from lcross.callbacks.steering_efficacy import SteeringEfficacy
+
+    return SteeringEfficacy(**kwargs)
+
+
+def _generation_efficacy(**kwargs):
+    from lcross.callbacks.generation_efficacy import GenerationEfficacy
+
+    return GenerationEfficacy(**kwargs)
+
+
+def _closed_form_fit(xs, xt):
+    return lcross.LinearTransform.fit(xs, xt)
+
+
+def test_identical_positive_and_negative_texts_are_refused(tmp_path):
+    path = tmp_path / "same.jsonl"
+    rows = [{"prompt": "p", "positive": " a", "negative": " a"}] + [
+        {"prompt": f"p{i}", "positive": " a", "negative": " b"} for i in range(4)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(lcross.LCrossInputError, match="positive and negative are the same text"):
+        lcross.load_concept(str(path))
