@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lcross.files import atomic_path, cache_root
+from lcross.errors import LCrossInputError
+from lcross.files import atomic_path, cache_root, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +57,32 @@ class DeltaCache:
                 raise ValueError("checksum mismatch")
         except (SafetensorError, ValueError, KeyError, OSError) as err:
             log.warning("discarding corrupt cache entry %s (%s); it will be recomputed", path, err)
-            path.unlink(missing_ok=True)
+            try:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError as remove_err:  # read-only cache: recompute anyway; writing will say what is wrong
+                log.warning("cannot remove %s (%s)", path, remove_err)
             return None
         return tensor
 
     def remove_stale_temporaries(self, older_than_s: float = 6 * 3600) -> int:
-        """Removes temporary folders left by writers that were killed (never read, only taking space).
-
-        Only folders older than ``older_than_s`` go, so a write in progress in another process is left alone.
-        """
-        removed = 0
-        if not self.root.exists():
-            return removed
-        cutoff = time.time() - older_than_s
-        for path in self.root.glob(".*.tmp"):
-            if path.is_dir() and path.stat().st_mtime < cutoff:
-                shutil.rmtree(path, ignore_errors=True)
-                removed += 1
-        return removed
+        """Removes temporary folders left by killed writers (``lcross.files.remove_stale_temporaries``)."""
+        return remove_stale_temporaries(self.root, older_than_s)
 
     def save(self, key: str, deltas: torch.Tensor, meta: dict[str, Any] | None = None) -> Path:
         deltas = deltas.detach().cpu().contiguous()
         metadata = {"checksum": _checksum(deltas), "meta": json.dumps(meta or {}, default=str)}
-        with atomic_path(self.path(key)) as tmp:
-            save_file({"deltas": deltas}, tmp, metadata=metadata)
+        try:
+            with atomic_path(self.path(key)) as tmp:
+                save_file({"deltas": deltas}, tmp, metadata=metadata)
+        except OSError as err:
+            raise LCrossInputError(
+                f"cannot write a delta cache entry ({err})",
+                where=str(self.path(key)),
+                fix="make data.cache_dir (default $LCROSS_CACHE/deltas) writable, or remove what is in the way",
+            ) from None
         return self.path(key)
 
 

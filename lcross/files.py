@@ -61,3 +61,20 @@ def claim_version(runs: str | Path) -> str:
             n += 1
             continue
         return f"version_{n}"
+
+
+def remove_stale_temporaries(folder: str | Path, older_than_s: float = 6 * 3600) -> int:
+    """Removes the temporary folders ``atomic_path`` leaves when its writer is killed (never read, only taking space,
+    e.g. half a de-quantised model). Only folders older than ``older_than_s`` go, so a write in progress in another
+    process is left alone. Returns how many were removed."""
+    import time
+
+    folder = Path(folder)
+    if not folder.exists():
+        return 0
+    cutoff, removed = time.time() - older_than_s, 0
+    for path in folder.glob(".*.tmp"):
+        if path.is_dir() and path.stat().st_mtime < cutoff:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lcross.errors import LCrossInputError
-from lcross.files import atomic_path, cache_root, sha256_file
+from lcross.files import atomic_path, cache_root, remove_stale_temporaries, sha256_file
 from lcross.packaged_models import PACKAGED, packaged_gguf
 from lcross.progress import phase
 
@@ -208,6 +208,7 @@ def _dequantised(resolved: _Resolved) -> Path:
     """The folder of the GGUF's float weights, de-quantising it on first use."""
     gguf = _check_gguf(resolved)
     cached = _dequantised_dir(resolved)
+    remove_stale_temporaries(cached.parent)  # what killed de-quantisations left behind
     if cached.exists() and not verify_checksums(cached):
         log.warning(
             "the de-quantised model %s is damaged or unverified (checksum mismatch); de-quantising again", cached

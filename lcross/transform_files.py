@@ -49,9 +49,14 @@ class TransformFiles:
     def from_state(
         cls: type[_T], config: dict[str, Any], state: dict[str, torch.Tensor], card: dict[str, Any] | None, where: str
     ) -> _T:
-        """Rebuilds T from its config and state dict, keeping the stored dtype; the one loading path."""
+        """Rebuilds T from its config and state dict, keeping the stored dtype; the one loading path.
+
+        The module is first built on the meta device (no memory), so a configuration that does not match the stored
+        weights (say a card claiming widths of millions) is refused before anything is allocated; weights with NaN or
+        Inf are refused too."""
         try:
-            transform = cls.from_config(config, card=card)
+            with torch.device("meta"):
+                transform = cls.from_config(config, card=card)
         except (KeyError, TypeError, ValueError) as err:
             raise LCrossInputError(
                 f"the transform's configuration is incomplete ({err})", where=where, fix="re-export the transform"
@@ -65,8 +70,14 @@ class TransformFiles:
                 where=where,
                 fix="the file is damaged or from another tool; re-export it",
             )
+        bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+        if bad:
+            raise LCrossInputError(
+                f"the stored weights {bad} contain NaN or Inf", where=where, fix="re-export T from a healthy run"
+            )
         dtypes = {v.dtype for v in state.values()}
-        module = module.to(dtypes.pop() if len(dtypes) == 1 else torch.float32)
+        module.to_empty(device="cpu")  # every entry is then filled from the stored weights
+        module.to(dtypes.pop() if len(dtypes) == 1 else torch.float32)
         module.load_state_dict(state)
         return transform
 

@@ -353,3 +353,51 @@ def test_identical_positive_and_negative_texts_are_refused(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(lcross.LCrossInputError, match="positive and negative are the same text"):
         lcross.load_concept(str(path))
+
+
+def test_an_export_is_checked_against_its_weights_before_anything_is_allocated(tmp_path):
+    transform = lcross.LinearTransform(4, 3)
+    transform.reset_random(0)
+    transform.save_pretrained(tmp_path / "t")
+    card_path = tmp_path / "t" / "transform_card.json"
+    card = json.loads(card_path.read_text())
+    card["d_source"] = card["d_target"] = 10**7  # would be 400 TB of float32 if allocated
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(lcross.LCrossInputError, match="do not match the configuration"):
+        load_transform(tmp_path / "t")
+    with torch.no_grad():
+        transform.weight[0, 0] = float("nan")
+    transform.save_pretrained(tmp_path / "nan")
+    with pytest.raises(lcross.LCrossInputError, match=r"\['weight'\] contain NaN or Inf"):
+        load_transform(tmp_path / "nan")
+
+
+def test_a_cache_entry_that_cannot_be_removed_is_recomputed_or_named(tmp_path):
+    from lcross.delta_cache import DeltaCache
+
+    cache = DeltaCache(tmp_path / "deltas")
+    (tmp_path / "deltas").mkdir()
+    cache.path("k").mkdir()  # a directory where an entry should be
+    assert cache.load("k") is None and not cache.path("k").exists()  # discarded, no crash
+    cache.save("k", torch.ones(2, 3))
+    assert torch.equal(cache.load("k"), torch.ones(2, 3))
+    (tmp_path / "deltas" / "blocked.safetensors").mkdir()
+    (tmp_path / "deltas" / "blocked.safetensors" / "x").write_text("in the way")
+    with pytest.raises(lcross.LCrossInputError, match="cache_dir"):
+        cache.save("blocked", torch.ones(2))
+
+
+def test_temporaries_of_killed_writers_are_swept_from_the_model_cache(tmp_path):
+    import os
+    import time
+
+    from lcross.files import remove_stale_temporaries
+
+    stale, fresh = tmp_path / ".model-abc.xyz.tmp", tmp_path / ".model-def.uvw.tmp"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    old = time.time() - 7 * 3600
+    os.utime(stale, (old, old))
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not stale.exists() and fresh.exists()  # a write in progress is left alone
