@@ -35,12 +35,7 @@ def comparison_vectors(
     source = data.steering_vector("source", concept).to(torch.float32)
     own = data.steering_vector("target", concept).to(torch.float32)
     pairs = list(zip(as_layer_list(data.layers["source"]), as_layer_list(data.layers["target"])))
-    maps = transform_maps(transform, pairs)
-    transferred = source.with_directions(
-        {t: maps[i].transfer(source[s]).detach() for i, (s, t) in enumerate(pairs)},
-        model=own.model,
-        transform=f"from {source.model} through T",
-    )
+    transferred = transfer_per_pair(transform, source, pairs, model=own.model)
     random_directions = {}
     for i, (s, t) in enumerate(pairs):
         random_sv = source[s] @ random_map(transform.d_source, transform.d_target, random_seed + i)
@@ -54,6 +49,15 @@ def comparison_vectors(
         identity = {t: source[s] for s, t in pairs}
         vectors[Variant.IDENTITY] = source.with_directions(identity, model=own.model, transform="identity")
     return vectors
+
+
+def transfer_per_pair(
+    transform: Transform, source: SteeringVector, pairs: Sequence[Sequence[int]], model: str = ""
+) -> SteeringVector:
+    """The source vector mapped pair by pair: source layer s of each (s, t) through T's map of that pair, to layer t."""
+    maps = transform_maps(transform, pairs)
+    directions = {int(t): maps[i].transfer(source[int(s)]).detach() for i, (s, t) in enumerate(pairs)}
+    return source.with_directions(directions, model=model, transform=f"from {source.model or 'the source'} through T")
 
 
 def transform_maps(transform: Transform, pairs: Sequence[Sequence[int]]) -> list[LinearTransform]:

@@ -69,7 +69,7 @@ def _one_dimensional(tensor: torch.Tensor, path: Path) -> torch.Tensor:
 def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, SteeringVector, bool]:
     """(target ModelSpec, steering vector at the target layer(s), chat_template) of a finished fit: the concept's own
     target SV or its source SV transferred through the run's exported T (every layer pair of a multi-layer run)."""
-    from lcross.comparison import transform_maps
+    from lcross.comparison import transfer_per_pair
     from lcross.loading import load_transform
     from lcross.report import data_module_from_config
 
@@ -86,9 +86,11 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, S
         return data.target, data.steering_vector("target", concept).to(torch.float32), data.chat_template
     transform = load_transform(run / "transform").to(torch.float32)
     source = data.steering_vector("source", concept).to(torch.float32)
-    maps = transform_maps(transform, data.layer_pairs)
-    directions = {t: maps[i].transfer(source[s]).detach() for i, (s, t) in enumerate(data.layer_pairs)}
-    return data.target, source.with_directions(directions, model=data.target.name), data.chat_template
+    return (
+        data.target,
+        transfer_per_pair(transform, source, data.layer_pairs, model=data.target.name),
+        data.chat_template,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,6 @@ from lcross.layers import as_layer_list
 from lcross.layerwise_transform import LayerwiseTransform, Transform, build_transform, pair_key
 from lcross.loading import CARD_KEY, CONFIG_KEY
 from lcross.losses import LossName, fit_loss, orthogonality_penalty
-from lcross.transform import LinearTransform
 
 Init = Literal["closed_form", "identity", "random"]
 
@@ -87,7 +86,7 @@ class LCross(L.LightningModule):
         if transform is None:
             pairs = None if layer_pairs is None else [(s, t) for s, t in layer_pairs]
             transform = build_transform(d_source, d_target, pairs, shared=share_transform, bias=bias, rank=rank)
-            for i, single in enumerate(_unique(transform)):
+            for i, single in enumerate(transform.unique_maps()):
                 single.reset_random(seed=i)
         elif (transform.d_source, transform.d_target) != (d_source, d_target):
             raise LCrossInputError(
@@ -97,7 +96,7 @@ class LCross(L.LightningModule):
             )
         self.transform = transform
         if init == "identity":
-            for single in _unique(transform):
+            for single in transform.unique_maps():
                 single.set_matrix(torch.eye(d_source))
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.val_r2 = R2Score(multioutput="variance_weighted")
@@ -165,7 +164,7 @@ class LCross(L.LightningModule):
         objective = loss
         # The loss averages over every layer pair's rows, so each of k separate maps sees 1/k of it: its penalty is
         # divided by k too, and every map is regularised as in a one-layer run (a shared map sees all rows).
-        maps = _unique(self.transform)
+        maps = self.transform.unique_maps()
         for single in maps:
             if self.hparams["ridge"]:
                 objective = objective + self.hparams["ridge"] / len(maps) * single.matrix().pow(2).sum()
@@ -223,11 +222,6 @@ class LCross(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.transform.config()
         checkpoint[CARD_KEY] = self.card()
-
-
-def _unique(transform: Transform) -> list[LinearTransform]:
-    """The distinct maps of T (one, one per layer pair, or one shared)."""
-    return transform.unique_maps() if isinstance(transform, LayerwiseTransform) else [transform]
 
 
 def _check_settings(**values: float) -> None:

@@ -159,6 +159,10 @@ class LinearTransform(TransformFiles, torch.nn.Module):
         """The map of each layer pair, in order: this one map (a per-layer transform has several)."""
         return [self]
 
+    def unique_maps(self) -> list[LinearTransform]:
+        """The distinct maps (what penalties and initialisation act on): this one."""
+        return [self]
+
     def check_models(self, d_source: int, d_target: int) -> None:
         """Raises a clear error when T does not fit the hidden sizes of the models it is used with."""
         if (self.d_source, self.d_target) != (d_source, d_target):
