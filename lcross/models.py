@@ -37,10 +37,13 @@ class ModelSpec:
         gguf_file: the GGUF file name inside ``name`` when ``name`` is a folder or hub id holding GGUF files.
         revision: hub revision (branch, tag or commit); pin a commit for reproducible caches.
         adapter: a PEFT adapter folder or hub id, merged into the weights after loading.
-        dtype: float32, bfloat16, float16 or float64.
+        dtype: float32, bfloat16, float16 or float64; auto (the default) is bfloat16 on CUDA and float32 elsewhere.
         device: cpu, cuda, cuda:N, or auto (cuda when available).
         device_map: passed to from_pretrained (e.g. ``auto``) to spread a large model over GPUs with accelerate;
             overrides ``device``.
+        attn_implementation: the attention kernel passed to from_pretrained: sdpa (the default: fused on CUDA, and it
+            honours the custom 4-D masks lcross packs each pair's two texts with), eager, or flash_attention_2 (which
+            ignores custom masks: extraction then reads each text in its own row).
         trust_remote_code: run model code shipped with a hub repo. Off unless you turn it on.
         prefer_packaged: for hub ids that ship as PyPI packages (SmolLM2-135M-Instruct, Gemma-3-270M), load the
             packaged GGUF when its package is installed. The offline demo relies on this.
@@ -51,14 +54,18 @@ class ModelSpec:
     gguf_file: str | None = None
     revision: str | None = None
     adapter: str | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"
     device: str = "cpu"
     device_map: str | None = None
+    attn_implementation: str = "sdpa"
     trust_remote_code: bool = False
     prefer_packaged: bool = True
     tiny: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.dtype == "auto":  # resolved here, so cache keys and cards name the dtype actually used
+            on_cuda = str(self.device).startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
+            self.dtype = "bfloat16" if on_cuda or self.device_map is not None else "float32"
         if self.dtype not in _DTYPES:
             raise LCrossInputError(
                 f"unknown dtype {self.dtype!r}", where="ModelSpec.dtype", fix=f"use one of {list(_DTYPES)}"
@@ -159,6 +166,7 @@ def load_model(spec: ModelSpec | str | dict) -> tuple[torch.nn.Module, Any]:
         from lcross.tiny_models import byte_tokenizer, tiny_model
 
         model, tokenizer = tiny_model(resolved.path, **spec.tiny).to(spec.torch_dtype), byte_tokenizer()
+        model.set_attn_implementation(spec.attn_implementation)
     elif resolved.kind == "gguf":
         model, tokenizer = _load_gguf(resolved, spec)
     else:
@@ -194,7 +202,13 @@ def _load_pretrained(path: str, spec: ModelSpec) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=spec.torch_dtype, device_map=spec.device_map, **common)
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=spec.torch_dtype,
+        device_map=spec.device_map,
+        attn_implementation=spec.attn_implementation,
+        **common,
+    )
     tokenizer = AutoTokenizer.from_pretrained(path, **common)
     return model, tokenizer
 
