@@ -1,22 +1,39 @@
 """Per-pair activation deltas: hidden state at the last token of prompt+positive minus that of prompt+negative.
 
-Extraction computes only what it needs: texts are grouped by length so that batches carry little padding, the
-forward pass stops right after the deepest requested block (no later blocks, no lm_head, no hidden-state tuples), and
-only the last-token row of each requested block is kept. Position ids come from the attention mask, so a text gets
-the same activations whatever it is batched with and whichever side the tokenizer pads on.
+Extraction computes only what it needs:
+- a pair's two texts share their prompt, so they are packed into one row (the prompt once, then each completion,
+  which cannot see the other: ``lcross.packing``); models whose attention ignores custom masks get one text per row;
+- rows are sorted longest first and batched by a token budget (``max_batch_tokens``, padded rows x width), so a batch
+  holds as many short rows as fit and the largest batch comes first: an out-of-memory error shows at once, and then
+  halves the budget and retries instead of ending the run;
+- the forward pass stops right after the deepest requested block (no later blocks, no lm_head, no hidden-state
+  tuples), and only the last-token row of each text is kept, on the device: one copy to the CPU at the end, no host
+  synchronisation per batch (input copies come from pinned memory on CUDA);
+- texts are tokenised with one tokenizer call per list, each prompt once.
+Position ids are explicit, so a text gets the same activations whatever it is batched with and whichever side the
+tokenizer pads on.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast, overload
+from typing import Any, overload
 
 import torch
 
 from lcross.concepts import ContrastivePair, Pair, TextPair
 from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks
-from lcross.prompting import Encoded, encode
+from lcross.packing import Row, collate, model_inputs, pack, packing_supported, single
+from lcross.prompting import Encoded, encode_many
+
+log = logging.getLogger(__name__)
+
+# Tokens per forward pass (rows x padded width). 8192 keeps a 135M model's CPU batches near their best throughput
+# and a 7B model's bf16 activations to a few hundred MB per block on a GPU; an out-of-memory error halves it.
+DEFAULT_MAX_BATCH_TOKENS = 8192
 
 
 class _StopForward(Exception):
@@ -30,9 +47,11 @@ def extract_deltas(
     pairs: Sequence[Pair | dict],
     layer: int,
     *,
-    batch_size: int = ...,
+    batch_size: int | None = ...,
+    max_batch_tokens: int = ...,
     chat_template: bool = ...,
     on_batch: Callable[[int, int], None] | None = ...,
+    pack_pairs: bool | None = ...,
 ) -> torch.Tensor: ...
 
 
@@ -43,9 +62,11 @@ def extract_deltas(
     pairs: Sequence[Pair | dict],
     layer: Sequence[int],
     *,
-    batch_size: int = ...,
+    batch_size: int | None = ...,
+    max_batch_tokens: int = ...,
     chat_template: bool = ...,
     on_batch: Callable[[int, int], None] | None = ...,
+    pack_pairs: bool | None = ...,
 ) -> dict[int, torch.Tensor]: ...
 
 
@@ -55,9 +76,11 @@ def extract_deltas(
     pairs: Sequence[Pair | dict],
     layer: int | Sequence[int],
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     chat_template: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
+    pack_pairs: bool | None = None,
 ) -> torch.Tensor | dict[int, torch.Tensor]:
     """Activation deltas of contrastive pairs at the output of decoder block ``layer`` (0-based).
 
@@ -68,18 +91,39 @@ def extract_deltas(
             token) or TextPair objects (two whole texts, each read at its last token; with ``chat_template`` each is
             the user turn with the reply left open), or dicts of their fields.
         layer: a block index, or a list of them.
-        batch_size: texts per forward pass.
+        batch_size: at most this many texts per forward pass (a packed pair counts as two); None: no cap beyond
+            ``max_batch_tokens``.
+        max_batch_tokens: at most this many tokens per forward pass (rows x padded width; a longer row goes alone).
+            Halved and retried on a CUDA out-of-memory error.
         chat_template: format prompts with the tokenizer's chat template.
         on_batch: called with (texts done, texts total) after each forward pass.
+        pack_pairs: pack each pair's two texts into one row; None (default) packs when the model's attention
+            honours custom masks (``lcross.packing.packing_supported``), False reads each text in its own row.
 
     Returns:
         float32 tensor [n_pairs, d_model] on the CPU; for a list of layers, a dict layer -> such a tensor.
     """
     layers = [layer] if isinstance(layer, int) else list(layer)
-    texts = [encode(tokenizer, prompt, completion, chat_template) for p in pairs for prompt, completion in _texts(p)]
-    states = last_token_states(model, tokenizer, texts, layers, batch_size=batch_size, on_batch=on_batch)
+    texts = encode_texts(tokenizer, pairs, chat_template)
+    # Every text's token ids (and so its length) are known from here on: the one place to check them against the
+    # model's context before any forward pass.
+    states = last_token_states(
+        model,
+        tokenizer,
+        texts,
+        layers,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        on_batch=on_batch,
+        paired=pack_pairs if pack_pairs is not None else packing_supported(model),
+    )
     deltas = {l: s[0::2] - s[1::2] for l, s in states.items()}
     return deltas[layer] if isinstance(layer, int) else deltas
+
+
+def encode_texts(tokenizer: Any, pairs: Sequence[Pair | dict], chat_template: bool) -> list[Encoded]:
+    """Each pair's positive then negative text, tokenised in batched calls (each prompt once)."""
+    return encode_many(tokenizer, [text for p in pairs for text in _texts(p)], chat_template)
 
 
 def _texts(pair: Pair | dict) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -99,54 +143,122 @@ def last_token_states(
     texts: Sequence[Encoded],
     layers: Iterable[int],
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     on_batch: Callable[[int, int], None] | None = None,
+    paired: bool = False,
 ) -> dict[int, torch.Tensor]:
-    """Hidden state at the last token of each text, at the output of each block in ``layers``: layer -> [n, d]."""
+    """Hidden state at the last token of each text, at the output of each block in ``layers``: layer -> [n, d].
+
+    ``paired``: texts 2i and 2i+1 share a prompt and are packed into one row (their shared prefix once)."""
+    _check_limits(batch_size, max_batch_tokens)
     blocks = decoder_blocks(model)
     layers = sorted(set(layers))
     for l in layers:
         check_layer(l, len(blocks), type(model).__name__)
-    out: dict[int, list[torch.Tensor | None]] = {l: [None] * len(texts) for l in layers}
+    if not texts:
+        return {l: torch.empty(0) for l in layers}
+    if paired and len(texts) % 2:
+        raise ValueError(f"paired texts come two by two, got {len(texts)}")
+    ids = [t.input_ids for t in texts]
+    # (row, the text indices it holds)
+    rows: list[tuple[Row, tuple[int, ...]]] = (
+        [(pack(ids[i], ids[i + 1]), (i, i + 1)) for i in range(0, len(ids), 2)]
+        if paired
+        else [(single(ids[i]), (i,)) for i in range(len(ids))]
+    )
     # Longest first: the first batch shows at once whether the largest one fits in memory.
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i].input_ids))
-    done = 0
-    for start in range(0, len(order), batch_size):
-        index = order[start : start + batch_size]
-        batch = pad_batch(tokenizer, [texts[i].input_ids for i in index], device=_device_of(model))
-        last = batch["attention_mask"].cumsum(-1).argmax(-1)  # index of each row's last real token
-        rows = torch.arange(len(index), device=last.device)
+    pending = deque(sorted(rows, key=lambda r: -len(r[0])))
+    device = _device_of(model)
+    pin = device.type == "cuda"
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    kept: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
+    order: list[int] = []
+    budget, done = max_batch_tokens, 0
+    while pending:
+        batch = _take(pending, budget, batch_size)
+        collated = collate([r for r, _ in batch], pad_id, left, pin=pin)
+        # Which (row, column) holds each text's last token, known on the host: no device round trip.
+        where_rows = [b for b, (row, _) in enumerate(batch) for _ in row.ends]
+        where_cols = [collated.offsets[b] + end for b, (row, _) in enumerate(batch) for end in row.ends]
+        index = (torch.tensor(where_rows), torch.tensor(where_cols))
+        if pin:
+            index = (index[0].pin_memory(), index[1].pin_memory())
+        index = (index[0].to(device, non_blocking=True), index[1].to(device, non_blocking=True))
         captured: dict[int, torch.Tensor] = {}
-
-        handles = [blocks[l].register_forward_hook(_capture(l, l == layers[-1], rows, last, captured)) for l in layers]
+        handles = [blocks[l].register_forward_hook(_capture(l, l == layers[-1], index, captured)) for l in layers]
         try:
             with torch.inference_mode():
-                model(**batch, use_cache=False)
+                model(**model_inputs(model, collated, device, packed=paired), use_cache=False)
         except _StopForward:
             pass
+        except torch.OutOfMemoryError:
+            captured.clear()
+            if len(batch) == 1:
+                raise
+            pending.extendleft(reversed(batch))
+            budget = max(1, _tokens(batch) // 2)
+            log.warning("out of memory on a batch of %d tokens; retrying with at most %d", _tokens(batch), budget)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
         finally:
             for handle in handles:
                 handle.remove()
         for l in layers:
-            _check_finite(captured[l], l)
-            for row, i in enumerate(index):
-                out[l][i] = captured[l][row]
-        done += len(index)
+            kept[l].append(captured[l])
+        order += [i for _, held in batch for i in held]
+        done += sum(len(held) for _, held in batch)
         if on_batch is not None:
             on_batch(done, len(texts))
-    # Every slot is filled: each text index is in exactly one batch.
-    return {l: torch.stack(cast(list[torch.Tensor], v)) if v else torch.empty(0) for l, v in out.items()}
+    # One copy to the host per layer, then back into the texts' order.
+    position = torch.empty(len(order), dtype=torch.long)
+    position[torch.tensor(order)] = torch.arange(len(order))
+    out = {}
+    for l in layers:
+        states = torch.cat(kept[l]).cpu()[position]
+        _check_finite(states, l)
+        out[l] = states
+    return out
 
 
-def _capture(layer: int, deepest: bool, rows: torch.Tensor, last: torch.Tensor, into: dict[int, torch.Tensor]):
-    """A forward hook keeping only each row's last-token state; on the deepest layer it ends the forward pass."""
+def _take(pending: deque, budget: int, batch_size: int | None) -> list[tuple[Row, tuple[int, ...]]]:
+    """The next rows (longest first) whose padded size fits ``budget`` tokens and ``batch_size`` texts; at least one."""
+    batch = [pending.popleft()]
+    width, texts = len(batch[0][0]), len(batch[0][1])
+    while pending:
+        held = len(pending[0][1])
+        if (len(batch) + 1) * width > budget or (batch_size is not None and texts + held > batch_size):
+            break
+        batch.append(pending.popleft())
+        texts += held
+    return batch
+
+
+def _tokens(batch: Sequence[tuple[Row, tuple[int, ...]]]) -> int:
+    return len(batch) * max(len(r) for r, _ in batch)
+
+
+def _capture(layer: int, deepest: bool, index: tuple[torch.Tensor, torch.Tensor], into: dict[int, torch.Tensor]):
+    """A forward hook keeping only each text's last-token state (on the device); on the deepest layer it ends the
+    forward pass."""
 
     def hook(_module, _args, output):
-        into[layer] = block_output(output)[rows, last].float().cpu()
+        into[layer] = block_output(output)[index].float()
         if deepest:
             raise _StopForward
 
     return hook
+
+
+def _check_limits(batch_size: int | None, max_batch_tokens: int) -> None:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise LCrossInputError(f"batch_size is {batch_size!r}", fix="use a positive number of texts, or None")
+    if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+        raise LCrossInputError(
+            f"max_batch_tokens is {max_batch_tokens!r}", fix="use a positive number of tokens per forward pass"
+        )
 
 
 def pad_batch(

@@ -16,12 +16,12 @@ from typing import Any, cast
 
 import torch
 
-from lcross.activations import pad_batch
 from lcross.concepts import ContrastivePair
 from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks, final_norm
 from lcross.metrics import behavior_matching_probability
-from lcross.prompting import Encoded, encode
+from lcross.packing import Row, collate, model_inputs, pack, packing_supported, single
+from lcross.prompting import Encoded, encode_many
 from lcross.results import Sweep, Variant
 from lcross.steering import Positions, Steering, apply_steering, position_mask
 from lcross.steering_vector import SteeringVector
@@ -68,27 +68,41 @@ class _Batch:
 
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[ContrastivePair], chat_template: bool) -> list[EncodedPair]:
-    return [
-        EncodedPair(
-            encode(tokenizer, p.prompt, p.positive, chat_template),
-            encode(tokenizer, p.prompt, p.negative, chat_template),
-        )
-        for p in pairs
-    ]
+    texts = encode_many(tokenizer, [(p.prompt, c) for p in pairs for c in (p.positive, p.negative)], chat_template)
+    return [EncodedPair(texts[2 * i], texts[2 * i + 1]) for i in range(len(pairs))]
 
 
-def _batches(tokenizer: Any, pairs: Sequence[EncodedPair], batch_size: int, device: torch.device) -> list[_Batch]:
-    """Texts in batches of ``batch_size``; a pair's two texts stay side by side (longest pairs first), so the position
-    that predicts their first completion token, the same prompt in both, is scored once."""
+def _batches(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[EncodedPair],
+    batch_size: int,
+    device: torch.device,
+    packed: bool,
+) -> list[_Batch]:
+    """Batches of at most ``batch_size`` texts, longest pairs first. With ``packed``, a pair whose texts share their
+    prompt is one row (the prompt once, then each completion, which cannot see the other: ``lcross.packing``);
+    otherwise a pair's two texts are side by side. Either way the position that predicts the first completion token,
+    the same prompt in both texts, is scored once."""
     order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].length, i))
-    texts = [(i, side) for i in order for side in (0, 1)]  # (pair, 0 = positive / 1 = negative)
+    # (row, the (pair, 0 = positive / 1 = negative) texts it holds, prompt length)
+    units: list[tuple[Row, list[tuple[int, int]], int]] = []
+    for i in order:
+        pos, neg = pairs[i].texts()
+        if packed and pairs[i].shares_prompt:
+            units.append((pack(pos.input_ids, neg.input_ids), [(i, 0), (i, 1)], pos.prompt_len))
+        else:
+            units += [(single(t.input_ids), [(i, side)], t.prompt_len) for side, t in enumerate((pos, neg))]
+    groups: list[list[tuple[Row, list[tuple[int, int]], int]]] = []
+    for unit in units:
+        if groups and sum(len(u[1]) for u in groups[-1]) + len(unit[1]) <= batch_size:
+            groups[-1].append(unit)
+        else:
+            groups.append([unit])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches = []
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        encoded = [pairs[i].texts()[side] for i, side in chunk]
-        inputs = pad_batch(tokenizer, [t.input_ids for t in encoded], device=device, side="left")
-        width = inputs["input_ids"].shape[1]
-        offsets = [width - len(t.input_ids) for t in encoded]
+    for group in groups:
+        collated = collate([row for row, _, _ in group], pad_id, left=True)
         seen: dict[tuple[int, ...], int] = {}  # token prefix -> index into rows/cols
         rows: list[int] = []
         cols: list[int] = []
@@ -96,22 +110,24 @@ def _batches(tokenizer: Any, pairs: Sequence[EncodedPair], batch_size: int, devi
         targets: list[int] = []
         owner: list[int] = []
         first: list[bool] = []
-        for row, ((pair, side), offset, text) in enumerate(zip(chunk, offsets, encoded)):
-            shared = pairs[pair].shares_prompt
-            for j in range(text.prompt_len, len(text.input_ids)):
-                first.append(shared and j == text.prompt_len)
-                prefix = tuple(text.input_ids[:j])  # equal prefixes give equal hidden states (causal attention)
-                if prefix not in seen:
-                    seen[prefix] = len(rows)
-                    rows.append(row)
-                    cols.append(offset + j - 1)
-                position.append(seen[prefix])
-                targets.append(text.input_ids[j])
-                owner.append(2 * pair + side)
+        for b, ((row, held, _), offset) in enumerate(zip(group, collated.offsets)):
+            for t, (pair, side) in enumerate(held):
+                text = pairs[pair].texts()[side]
+                shared = pairs[pair].shares_prompt
+                for j in range(text.prompt_len, len(text.input_ids)):
+                    first.append(shared and j == text.prompt_len)
+                    prefix = tuple(text.input_ids[:j])  # equal prefixes give equal hidden states (causal attention)
+                    if prefix not in seen:
+                        seen[prefix] = len(rows)
+                        rows.append(b)
+                        cols.append(offset + row.column(t, j - 1))
+                    position.append(seen[prefix])
+                    targets.append(text.input_ids[j])
+                    owner.append(2 * pair + side)
         batches.append(
             _Batch(
-                inputs=inputs,
-                prompt_end=torch.tensor([o + t.prompt_len for o, t in zip(offsets, encoded)], device=device),
+                inputs=model_inputs(model, collated, device, packed=packed),
+                prompt_end=torch.tensor([o + p for o, (_, _, p) in zip(collated.offsets, group)], device=device),
                 rows=torch.tensor(rows, device=device),
                 cols=torch.tensor(cols, device=device),
                 position=torch.tensor(position, device=device),
@@ -163,12 +179,14 @@ def _pair_scores(
     chat_template: bool,
     batch_size: int,
     skip_shared: bool,
+    pack_pairs: bool | None = None,
 ) -> torch.Tensor:
     """[n_pairs, 2] completion scores, one full (steered) forward pass per batch."""
     _check_batch_size(batch_size)
     encoded = encode_pairs(tokenizer, pairs, chat_template)
     out = torch.zeros(2 * len(encoded), dtype=torch.float64)
-    for batch in _batches(tokenizer, encoded, batch_size, next(model.parameters()).device):
+    packed = packing_supported(model) if pack_pairs is None else pack_pairs
+    for batch in _batches(model, tokenizer, encoded, batch_size, next(model.parameters()).device, packed):
         with apply_steering(model, steering, batch.prompt_end), torch.inference_mode():
             hidden = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
             _score(model, hidden, batch, out, skip_shared)
@@ -183,9 +201,13 @@ def completion_logprobs(
     steering: Steering | Sequence[Steering] | None = None,
     chat_template: bool = False,
     batch_size: int = 16,
+    pack_pairs: bool | None = None,
 ) -> torch.Tensor:
-    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2]."""
-    return _pair_scores(model, tokenizer, pairs, steering, chat_template, batch_size, skip_shared=False)
+    """Log-probability of each pair's positive and negative completion given its prompt: [n_pairs, 2].
+
+    ``pack_pairs``: score a pair's two texts in one row, the prompt once (None: when the model's attention honours
+    custom masks; see ``lcross.packing``)."""
+    return _pair_scores(model, tokenizer, pairs, steering, chat_template, batch_size, False, pack_pairs)
 
 
 def completion_margins(
@@ -196,10 +218,11 @@ def completion_margins(
     steering: Steering | Sequence[Steering] | None = None,
     chat_template: bool = False,
     batch_size: int = 16,
+    pack_pairs: bool | None = None,
 ) -> torch.Tensor:
     """log p(positive) - log p(negative) for each pair: [n_pairs]. Cheaper than two log-probabilities with large
     vocabularies: the softmax normaliser the two completions share is never computed."""
-    scores = _pair_scores(model, tokenizer, pairs, steering, chat_template, batch_size, skip_shared=True)
+    scores = _pair_scores(model, tokenizer, pairs, steering, chat_template, batch_size, True, pack_pairs)
     return scores[:, 0] - scores[:, 1]
 
 
@@ -216,6 +239,7 @@ def steering_sweep(
     batch_size: int = 16,
     reuse_prefix: bool = True,
     model_name: str = "",
+    pack_pairs: bool | None = None,
 ) -> Sweep:
     """Behaviour-matching probability on ``pairs`` for every vector at every non-zero beta, and unsteered.
 
@@ -238,10 +262,12 @@ def steering_sweep(
     _check_batch_size(batch_size)
     if reuse_prefix:
         unsteered, steered = _sweep_reusing_prefix(
-            model, tokenizer, pairs, per_layer, betas, positions, chat_template, batch_size
+            model, tokenizer, pairs, per_layer, betas, positions, chat_template, batch_size, pack_pairs
         )
     else:
-        unsteered = completion_margins(model, tokenizer, pairs, chat_template=chat_template, batch_size=batch_size)
+        unsteered = completion_margins(
+            model, tokenizer, pairs, chat_template=chat_template, batch_size=batch_size, pack_pairs=pack_pairs
+        )
         steered = {
             (name, beta): completion_margins(
                 model,
@@ -250,6 +276,7 @@ def steering_sweep(
                 steering=_steerings(directions, beta, positions),
                 chat_template=chat_template,
                 batch_size=batch_size,
+                pack_pairs=pack_pairs,
             )
             for name, directions in per_layer.items()
             for beta in betas
@@ -290,6 +317,7 @@ def _sweep_reusing_prefix(
     positions: Positions,
     chat_template: bool,
     batch_size: int,
+    pack_pairs: bool | None,
 ) -> tuple[torch.Tensor, dict[tuple[str, float], torch.Tensor]]:
     encoded = encode_pairs(tokenizer, pairs, chat_template)
     blocks, norm = decoder_blocks(model), final_norm(model)
@@ -301,7 +329,8 @@ def _sweep_reusing_prefix(
     unsteered = torch.zeros(2 * len(encoded), dtype=torch.float64)
     steered = {(n, b): torch.zeros(2 * len(encoded), dtype=torch.float64) for n in vectors for b in betas}
     trusted: bool | None = None  # decided on the first batch
-    for batch in _batches(tokenizer, encoded, batch_size, param.device):
+    packed = packing_supported(model) if pack_pairs is None else pack_pairs
+    for batch in _batches(model, tokenizer, encoded, batch_size, param.device, packed):
         with torch.inference_mode(), _recording_block_calls(blocks, first) as record:
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
         with torch.inference_mode():

@@ -8,6 +8,7 @@ longest common prefix of the prompt's and the full text's tokens (tokenisers may
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,25 +22,41 @@ class Encoded:
 
 
 def encode(tokenizer: Any, prompt: str, completion: str, chat_template: bool = False) -> Encoded:
-    if chat_template:
-        if not getattr(tokenizer, "chat_template", None):
-            raise LCrossInputError(
-                f"chat_template is on, but the tokenizer {type(tokenizer).__name__} has no chat template",
-                fix="set chat_template: false for base models",
-            )
-        head = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    return encode_many(tokenizer, [(prompt, completion)], chat_template)[0]
+
+
+def encode_many(tokenizer: Any, items: Sequence[tuple[str, str]], chat_template: bool = False) -> list[Encoded]:
+    """``encode`` for many (prompt, completion) texts: two tokenizer calls on lists (fast tokenizers batch them in
+    Rust), and each distinct prompt formatted and tokenised once however many completions it has."""
+    if not items:
+        return []
+    if chat_template and not getattr(tokenizer, "chat_template", None):
+        raise LCrossInputError(
+            f"chat_template is on, but the tokenizer {type(tokenizer).__name__} has no chat template",
+            fix="set chat_template: false for base models",
         )
-        head_ids = tokenizer(head, add_special_tokens=False).input_ids
-        full_ids = tokenizer(head + completion.lstrip(), add_special_tokens=False).input_ids
+    prompts = list(dict.fromkeys(prompt for prompt, _ in items))
+    if chat_template:
+        heads = {
+            p: tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts
+        }
+        fulls = [heads[p] + c.lstrip() for p, c in items]
+        options: dict[str, Any] = {"add_special_tokens": False}
     else:
-        head_ids = tokenizer(prompt).input_ids
-        full_ids = tokenizer(prompt + completion).input_ids
-    common = 0
-    for a, b in zip(head_ids, full_ids):
-        if a != b:
-            break
-        common += 1
-    # A completion that merged entirely into the prompt's last token still needs one position to read from.
-    prompt_len = max(1, min(common, len(full_ids) - 1))
-    return Encoded(full_ids, prompt_len)
+        heads = {p: p for p in prompts}
+        fulls = [p + c for p, c in items]
+        options = {}
+    head_ids = dict(zip(prompts, tokenizer([heads[p] for p in prompts], **options).input_ids))
+    out = []
+    for (prompt, _), full_ids in zip(items, tokenizer(fulls, **options).input_ids):
+        common = 0
+        for a, b in zip(head_ids[prompt], full_ids):
+            if a != b:
+                break
+            common += 1
+        # A completion that merged entirely into the prompt's last token still needs one position to read from.
+        out.append(Encoded(list(full_ids), max(1, min(common, len(full_ids) - 1))))
+    return out
