@@ -23,47 +23,20 @@ from lcross.steering import POSITIONS, Steering
 from lcross.steering_vector import SteeringVector
 
 
-def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int | None]:
-    """(direction, layer it was stored for) from a ``.pt`` or ``.safetensors`` file holding one tensor, or
-    tensors keyed by layer (``"9"`` or ``"direction.9"``), read without running any code in the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise LCrossInputError("no such vector file", where=str(path), fix="give a .safetensors or .pt file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        tensors: Any = load_file(path)
-    elif path.suffix == ".pt":
-        try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # any unpickling failure: the file is not plain tensors
-            raise LCrossInputError(
-                f"cannot read it as tensors ({type(err).__name__})", where=str(path), fix="save a tensor or dict"
-            ) from None
-    else:
-        raise LCrossInputError(f"unknown vector format {path.suffix!r}", where=str(path), fix="use .safetensors/.pt")
-    if isinstance(tensors, torch.Tensor):
-        return _one_dimensional(tensors, path), None
-    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
-        raise LCrossInputError("not a tensor or a dict of tensors", where=str(path), fix="save {layer: tensor}")
-    by_layer = {int(str(k).rsplit(".", 1)[-1]): v for k, v in tensors.items() if str(k).rsplit(".", 1)[-1].isdigit()}
-    if layer is not None and layer in by_layer:
-        return _one_dimensional(by_layer[layer], path), layer
-    if len(tensors) == 1:
-        ((key, value),) = tensors.items()
-        stored = int(str(key).rsplit(".", 1)[-1]) if str(key).rsplit(".", 1)[-1].isdigit() else None
-        return _one_dimensional(value, path), stored
+def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int]:
+    """(direction, its layer) from a vector file (``.gguf``, ``.safetensors`` or ``.pt``, read by
+    ``SteeringVector.load``): the direction at ``layer`` when the file has one there, else the file's only direction
+    (a bare tensor belongs to ``layer``)."""
+    vector = SteeringVector.load(path, layer=layer)
+    if layer is not None and layer in vector.directions:
+        return vector[layer].float(), layer
+    if len(vector.layers) == 1:
+        return vector[vector.layers[0]].float(), vector.layers[0]
     raise LCrossInputError(
-        f"the file holds several tensors ({sorted(map(str, tensors))}) and none for layer {layer}",
+        f"the file holds directions for layers {vector.layers} and none for layer {layer}",
         where=str(path),
         fix="pass --layer with one of the stored layers",
     )
-
-
-def _one_dimensional(tensor: torch.Tensor, path: Path) -> torch.Tensor:
-    if tensor.ndim != 1:
-        raise LCrossInputError(f"the vector has shape {tuple(tensor.shape)}", where=str(path), fix="store [d_model]")
-    return tensor.float()
 
 
 def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, SteeringVector, bool]:
@@ -101,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "--model", help="the model to steer: a hub id, folder, .gguf or tiny-<arch> (default: the run's target)"
     )
     parser.add_argument(
-        "--vector", help="a .safetensors or .pt file with the direction ([d_model], or {layer: tensor})"
+        "--vector", help="a .gguf control vector, .safetensors or .pt file ([d_model], or {layer: tensor})"
     )
     parser.add_argument("--run", help="a finished fit (logs/<name>/version_N): take the vector from it")
     parser.add_argument("--concept", help="with --run: the concept whose vector to use")
@@ -159,8 +132,6 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
             raise LCrossInputError("--vector needs --model", where="lcross generate", fix="name the model to steer")
         direction, stored = read_vector(args.vector, args.layer)
         spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
-        if layer is None:
-            raise LCrossInputError("which layer to steer?", where="lcross generate", fix="pass --layer L")
         vector = SteeringVector.single(direction, layer)
     if args.max_new_tokens < 1:
         raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")

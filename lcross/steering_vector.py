@@ -2,7 +2,10 @@
 
 A vector is ``{layer: tensor [d_model]}`` (lcross's layer l = the output of decoder block l) plus provenance: the
 model it lives in, the concept, the aggregation method, and the transform it went through, if any. ``apply`` steers a
-model with every layer at once; ``LinearTransform.transfer`` maps one into another model's space.
+model with every layer at once; ``LinearTransform.transfer`` maps one into another model's space. ``save`` / ``load``
+read and write llama.cpp / repeng control vectors (``.gguf``), ``.safetensors`` and ``.pt`` (``lcross.vector_files``);
+``to_steering_vectors`` / ``from_steering_vectors`` convert to the steering-vectors library
+(``lcross.steering_vectors_interop``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,6 +100,34 @@ class SteeringVector:
         """Steers ``model`` with every layer's direction while the context is open; restored exactly on exit."""
         with apply_steering(model, self.steerings(beta, positions), prompt_end):
             yield
+
+    # -- files and other libraries ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Writes the vector in the format the suffix names: ``.gguf`` (llama.cpp / repeng control vector, float32),
+        ``.safetensors`` (dtype and provenance kept) or ``.pt``; atomically."""
+        from lcross.vector_files import save_vector
+
+        return save_vector(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, layer: int | None = None) -> SteeringVector:
+        """Reads a ``.gguf``, ``.safetensors`` or ``.pt`` vector (``layer``: where a bare tensor belongs)."""
+        from lcross.vector_files import load_vector
+
+        return load_vector(path, layer)
+
+    def to_steering_vectors(self) -> Any:
+        """The steering-vectors library's ``SteeringVector`` (decoder-block outputs, same layers)."""
+        from lcross.steering_vectors_interop import to_steering_vectors
+
+        return to_steering_vectors(self)
+
+    @classmethod
+    def from_steering_vectors(cls, vector: Any, num_layers: int | None = None, **provenance: Any) -> SteeringVector:
+        """From the steering-vectors library's ``SteeringVector`` (``num_layers`` resolves negative layers)."""
+        from lcross.steering_vectors_interop import from_steering_vectors
+
+        return from_steering_vectors(vector, num_layers, **provenance)
 
     def describe(self) -> dict[str, Any]:
         """Provenance as plain values (for cards and file metadata)."""
