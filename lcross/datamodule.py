@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lcross.activations import DEFAULT_MAX_BATCH_TOKENS
 from lcross.aggregators import SVMethod, steering_vector
 from lcross.concepts import Concept, load_concept
 from lcross.delta_cache import DeltaCache
@@ -51,7 +52,10 @@ class PairedDeltas(L.LightningDataModule):
         max_train_pairs: cap on training pairs per concept (None: all).
         max_test_items: cap on held-out evaluation items per concept (None: all).
         batch_size: rows per gradient step; 0 means the whole training set in one batch.
-        extraction_batch_size: texts per forward pass during extraction.
+        extraction_batch_size: at most this many texts per forward pass during extraction (a pair packed into one
+            row counts as two); None: batches are sized by ``extraction_max_batch_tokens`` alone (recommended).
+        extraction_max_batch_tokens: at most this many tokens (rows x padded width) per extraction forward pass;
+            halved and retried on a CUDA out-of-memory error.
         shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
         extraction_trainer: if set, extraction runs as ``L.Trainer(**extraction_trainer).predict`` split across
             processes, GPUs or nodes (e.g. ``{accelerator: gpu, devices: 8, strategy: ddp_spawn}``); each rank writes
@@ -76,7 +80,8 @@ class PairedDeltas(L.LightningDataModule):
         max_train_pairs: int | None = None,
         max_test_items: int | None = None,
         batch_size: int = 0,
-        extraction_batch_size: int = 16,
+        extraction_batch_size: int | None = None,
+        extraction_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         shard_size: int = 256,
         extraction_trainer: dict[str, Any] | None = None,
         cache_dir: str | None = None,
@@ -122,6 +127,7 @@ class PairedDeltas(L.LightningDataModule):
             chat_template=chat_template,
             cache=DeltaCache(cache_dir),
             extraction_batch_size=extraction_batch_size,
+            extraction_max_batch_tokens=extraction_max_batch_tokens,
             shard_size=shard_size,
             extraction_trainer=extraction_trainer,
         )

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from lcross.activations import extract_deltas
+from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, extract_deltas
 from lcross.concepts import Pair
 from lcross.delta_cache import DeltaCache
 from lcross.files import atomic_path
@@ -34,12 +34,14 @@ class _DeltaExtractor(L.LightningModule):
         pairs: Sequence[Pair],
         layers: list[int],
         chat_template: bool,
-        batch_size: int,
+        batch_size: int | None,
         shard_dir: str,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ):
         super().__init__()
         self.spec, self.pairs, self.layers = spec, list(pairs), list(layers)
         self.chat_template, self.batch_size, self.shard_dir = chat_template, batch_size, Path(shard_dir)
+        self.max_batch_tokens = max_batch_tokens
         self._llm: dict[str, Any] = {}
         self._done: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -55,6 +57,7 @@ class _DeltaExtractor(L.LightningModule):
             [self.pairs[i] for i in index],
             self.layers,
             batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
             chat_template=self.chat_template,
         )
         self._done.append((torch.tensor(index), torch.stack([deltas[l] for l in self.layers], dim=1)))
@@ -76,7 +79,8 @@ def extract_deltas_sharded(
     key: str | Sequence[str],
     trainer_kwargs: dict[str, Any],
     chat_template: bool = False,
-    batch_size: int = 16,
+    batch_size: int | None = None,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     pairs_per_step: int = 64,
 ) -> torch.Tensor:
     """Extracts the deltas of ``pairs`` with ``L.Trainer(**trainer_kwargs).predict`` and stores them under ``key``.
@@ -87,6 +91,7 @@ def extract_deltas_sharded(
     Args:
         trainer_kwargs: e.g. ``{"accelerator": "gpu", "devices": 8, "num_nodes": 2, "strategy": "ddp"}``; on CPU,
             ``{"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}`` runs two processes with gloo.
+        batch_size, max_batch_tokens: per forward pass, as in ``extract_deltas``.
         pairs_per_step: pairs handed to one predict_step (Lightning's distributed sampler splits these steps
             between the ranks without repeating any).
     """
@@ -99,7 +104,7 @@ def extract_deltas_sharded(
     # A tensor of indices serves as a map-style dataset (it has __getitem__ and __len__).
     indices = cast("Dataset[torch.Tensor]", torch.arange(len(pairs)))
     loader = DataLoader(indices, batch_size=pairs_per_step, shuffle=False)
-    module = _DeltaExtractor(spec, pairs, layers, chat_template, batch_size, str(shard_dir))
+    module = _DeltaExtractor(spec, pairs, layers, chat_template, batch_size, str(shard_dir), max_batch_tokens)
     trainer.predict(module, dataloaders=loader, return_predictions=False)
     # ddp (every rank runs this function): wait until every rank has written its shard. ddp_spawn: the ranks have
     # already exited and this is the main process, where the barrier is a no-op.

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import torch
 
-from lcross.activations import extract_deltas
+from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, extract_deltas
 from lcross.concepts import Concept
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.layers import as_layer_list, layer_label
@@ -39,7 +39,8 @@ class DeltaStore:
         concepts: name -> Concept (its ``train`` pairs are extracted).
         chat_template: format prompts with each model's chat template.
         cache: where deltas are kept.
-        extraction_batch_size: texts per forward pass.
+        extraction_batch_size: at most this many texts per forward pass (None: no cap beyond the token budget).
+        extraction_max_batch_tokens: at most this many tokens per forward pass (halved on a CUDA out-of-memory error).
         shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
         extraction_trainer: if set, ``L.Trainer(**extraction_trainer).predict`` extracts each shard across processes.
     """
@@ -52,8 +53,9 @@ class DeltaStore:
         *,
         chat_template: bool,
         cache: DeltaCache,
-        extraction_batch_size: int,
+        extraction_batch_size: int | None,
         shard_size: int,
+        extraction_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         extraction_trainer: dict[str, Any] | None = None,
     ):
         self.specs, self.concepts = dict(specs), dict(concepts)
@@ -64,6 +66,7 @@ class DeltaStore:
             shard_size,
             extraction_trainer,
         )
+        self.extraction_max_batch_tokens = extraction_max_batch_tokens
         self._models: dict[Side, tuple[torch.nn.Module, Any]] = {}
         self._fingerprints: dict[Side, str] = {}
 
@@ -139,6 +142,7 @@ class DeltaStore:
                 trainer_kwargs=self.extraction_trainer,
                 chat_template=self.chat_template,
                 batch_size=self.extraction_batch_size,
+                max_batch_tokens=self.extraction_max_batch_tokens,
             )
             return
         model, tokenizer = self.model(side)
@@ -148,6 +152,7 @@ class DeltaStore:
             pairs,
             list(keys),
             batch_size=self.extraction_batch_size,
+            max_batch_tokens=self.extraction_max_batch_tokens,
             chat_template=self.chat_template,
             on_batch=_advancer(advance),
         )
