@@ -96,7 +96,8 @@ RUN_VERSION_ENV = "LCROSS_RUN_VERSION"  # the claimed run folder, for the proces
 
 
 def console(argv: list[str] | None = None) -> int:
-    """The `lcross` console script and `main.py`: `lcross generate ...` looks at steered answers; anything else is the
+    """The `lcross` console script and `main.py`: `lcross generate ...` looks at steered answers, `lcross transfer ...`
+    maps a steering vector file through T (``lcross.transfer_command``); anything else is the
     LightningCLI (`lcross fit --config ...`). Returns the exit status: 0 on success, 2 on bad input.
 
     A mistake in the input (``LCrossInputError``: a layer out of range, an unknown concept, a malformed file) is
@@ -112,6 +113,10 @@ def console(argv: list[str] | None = None) -> int:
             from lcross.generate_command import main as generate_main
 
             return generate_main(argv[1:])
+        if argv[:1] == ["transfer"]:
+            from lcross.transfer_command import main as transfer_main
+
+            return transfer_main(argv[1:])
         # The arguments are handed over whole: LightningCLI must not also see them in sys.argv (it warns when it does).
         program, sys.argv = sys.argv, sys.argv[:1]
         try:

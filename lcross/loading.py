@@ -16,7 +16,7 @@ import torch
 from lcross.errors import LCrossInputError
 from lcross.layerwise_transform import LayerwiseTransform, Transform
 from lcross.transform import LinearTransform
-from lcross.transform_files import read_export
+from lcross.transform_files import export_folder, read_export
 
 STATE_PREFIX = "transform."
 CONFIG_KEY = "lcross_transform"
@@ -35,12 +35,15 @@ def transform_class(config: dict) -> type[LinearTransform] | type[LayerwiseTrans
 
 
 def load_transform(path: str | Path) -> Transform:
-    """Loads T from a ``.ckpt`` written by ``main.py fit`` or a folder written by ``save_pretrained``.
+    """Loads T from a ``.ckpt`` written by ``main.py fit``, a folder written by ``save_pretrained``, or the id of a
+    Hugging Face repo written by ``push_to_hub`` (``user/name``, downloaded into the Hub cache).
 
     Checkpoints are read with ``torch.load(weights_only=True)``: no code in the file runs. The transform comes back
     in eval mode without gradients, in the dtype it was stored in.
     """
     path = Path(path)
+    if not path.exists() and str(path).count("/") == 1 and path.suffix != ".ckpt":  # a Hub repo id, not a local path
+        path = export_folder(str(path))
     if path.is_dir():
         card, weights = read_export(path)
         cls = FORMATS.get(str(card.get("format")))

@@ -69,7 +69,9 @@ def test_save_pretrained_round_trip(tmp_path):
     transform = LinearTransform.fit(xs.float(), xt.float(), method="ridge", bias=True)
     transform.card.update(source="a", target="b", metrics={"val/r2": 0.9})
     transform.save_pretrained(tmp_path / "t")
-    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["transform.safetensors", "transform_card.json"]
+    # lcross's two files, and the Hub mixin's config and model card beside them
+    files = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert files == ["README.md", "config.json", "transform.safetensors", "transform_card.json"]
     loaded = load_transform(tmp_path / "t")
     x = torch.randn(5, 12)
     assert torch.equal(loaded(x), transform(x))

@@ -1,0 +1,153 @@
+"""`lcross transfer`: a vector file (or a fitted run's concept) through T into another file. References: the export's
+weights read with safetensors directly, the written files read with gguf-py."""
+
+import shutil
+import subprocess
+import sys
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lcross import LayerwiseTransform, LCrossInputError, LinearTransform, SteeringVector, load_transform
+from lcross.cli import console
+from lcross.transfer_command import newest_run, transfer_vector
+from tests.conftest import ROOT
+
+
+def _export(tmp_path):
+    """A tiny one-map export, 32 -> 48, fitted at source layer 1 -> target layer 2."""
+    transform = LinearTransform(
+        32, 48, card={"source_layer": 1, "target_layer": 2, "source": {"name": "src-m"}, "target": {"name": "tgt-m"}}
+    )
+    transform.reset_random(seed=4)
+    return transform.save_pretrained(tmp_path / "transform")
+
+
+def _gguf_direction(path, name):
+    reader = gguf.GGUFReader(path)
+    assert reader.get_field("general.architecture").contents() == "controlvector"
+    return {t.name: torch.from_numpy(np.array(t.data)) for t in reader.tensors}[name], reader
+
+
+def test_transfer_writes_the_vector_T_maps_it_to(tmp_path, capsys):
+    export = _export(tmp_path)
+    weight = load_file(export / "transform.safetensors")["weight"]  # the stored matrix, read independently
+    source = SteeringVector.single(torch.randn(32, generator=torch.Generator().manual_seed(0)), 1, model="src-m")
+    source.save(tmp_path / "src.gguf")
+    for out in ("out.gguf", "out.safetensors", "out.pt"):
+        argv = ["transfer", "--transform", str(export), "--vector", str(tmp_path / "src.gguf")]
+        assert console([*argv, "--out", str(tmp_path / out)]) == 0
+    assert capsys.readouterr().out.strip().endswith("out.pt")
+    direction, reader = _gguf_direction(tmp_path / "out.gguf", "direction.2")  # at the card's target layer
+    assert reader.get_field("controlvector.model_hint").contents() == "tgt-m"
+    expected = source[1] @ weight
+    torch.testing.assert_close(direction, expected)
+    torch.testing.assert_close(direction, load_transform(export).transfer(source)[2])  # T.transfer of the input
+    for out in ("out.safetensors", "out.pt"):
+        written = SteeringVector.load(tmp_path / out)
+        assert written.layers == [2] and written.model == "tgt-m" and "src-m" in written.transform
+        torch.testing.assert_close(written[2], expected)
+
+
+def test_python_dash_m_lcross_transfer_and_a_bare_tensor_with_its_layer(tmp_path):
+    export = _export(tmp_path)
+    direction = torch.randn(32, generator=torch.Generator().manual_seed(1))
+    torch.save(direction, tmp_path / "bare.pt")
+    command = [
+        sys.executable,
+        "-m",
+        "lcross.transfer",
+        "--transform",
+        str(export),
+        "--vector",
+        str(tmp_path / "bare.pt"),
+    ]
+    done = subprocess.run(
+        [*command, "--layer", "1", "--out", str(tmp_path / "o.safetensors")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    weight = load_file(export / "transform.safetensors")["weight"]
+    torch.testing.assert_close(SteeringVector.load(tmp_path / "o.safetensors")[2], direction @ weight)
+
+
+def test_a_per_layer_transform_maps_the_layers_picked(tmp_path):
+    transform = LayerwiseTransform(8, 6, [(1, 4), (2, 5)])
+    for i, single in enumerate(transform.layer_maps()):
+        single.reset_random(seed=i)
+    export = transform.save_pretrained(tmp_path / "t")
+    g = torch.Generator().manual_seed(2)
+    SteeringVector({l: torch.randn(8, generator=g) for l in (1, 2, 3)}).save(tmp_path / "v.safetensors")
+    argv = ["transfer", "--transform", str(export), "--vector", str(tmp_path / "v.safetensors")]
+    assert console([*argv, "--layer", "1", "--layer", "2", "--out", str(tmp_path / "o.gguf")]) == 0
+    stored = load_file(export / "transform.safetensors")
+    source = SteeringVector.load(tmp_path / "v.safetensors")
+    written = SteeringVector.load(tmp_path / "o.gguf")
+    assert written.layers == [4, 5]
+    torch.testing.assert_close(written[4], source[1] @ stored["maps.1_4.weight"])
+    torch.testing.assert_close(written[5], source[2] @ stored["maps.2_5.weight"])
+
+
+def test_bad_inputs_name_the_fix(tmp_path, capsys):
+    export = _export(tmp_path)
+
+    def refused(*argv: str) -> str:
+        assert console(["transfer", "--transform", str(export), *argv, "--out", str(tmp_path / "o.gguf")]) == 2
+        err = capsys.readouterr().err
+        assert "Fix:" in err and not (tmp_path / "o.gguf").exists()
+        return err
+
+    SteeringVector.single(torch.ones(40), 1).save(tmp_path / "wide.gguf")
+    assert "width 40" in refused("--vector", str(tmp_path / "wide.gguf"))
+    SteeringVector.single(torch.ones(32), 3).save(tmp_path / "l3.gguf")
+    assert "no map for layer(s) [3]" in refused("--vector", str(tmp_path / "l3.gguf"))
+    SteeringVector({1: torch.ones(32), 3: torch.ones(32)}).save(tmp_path / "two.gguf")
+    assert "--layer 1" in refused("--vector", str(tmp_path / "two.gguf"))
+    torch.save({"a": [1, 2]}, tmp_path / "bad.pt")
+    assert "not a tensor or a dict of tensors" in refused("--vector", str(tmp_path / "bad.pt"))
+    model = gguf.GGUFWriter(tmp_path / "model.gguf", "llama")
+    model.write_header_to_file()
+    model.write_kv_data_to_file()
+    model.write_tensors_to_file()
+    model.close()
+    assert "not 'controlvector'" in refused("--vector", str(tmp_path / "model.gguf"))
+
+
+def test_transfer_vector_refuses_what_T_has_no_map_for():
+    transform = LayerwiseTransform(4, 3, [(1, 5), (2, 6)])
+    vector = SteeringVector({l: torch.ones(4) for l in (1, 2, 7)})
+    with pytest.raises(LCrossInputError, match=r"no map for layer\(s\) \[7\].*Fix: pick layers"):
+        transfer_vector(transform, vector)
+    assert transfer_vector(transform, vector, layers=[1, 2]).layers == [5, 6]
+
+
+def test_a_fitted_run_gives_its_concepts_vectors(tiny_run, tmp_path):
+    _, original = tiny_run
+    run = tmp_path / "version_0"
+    shutil.copytree(original, run)  # the shared run folder stays as other tests expect it
+    out = tmp_path / "sentiment.safetensors"
+    assert console(["transfer", "--run", str(run), "--concept", "sentiment", "--out", str(out)]) == 0
+    from lcross.report import data_module_from_config
+
+    data = data_module_from_config(str(run / "config.yaml"))
+    data.prepare_data()
+    data.setup()
+    source = data.steering_vector("source", "sentiment")
+    weight = load_file(run / "transform" / "transform.safetensors")["weight"]
+    written = SteeringVector.load(out)
+    assert written.layers == [2] and written.concept == "sentiment"  # tiny.yaml: source layer 1 -> target layer 2
+    torch.testing.assert_close(written[2], source[1].float() @ weight.float())
+    # with no concept: every evaluation concept into the run folder, in the formats asked for
+    assert console(["transfer", "--run", str(run), "--format", "gguf", "--format", "pt"]) == 0
+    assert sorted(p.name for p in (run / "vectors").iterdir()) == ["sentiment.gguf", "sentiment.pt"]
+    torch.testing.assert_close(SteeringVector.load(run / "vectors" / "sentiment.gguf")[2], written[2])
+
+
+def test_newest_run_of_a_config(tmp_path):
+    for n in (0, 3, 7):
+        (tmp_path / "logs" / "x" / f"version_{n}" / ("transform" if n < 7 else "checkpoints")).mkdir(parents=True)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"trainer:\n  logger:\n    init_args: {{save_dir: {tmp_path / 'logs'}, name: x}}\n")
+    assert newest_run(config).name == "version_3"  # version_7 has no exported transform yet
