@@ -17,6 +17,7 @@ from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lcross.data_files import check_encodable, load_dataset_or_explain, parse_json, read_text
 from lcross.errors import LCrossInputError
 
 # What a CAA answer looks like, "(A)", and the choices a CAA question offers, " (A) ...".
@@ -137,6 +138,12 @@ def load_concept(
     """
     from lcross.text_pairs import emotion_pairs, is_string_list, list_open_ended, list_pairs, stereoset_pairs
 
+    if not isinstance(source, str | Path | Mapping) or (isinstance(source, str) and not source.strip()):
+        raise LCrossInputError(
+            f"concept {name or ''!r} has the source {source!r} ({type(source).__name__})",
+            where=f"data.concepts.{name}" if name else "data.concepts",
+            fix="give a path to the concept's file or folder, a dataset id, or a mapping (see the README's table)",
+        )
     if isinstance(source, Mapping) and "stereoset" in source:
         name = name or "concept"
         bias_pairs = stereoset_pairs(source, seed=seed, where=f"concept {name!r}")
@@ -179,7 +186,7 @@ def load_concept(
             fix=f"put {CAA_TRAIN_FILE} (+ {CAA_TEST_FILE}) or {JSONL_TRAIN_FILE} (+ {JSONL_TEST_FILE}) in it",
         )
     else:
-        train, test, kind = _read_hf_dataset(str(source))
+        train, test, kind = _read_hf_dataset(str(source), name)
 
     test_items = None if test is None else [item.to_pair() for item in test]
     pairs = [item.to_pair() for item in train]
@@ -288,29 +295,18 @@ def _read_file(path: Path) -> list[_AB | _Text | _Texts]:
 
 def _read_records(path: Path, *, line_fix: str) -> list[Any]:
     """The JSON items of a file: one a line for ``.jsonl`` (blank lines skipped), else one JSON list."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if path.suffix == ".jsonl":
-        records = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise LCrossInputError(
-                    f"line {lineno} is not valid JSON ({err.msg} at column {err.colno})",
-                    where=str(path),
-                    fix=line_fix,
-                ) from None
-        return records
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise LCrossInputError(
-            f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})",
-            where=str(path),
-            fix="the file must be a JSON list of objects (CAA A/B format) or use .jsonl for one object a line",
-        ) from None
+        return [
+            parse_json(line, str(path), line_fix, line=lineno)
+            for lineno, line in enumerate(text.splitlines(), start=1)
+            if line.strip()
+        ]
+    records = parse_json(
+        text,
+        str(path),
+        "the file must be a JSON list of objects (CAA A/B format) or use .jsonl for one object a line",
+    )
     if not isinstance(records, list):
         raise LCrossInputError(
             f"expected a JSON list of items, found {type(records).__name__}",
@@ -336,7 +332,7 @@ def _read_open_ended(path: Path, key: str) -> list[str]:
             raise LCrossInputError(
                 problem, where=f"{path} item {i}", fix=f'every item must be {{"{key}": "<non-empty prompt text>"}}'
             )
-        prompts.append(prompt)
+        prompts.append(check_encodable(prompt, f"{path} item {i}"))
     return prompts
 
 
@@ -388,7 +384,7 @@ def _text(record: dict, key: str, where: str, empty_ok: bool = False) -> str:
             where=where,
             fix=f"write {key} as a JSON string",
         )
-    return value
+    return check_encodable(value, f"{where} {key}")
 
 
 def _require(record: dict, fields: tuple[str, ...], where: str) -> None:
@@ -405,20 +401,18 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()
 
 
-def _read_hf_dataset(source: str) -> tuple[list[_AB | _Text | _Texts], list[_AB | _Text | _Texts] | None, Kind]:
+def _read_hf_dataset(
+    source: str, name: str
+) -> tuple[list[_AB | _Text | _Texts], list[_AB | _Text | _Texts] | None, Kind]:
     import datasets
 
-    try:
-        if Path(source).is_dir():
-            data = datasets.load_from_disk(source)
-        else:
-            data = datasets.load_dataset(source)
-    except FileNotFoundError as err:
-        raise LCrossInputError(
-            f"no concept file, folder or dataset found ({err})",
-            where=source,
-            fix="give a .json/.jsonl file, a folder in CAA or train/test JSONL layout, or a reachable dataset id",
-        ) from None
+    data = load_dataset_or_explain(
+        lambda: datasets.load_from_disk(source) if Path(source).is_dir() else datasets.load_dataset(source),
+        source,
+        where=f"data.concepts.{name}",
+        fix="give a .json/.jsonl file, a folder in CAA or train/test JSONL layout (paths are relative to the folder "
+        "you run from), or a dataset id you can reach",
+    )
     if isinstance(data, datasets.Dataset):
         data = datasets.DatasetDict({"train": data})
     train_split = "train" if "train" in data else next(iter(data))

@@ -9,6 +9,7 @@ per layer pair) when the run used several.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -56,18 +57,51 @@ def load_transform(path: str | Path) -> Transform:
         return cls.from_state(card, weights, card, str(path)).frozen()
     if not path.is_file():
         raise LCrossInputError("no such checkpoint or export folder", where=str(path), fix="check the path")
-    not_lcross = LCrossInputError(
-        "not an lcross checkpoint (no lcross transform in it)",
-        where=str(path),
-        fix="give a .ckpt written by `python main.py fit` or a folder written by save_pretrained",
-    )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-        raise not_lcross from err
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint or "state_dict" not in checkpoint:
-        raise not_lcross
-    state = {k[len(STATE_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(STATE_PREFIX)}
-    card = dict(checkpoint.get(CARD_KEY, {}))
-    config = checkpoint[CONFIG_KEY]
-    return transform_class(config).from_state(config, state, card, str(path)).frozen()
+        raise LCrossInputError(
+            "not an lcross checkpoint (no lcross transform in it)",
+            where=str(path),
+            fix="give a .ckpt written by `python main.py fit` or a folder written by save_pretrained",
+        )
+    config, state_dict, card = checkpoint[CONFIG_KEY], checkpoint["state_dict"], checkpoint.get(CARD_KEY, {})
+    for what, value in (("configuration", config), ("state_dict", state_dict), ("card", card)):
+        if not isinstance(value, dict):
+            raise LCrossInputError(
+                f"its transform {what} is a {type(value).__name__}, not a mapping",
+                where=str(path),
+                fix="the file is damaged or from another tool; give a .ckpt written by `python main.py fit`",
+            )
+    state = {k[len(STATE_PREFIX) :]: v for k, v in state_dict.items() if str(k).startswith(STATE_PREFIX)}
+    odd = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if odd:
+        raise LCrossInputError(
+            f"its transform entries {odd} are not tensors", where=str(path), fix="the file is damaged; re-run the fit"
+        )
+    return transform_class(config).from_state(config, state, dict(card), str(path)).frozen()
+
+
+def read_checkpoint(path: Path) -> object:
+    """A checkpoint's contents, read with ``weights_only`` (no code runs); a torn or foreign file is named."""
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a torn one has lost its central directory
+        raise LCrossInputError(
+            f"is not a PyTorch checkpoint ({path.stat().st_size:,} bytes, no complete zip archive): truncated, "
+            "damaged, or another kind of file",
+            where=str(path),
+            fix="use another checkpoint of the run (checkpoints/), its transform/ export, or re-run the fit",
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise LCrossInputError(
+            f"holds objects other than plain tensors and values ({str(err).splitlines()[0][:160]})",
+            where=str(path),
+            fix="give a .ckpt written by `python main.py fit`; lcross never runs code from a checkpoint",
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise LCrossInputError(
+            f"cannot be read as a checkpoint: truncated or damaged ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:160]})",
+            where=str(path),
+            fix="use another checkpoint of the run (checkpoints/), its transform/ export, or re-run the fit",
+        ) from None

@@ -3,12 +3,16 @@ optionally with a PEFT adapter merged in. Models come back in eval mode with gra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import struct
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,8 @@ class ModelSpec:
             from lcross.tiny_models import check_tiny_fields
 
             check_tiny_fields(self.name[len(TINY_PREFIX) :], {k: v for k, v in self.tiny.items() if k != "seed"})
+        if self.adapter:
+            _check_adapter(self.adapter)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -96,6 +102,7 @@ class ModelSpec:
             packaged = packaged_gguf(self.name)
             if packaged is not None:
                 return _Resolved("gguf", str(packaged.parent), packaged.name)
+        _check_model_folder(self.name)
         return _Resolved("pretrained", self.name)
 
     def fingerprint(self) -> str:
@@ -126,9 +133,10 @@ class ModelSpec:
         if resolved.kind == "gguf":
             # Parsing a GGUF's metadata costs about as much as de-quantising it: do that once, then read config.json.
             return AutoConfig.from_pretrained(_dequantised(resolved))
-        return AutoConfig.from_pretrained(
-            resolved.path, revision=self.revision, trust_remote_code=self.trust_remote_code
-        )
+        with _hub_errors_named(resolved.path):
+            return AutoConfig.from_pretrained(
+                resolved.path, revision=self.revision, trust_remote_code=self.trust_remote_code
+            )
 
     def hidden_size(self) -> int:
         return int(self.config().get_text_config().hidden_size)
@@ -202,15 +210,82 @@ def _load_pretrained(path: str, spec: ModelSpec) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        dtype=spec.torch_dtype,
-        device_map=spec.device_map,
-        attn_implementation=spec.attn_implementation,
-        **common,
-    )
-    tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    with _hub_errors_named(path):
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=spec.torch_dtype,
+            device_map=spec.device_map,
+            attn_implementation=spec.attn_implementation,
+            **common,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
     return model, tokenizer
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """A local path rather than a hub id (``org/name``): absolute, relative with ./ or ../, ~, or deeper than one /."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
+
+
+def _check_model_folder(name: str) -> None:
+    """A model name that is a local path must be a folder with a config.json; refused here, before any loading, with
+    what is wrong (transformers reads a missing folder as a malformed hub id)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise LCrossInputError(
+            "is a file, not a model folder",
+            where=name,
+            fix="give the folder that holds config.json and the weights, or a .gguf file",
+        )
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            found = sorted(p.name for p in path.iterdir())[:8]
+            raise LCrossInputError(
+                f"the folder holds no config.json (it holds {found or 'nothing'})",
+                where=name,
+                fix="give a folder written by save_pretrained or downloaded with `hf download <id> --local-dir`",
+            )
+        return
+    if _looks_like_a_path(name):
+        raise LCrossInputError(
+            f"no such model folder (looked from {Path.cwd()})",
+            where=name,
+            fix="check the path; a hub id has the form org/name",
+        )
+
+
+def _check_adapter(adapter: str) -> None:
+    path = Path(adapter).expanduser()
+    if path.is_dir() and not (path / "adapter_config.json").is_file():
+        raise LCrossInputError(
+            "the adapter folder holds no adapter_config.json",
+            where=f"ModelSpec.adapter {adapter}",
+            fix="give a folder written by a PEFT model's save_pretrained, or a hub id",
+        )
+    if not path.exists() and _looks_like_a_path(adapter):
+        raise LCrossInputError(
+            f"no such adapter folder (looked from {Path.cwd()})",
+            where=f"ModelSpec.adapter {adapter}",
+            fix="check the path; a hub id has the form org/name",
+        )
+
+
+@contextlib.contextmanager
+def _hub_errors_named(name: str) -> Iterator[None]:
+    """A hub id that cannot be fetched (offline, unknown, gated) becomes one error naming it and the ways out."""
+    try:
+        yield
+    except OSError as err:
+        if Path(name).exists():
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        raise LCrossInputError(
+            "the model is not in the local Hugging Face cache and could not be fetched from the hub"
+            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {str(err).splitlines()[0][:200]}",
+            where=name,
+            fix="check the id and the network; or download it where there is a network (`hf download "
+            f"{name}`) and run with HF_HUB_OFFLINE=1; or give a local model folder",
+        ) from None
 
 
 def _load_gguf(resolved: _Resolved, spec: ModelSpec) -> tuple[torch.nn.Module, Any]:
@@ -237,8 +312,17 @@ def _dequantised(resolved: _Resolved) -> Path:
 def _dequantise(gguf: Path, cached: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    try:
+        quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except (ValueError, IndexError, KeyError, struct.error, EOFError) as err:
+        # gguf-py reads past the end of a truncated file as a short array ("cannot reshape", "index out of bounds")
+        raise LCrossInputError(
+            f"cannot be read as a GGUF model ({gguf.stat().st_size:,} bytes; truncated or damaged?): "
+            f"{type(err).__name__}: {str(err)[:160]}",
+            where=str(gguf),
+            fix="download the file again and compare its SHA-256 with the publisher's; or give another model",
+        ) from None
     # transformers refuses to save a model loaded from GGUF: copy the float weights into a plain model.
     config = quantised.config
     for attr in ("quantization_config", "_pre_quantization_dtype"):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lcross.concepts import TextPair
+from lcross.data_files import check_encodable, load_dataset_or_explain, parse_json, read_text
 from lcross.errors import LCrossInputError
 
 EMOTIONS = ("happiness", "sadness", "anger", "fear", "disgust", "surprise")
@@ -64,12 +65,7 @@ def emotion_pairs(
 
 def read_scenarios(path: Path) -> list[str]:
     """A JSON list of non-empty strings, without duplicates (first occurrence kept)."""
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise LCrossInputError(
-            f"not valid JSON ({err.msg} at line {err.lineno})", where=str(path), fix="a JSON list of strings"
-        ) from None
+    items = parse_json(read_text(path), str(path), "a JSON list of strings")
     if not isinstance(items, list) or not items:
         raise LCrossInputError(
             f"expected a non-empty JSON list of scenario strings, found {type(items).__name__}",
@@ -83,6 +79,7 @@ def read_scenarios(path: Path) -> list[str]:
                 where=str(path),
                 fix="an emotion file is a JSON list of scenario strings only",
             )
+        check_encodable(item, f"{path} item {index}")
     return list(dict.fromkeys(items))
 
 
@@ -92,7 +89,7 @@ def is_string_list(path: Path) -> bool:
         return False
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError):
         return False
     return isinstance(items, list) and bool(items) and isinstance(items[0], str)
 
@@ -148,22 +145,27 @@ def read_column(source: str, column: str, split: str, where: str) -> list[str]:
 
     path = Path(source)
     builders = {".csv": "csv", ".json": "json", ".jsonl": "json"}
-    try:
-        if path.is_file() and path.suffix in builders:
-            data = datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
-        else:
-            data = datasets.load_dataset(source, split=split)
-    except FileNotFoundError as err:
-        raise LCrossInputError(
-            f"no file or dataset {source!r} ({err})", where=where, fix="give a .csv/.json/.jsonl file or a dataset id"
-        ) from None
+    if path.is_file() and path.suffix in builders:
+        read_text(path)  # a non-UTF-8 or unreadable file is named here, not deep inside datasets
+    data = load_dataset_or_explain(
+        lambda: (
+            datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
+            if path.is_file() and path.suffix in builders
+            else datasets.load_dataset(source, split=split)
+        ),
+        source,
+        where=where,
+        fix="give a .csv/.json/.jsonl file (a path relative to the folder you run from) or a dataset id you can reach",
+    )
     if column not in data.column_names:
         raise LCrossInputError(
             f"{source} has no column {column!r}; its columns are {data.column_names}",
             where=where,
             fix=f"name the column with {where.rsplit('.', 1)[-1]}_column",
         )
-    texts = [t for t in data[column] if isinstance(t, str) and t.strip()]
+    texts = [
+        check_encodable(t, f"{source} column {column!r}") for t in data[column] if isinstance(t, str) and t.strip()
+    ]
     if not texts:
         raise LCrossInputError(f"column {column!r} of {source} holds no text", where=where, fix="check the column")
     return texts
@@ -256,16 +258,12 @@ def stereoset_pairs(spec: Mapping[str, Any], *, seed: int = 0, where: str = "con
 def _stereoset_rows(source: str, config: str, split: str, where: str) -> list[dict[str, Any]]:
     path = Path(source)
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix == ".jsonl":
-                data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
-            else:
-                data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise LCrossInputError(
-                f"not valid JSON ({err.msg})", where=str(path), fix="StereoSet rows as JSON"
-            ) from None
+        text, fix = read_text(path), "StereoSet rows as JSON"
+        if path.suffix == ".jsonl":
+            lines = enumerate(text.splitlines(), start=1)
+            data: Any = [parse_json(line, str(path), fix, line=n) for n, line in lines if line.strip()]
+        else:
+            data = parse_json(text, str(path), fix)
         if isinstance(data, dict) and isinstance(data.get("data"), dict):  # the original release
             data = data["data"].get(config, [])
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
@@ -275,12 +273,12 @@ def _stereoset_rows(source: str, config: str, split: str, where: str) -> list[di
         return data
     import datasets
 
-    try:
-        dataset = datasets.load_dataset(source, config, split=split)
-    except FileNotFoundError as err:
-        raise LCrossInputError(
-            f"no file or dataset {source!r} ({err})", where=f"{where}.stereoset", fix="a StereoSet file or dataset id"
-        ) from None
+    dataset = load_dataset_or_explain(
+        lambda: datasets.load_dataset(source, config, split=split),
+        source,
+        where=f"{where}.stereoset",
+        fix="a StereoSet file or dataset id",
+    )
     names = _class_names(dataset)
     rows = []
     for row in dataset:
@@ -313,5 +311,5 @@ def _sentences_by_label(row: Mapping[str, Any], where: str) -> dict[str, str]:
     for sentence, label in items:
         name = STEREOSET_LABELS[label] if isinstance(label, int) and 0 <= label < 3 else label
         if isinstance(sentence, str) and sentence.strip() and isinstance(name, str):
-            by_label.setdefault(name, sentence)
+            by_label.setdefault(name, check_encodable(sentence, where))
     return by_label

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 from huggingface_hub import ModelCard, ModelHubMixin
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lcross.errors import LCrossInputError
@@ -85,7 +86,12 @@ class TransformFiles(
                 where=where,
                 fix="the file is damaged or from another tool; re-export it",
             )
-        bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+        integral = sorted(k for k, v in state.items() if not v.is_floating_point())
+        if integral:
+            raise LCrossInputError(
+                f"the stored weights {integral} are not floating point", where=where, fix="re-export T from lcross"
+            )
+        bad = sorted(k for k, v in state.items() if not torch.isfinite(v).all())
         if bad:
             raise LCrossInputError(
                 f"the stored weights {bad} contain NaN or Inf", where=where, fix="re-export T from a healthy run"
@@ -196,7 +202,13 @@ def read_export(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.
         raise LCrossInputError(f"the card is not JSON ({err})", where=str(card_path), fix="re-export T") from None
     if not isinstance(card, dict):
         raise LCrossInputError("the card is not a JSON object", where=str(card_path), fix="re-export T")
-    return card, load_file(weights_path)
+    try:
+        weights = load_file(weights_path)
+    except (SafetensorError, OSError) as err:
+        raise LCrossInputError(
+            f"cannot be read as safetensors: truncated or damaged ({err})", where=str(weights_path), fix="re-export T"
+        ) from None
+    return card, weights
 
 
 def _module(transform: Any) -> torch.nn.Module:

@@ -97,5 +97,5 @@ def test_non_transform_inputs_are_rejected(tmp_path):
     with pytest.raises(LCrossInputError, match="not an lcross checkpoint"):
         load_transform(bogus)
     (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(LCrossInputError, match="not an lcross checkpoint"):
+    with pytest.raises(LCrossInputError, match="garbage.ckpt: is not a PyTorch checkpoint"):
         load_transform(tmp_path / "garbage.ckpt")

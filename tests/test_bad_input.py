@@ -1,0 +1,282 @@
+"""Bad data files, model paths and stored transforms: each is one LCrossInputError that names the file and the fix,
+raised before any model loads (never a traceback from deep inside json, datasets, transformers or safetensors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lcross import LCrossInputError, ModelSpec, load_concept, load_transform
+from lcross.models import load_model
+
+PAIR = {"prompt": "The film was", "positive": " good", "negative": " bad"}
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# -- concept data files -------------------------------------------------------------------------------------------
+
+
+def _latin1(tmp: Path) -> Path:
+    path = tmp / "latin1.jsonl"
+    path.write_bytes((json.dumps({**PAIR, "prompt": "caf\u00e9"}, ensure_ascii=False) + "\n").encode("latin-1") * 4)
+    return path
+
+
+def _nested(tmp: Path) -> Path:
+    path = tmp / "nested.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    return path
+
+
+def _nested_line(tmp: Path) -> Path:
+    path = tmp / "nested.jsonl"
+    path.write_text(json.dumps(PAIR) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    return path
+
+
+def _surrogate(tmp: Path) -> Path:
+    path = tmp / "surrogate.jsonl"  # json.dumps writes the lone surrogate as the escape \ud800, as other tools do
+    return _jsonl(path, [PAIR, {**PAIR, "positive": " good\ud800"}, PAIR, PAIR])
+
+
+def _surrogate_scenario(tmp: Path) -> Path:
+    folder = tmp / "emotions"
+    folder.mkdir()
+    (folder / "anger.json").write_text(json.dumps(["a scenario", "another \udc80 one"]))
+    (folder / "joy.json").write_text(json.dumps(["a happy scenario", "another happy one"]))
+    return folder / "anger.json"
+
+
+def _mixed(tmp: Path) -> Path:
+    ab = {"question": "Pick (A) yes (B) no", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}
+    return _jsonl(tmp / "mixed.jsonl", [PAIR, ab, PAIR, ab])
+
+
+def _folder_as_file(tmp: Path) -> Path:
+    (tmp / "train.jsonl").mkdir()
+    return tmp
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (_latin1, "is not UTF-8 text (byte b'\\xe9' at offset"),
+        (_nested, "nested too deeply"),
+        (_nested_line, "line 2 is nested too deeply"),
+        (_surrogate, "item 1 positive: the text holds '\\ud800'"),
+        (_surrogate_scenario, "item 1: the text holds '\\udc80'"),
+        (_mixed, "mixes item kinds ['ab', 'text']"),
+        (_folder_as_file, "train.jsonl: is a folder, not a file"),
+    ],
+    ids=["non-utf8", "deep-nesting", "deep-nesting-jsonl", "surrogate", "surrogate-scenario", "mixed", "dir-as-file"],
+)
+def test_bad_data_files_are_named_with_the_fix(tmp_path, make, fragment):
+    path = make(tmp_path)
+    with pytest.raises(LCrossInputError, match="Fix:") as err:
+        load_concept(path)
+    assert fragment in str(err.value)
+    assert str(path if path.is_file() else tmp_path) in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_an_unreadable_file_is_named(tmp_path):
+    path = _jsonl(tmp_path / "locked.jsonl", [PAIR] * 4)
+    path.chmod(0)
+    with pytest.raises(LCrossInputError, match="permission denied"):
+        load_concept(path)
+
+
+def test_an_unreadable_file_is_named_even_as_root(tmp_path, monkeypatch):
+    """Root reads any file, so the refusal is simulated where the read happens."""
+    path = _jsonl(tmp_path / "locked.jsonl", [PAIR] * 4)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(LCrossInputError, match=r"locked.jsonl: cannot be read \(permission denied\)"):
+        load_concept(path)
+
+
+@pytest.mark.parametrize("source", [None, "", 3, ["a.jsonl"]])
+def test_a_concept_without_a_usable_source_is_named(source):
+    with pytest.raises(LCrossInputError, match=r"data.concepts.mood: concept 'mood' has the source"):
+        load_concept(source, "mood")
+
+
+def test_a_bare_word_that_is_no_file_and_no_dataset_says_both(tmp_path, monkeypatch):
+    """Offline (as here, and as CI is), a misspelt concept path is neither a file nor a reachable dataset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(LCrossInputError) as err:
+        load_concept("sentimnet", "sentiment")
+    message = str(err.value)
+    assert message.startswith("data.concepts.sentiment: 'sentimnet' is neither a file or folder")
+    assert str(tmp_path) in message and "Fix:" in message
+
+
+# -- models -------------------------------------------------------------------------------------------------------
+
+
+def _missing_folder(tmp: Path) -> str:
+    return str(tmp / "models" / "mymodel")
+
+
+def _relative_missing(tmp: Path) -> str:
+    return "./models/mymodel"
+
+
+def _a_file(tmp: Path) -> str:
+    path = tmp / "weights.bin"
+    path.write_bytes(b"\0" * 16)
+    return str(path)
+
+
+def _empty_folder(tmp: Path) -> str:
+    (tmp / "empty").mkdir()
+    return str(tmp / "empty")
+
+
+def _truncated_gguf(tmp: Path) -> str:
+    from gguf import GGUFWriter
+
+    path = tmp / "model.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", torch.zeros(8, 4).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (_missing_folder, "no such model folder"),
+        (_relative_missing, "no such model folder"),
+        (_a_file, "is a file, not a model folder"),
+        (_empty_folder, "holds no config.json"),
+        (_truncated_gguf, "cannot be read as a GGUF model"),
+    ],
+    ids=["missing-folder", "relative-missing-folder", "file", "empty-folder", "truncated-gguf"],
+)
+def test_bad_model_paths_are_named_before_anything_loads(tmp_path, monkeypatch, make, fragment):
+    monkeypatch.chdir(tmp_path)
+    name = make(tmp_path)
+    with pytest.raises(LCrossInputError, match="Fix:") as err:
+        ModelSpec(name).hidden_size()  # what the data module reads first, before any weights
+    assert fragment in str(err.value) and name in str(err.value)
+
+
+def test_an_unreachable_hub_model_is_named(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(LCrossInputError) as err:
+        ModelSpec("lcross-tests/no-such-model").hidden_size()
+    message = str(err.value)
+    assert "lcross-tests/no-such-model" in message and "not in the local Hugging Face cache" in message
+    assert "HF_HUB_OFFLINE" in message
+
+
+@pytest.mark.parametrize("adapter", ["missing", "empty"])
+def test_a_missing_adapter_is_named_before_the_model_loads(tmp_path, adapter):
+    path = tmp_path / "adapter"
+    if adapter == "empty":
+        path.mkdir()
+    with pytest.raises(LCrossInputError, match="adapter") as err:
+        ModelSpec("tiny-llama", adapter=str(path))
+    assert str(path) in str(err.value) and "Fix:" in str(err.value)
+
+
+# -- stored transforms ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def export(tmp_path):
+    from lcross import LinearTransform
+
+    transform = LinearTransform(4, 3)
+    transform.set_matrix(torch.randn(4, 3))
+    return transform.save_pretrained(tmp_path / "export")
+
+
+def _write_weights(folder: Path, tensors) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, folder / "transform.safetensors")
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda d: (d / "transform.safetensors").write_bytes(b"garbage" * 10), "cannot be read as safetensors"),
+        (
+            lambda d: (d / "transform.safetensors").write_bytes((d / "transform.safetensors").read_bytes()[:60]),
+            "cannot be read as safetensors",
+        ),
+        (lambda d: _write_weights(d, {"weight": torch.zeros(4, 3, dtype=torch.int32)}), "not floating point"),
+        (lambda d: _write_weights(d, {"weight": torch.zeros(3, 3)}), "do not match the configuration"),
+        (lambda d: (d / "transform_card.json").write_text("{nope"), "the card is not JSON"),
+        (lambda d: (d / "transform_card.json").write_text('{"format": "lcross.LinearTransform/1"}'), "incomplete"),
+    ],
+    ids=["garbage-weights", "truncated-weights", "int-weights", "wrong-shape", "card-not-json", "card-lacks-fields"],
+)
+def test_a_damaged_export_names_its_file(export, damage, fragment):
+    damage(export)
+    with pytest.raises(LCrossInputError, match="Fix:") as err:
+        load_transform(export)
+    assert fragment in str(err.value) and str(export) in str(err.value)
+
+
+def test_a_truncated_checkpoint_is_named_as_damaged(tiny_run, tmp_path):
+    _, run = tiny_run
+    data = (run / "checkpoints" / "last.ckpt").read_bytes()
+    torn = tmp_path / "torn.ckpt"
+    torn.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LCrossInputError, match="truncated, damaged") as err:
+        load_transform(torn)
+    assert str(torn) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ({"lcross_transform": {"d_source": 4, "d_target": 3}, "state_dict": [1]}, "state_dict is a list"),
+        ({"lcross_transform": [4, 3], "state_dict": {}}, "configuration is a list"),
+        ({"lcross_transform": {"d_source": 4, "d_target": 3}, "state_dict": {"transform.weight": 1}}, "not tensors"),
+    ],
+    ids=["state-not-dict", "config-not-dict", "entries-not-tensors"],
+)
+def test_a_checkpoint_of_the_wrong_types_is_named(tmp_path, content, fragment):
+    path = tmp_path / "odd.ckpt"
+    torch.save(content, path)
+    with pytest.raises(LCrossInputError, match="Fix:") as err:
+        load_transform(path)
+    assert fragment in str(err.value) and str(path) in str(err.value)
+
+
+def test_load_model_names_a_missing_folder_without_touching_the_hub(tmp_path):
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    with pytest.raises(LCrossInputError, match="no such model folder"):
+        load_model(str(tmp_path / "gone"))
