@@ -1,10 +1,14 @@
 """Benchmark: lcross against naive baselines, as ratios measured in one run, on the offline demo pair.
 
-    python bench/run.py            # ~20 min on 2 CPU cores; writes bench/results.json
-    python bench/run.py --quick    # fewer pairs, for a smoke check
+    python bench/run.py               # ~25 min on 2 CPU cores; writes bench/results.json
+    python bench/run.py --quick       # fewer pairs, for a smoke check
+    python bench/run.py --gpu-shapes  # the paper's scale: two 7B-shaped random models, seven CAA behaviours,
+                                      # layer 13, chat template, bf16; writes bench/results_gpu.json
 
 Every ratio compares two ways of computing the same thing in the same process, so machine speed cancels out. The
-results also record the machine, and the largest difference between the two ways' outputs.
+results also record the machine, and the largest difference between the two ways' outputs. ``summary`` holds the
+headline figures flat: extraction time over the FLOP bound of the tokens it must process (each prompt once, at the
+matmul peak this run measures), speedup over a batched full forward, and the sweep and warm-cache ratios.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from lcross.steering import Steering  # noqa: E402
 SOURCE, TARGET = "HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m"
 LAYERS = {SOURCE: 15, TARGET: 9}  # middle blocks of 30 and 18
 DEMO = ROOT / "data" / "demo"
-CAA = ROOT.parent / "shared" / "data" / "caa" / "corrigible-neutral-HHH"
+CAA = ROOT / "data" / "caa" / "corrigible-neutral-HHH"  # shipped copy of ../shared/data/caa
 
 
 def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
@@ -85,24 +89,74 @@ def naive_one_at_a_time(model, tokenizer, pairs, layer):
     return torch.stack(rows)
 
 
-def batched_full_forward(model, tokenizer, pairs, layer, batch_size=16):
+def batched_full_forward(model, tokenizer, pairs, layer, batch_size=16, chat_template=False):
     """Batched, in data order, full forward (all blocks, lm_head) with output_hidden_states."""
-    texts = [encode(tokenizer, p.prompt, c).input_ids for p in pairs for c in (p.positive, p.negative)]
+    texts = [encode(tokenizer, p.prompt, c, chat_template).input_ids for p in pairs for c in (p.positive, p.negative)]
+    device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            batch = pad_batch(tokenizer, texts[start : start + batch_size])
+            batch = pad_batch(tokenizer, texts[start : start + batch_size], device=device)
             last = batch["attention_mask"].cumsum(-1).argmax(-1)
             hidden = model(**batch, output_hidden_states=True).hidden_states[layer + 1]
             out.append(hidden[torch.arange(len(last)), last])
-    states = torch.cat(out)
+    states = torch.cat(out).float().cpu()
     return states[0::2] - states[1::2]
+
+
+# -- the FLOP bound -----------------------------------------------------------------------------------------------
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, seconds: float = 1.0) -> float:
+    """FLOP/s of a square matmul on this device and dtype, best of repeated runs for about ``seconds``."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best, spent = float("inf"), 0.0
+    for _ in range(3):
+        a @ b  # warm-up
+    sync(device)
+    while spent < seconds:
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        sync(device)
+        took = (time.perf_counter() - start) / 4
+        best, spent = min(best, took), spent + 4 * took
+    return 2 * size**3 / best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def unique_token_lengths(tokenizer, pairs, chat_template: bool) -> list[int]:
+    """Per pair, the tokens extraction must process: the prompt once, then each completion's own tokens."""
+    from lcross.activations import encode_texts
+    from lcross.packing import common_prefix
+
+    texts = encode_texts(tokenizer, pairs, chat_template)
+    return [
+        len(a.input_ids) + len(b.input_ids) - common_prefix(a.input_ids, b.input_ids)
+        for a, b in zip(texts[0::2], texts[1::2])
+    ]
+
+
+def flops_to_block(config, layer: int, lengths: list[int]) -> float:
+    """Matmul FLOPs of blocks 0..layer over texts of these lengths: 2 x block weights per token, plus the attention
+    scores and weighted values (2 x 2 x context x heads x head_dim per token, causal: half the square)."""
+    text = config.get_text_config()
+    d, heads = text.hidden_size, text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or d // heads
+    kv = getattr(text, "num_key_value_heads", None) or heads
+    weights = d * head_dim * (2 * heads + 2 * kv) + 3 * d * text.intermediate_size
+    tokens = sum(lengths)
+    attention = sum(2 * 2 * n * (n + 1) / 2 * heads * head_dim for n in lengths)
+    return (layer + 1) * (2 * weights * tokens + attention)
 
 
 # -- benchmarks ---------------------------------------------------------------------------------------------------
 def bench_extraction(name, model, tokenizer, pairs, layer, label):
     extract_deltas(model, tokenizer, pairs[:4], layer)  # warm-up
-    t_lcross, ours = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, batch_size=16))
+    t_lcross, ours = timed(lambda: extract_deltas(model, tokenizer, pairs, layer))
     t_naive, naive = timed(lambda: naive_one_at_a_time(model, tokenizer, pairs, layer))
     t_batched, batched = timed(lambda: batched_full_forward(model, tokenizer, pairs, layer))
     row = {
@@ -121,6 +175,42 @@ def bench_extraction(name, model, tokenizer, pairs, layer, label):
         f"{row['speedup_vs_naive']:.2f}x vs one-at-a-time (target >= 3), "
         f"{row['speedup_vs_batched_full']:.2f}x vs batched full forward (target >= 1.6); "
         f"max |diff| {row['max_abs_diff_vs_naive']:.1e}",
+        flush=True,
+    )
+    return row
+
+
+def bench_extraction_bound(name, model, tokenizer, pairs, layer, peak):
+    """The issue-10 row: CAA pairs with the chat template, lcross against the FLOP bound of the tokens it must
+    process (each prompt once), a batched full forward, and lcross without packing (one text per row)."""
+    extract_deltas(model, tokenizer, pairs[:4], layer, chat_template=True)  # warm-up (and the packing self-check)
+    t_lcross, ours = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, chat_template=True), 2)
+    t_plain, plain = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, chat_template=True, pack_pairs=False))
+    t_batched, batched = timed(lambda: batched_full_forward(model, tokenizer, pairs, layer, chat_template=True))
+    lengths = unique_token_lengths(tokenizer, pairs, chat_template=True)
+    flops = flops_to_block(model.config, layer, lengths)
+    bound = flops / peak
+    row = {
+        "model": name,
+        "data": "caa-corrigible, chat template",
+        "pairs": len(pairs),
+        "layer": layer,
+        "unique_tokens": sum(lengths),
+        "flops": flops,
+        "matmul_peak_flops": peak,
+        "seconds": {"lcross": t_lcross, "lcross_unpacked": t_plain, "batched_full_forward": t_batched, "bound": bound},
+        "over_limit": t_lcross / bound,
+        "speedup_vs_batched_full": t_batched / t_lcross,
+        "speedup_vs_unpacked": t_plain / t_lcross,
+        "max_abs_diff_vs_unpacked": float((ours - plain).abs().max()),
+        "max_abs_diff_vs_batched": float((ours - batched).abs().max()),
+    }
+    print(
+        f"extraction {name.split('/')[-1]} CAA corrigible, chat template ({len(pairs)} pairs, layer {layer}, "
+        f"{sum(lengths)} unique tokens): {row['over_limit']:.2f}x the FLOP bound {bound:.2f} s at "
+        f"{peak / 1e9:.0f} GFLOP/s (target <= 1.5), {row['speedup_vs_batched_full']:.2f}x vs batched full forward "
+        f"(target >= 5), {row['speedup_vs_unpacked']:.2f}x vs one text per row; max |diff| vs batched "
+        f"{row['max_abs_diff_vs_batched']:.1e}",
         flush=True,
     )
     return row
@@ -330,8 +420,20 @@ def demo_pairs(n):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer pairs and epochs, for a smoke check")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", default=None, help="bench/results.json, or bench/results_gpu.json with --gpu-shapes")
+    parser.add_argument(
+        "--gpu-shapes",
+        action="store_true",
+        help="the paper-scale workload on two 7B-shaped random models instead (see bench/gpu_shapes.py --help)",
+    )
+    args, rest = parser.parse_known_args()
+    if args.gpu_shapes:
+        from bench.gpu_shapes import main as gpu_main
+
+        gpu_main(rest + (["--out", args.out] if args.out else []))
+        return
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
     n_pairs, n_caa, n_items, n_memory = (16, 8, 6, 100) if args.quick else (96, 48, 24, 1000)
     n_prompts, n_new = (4, 8) if args.quick else (8, 32)
     info = machine()
@@ -342,8 +444,15 @@ def main() -> None:
     sentiment = load_concept(DEMO / "sentiment")
     caa = load_concept(CAA, max_train=n_caa) if CAA.exists() else None
     models = {}
+    peak = matmul_peak(torch.device("cpu"), torch.float32)
+    print(f"float32 matmul peak measured: {peak / 1e9:.1f} GFLOP/s", flush=True)
+    caa_all = load_concept(CAA)
+    model, tok = models[SOURCE] = load_model(SOURCE)
+    pairs = caa_all.train[: 48 if args.quick else None]
+    results["extraction_bound"] = bench_extraction_bound(SOURCE, model, tok, pairs, LAYERS[SOURCE], peak)
     for name in (SOURCE, TARGET):
-        models[name] = load_model(name)
+        if name not in models:
+            models[name] = load_model(name)
         model, tok = models[name]
         results["extraction"].append(bench_extraction(name, model, tok, demo_pairs(n_pairs), LAYERS[name], "demo"))
         if caa is not None:
@@ -374,7 +483,14 @@ def main() -> None:
     results["gradient_descent"] = bench_gradient_descent(xs, xt, 200 if args.quick else 3000)
     results["memory"] = [bench_memory(name, n_memory) for name in (SOURCE, TARGET)]
 
-    out = Path(args.out)
+    results["summary"] = {
+        "cpu_extraction_over_limit": results["extraction_bound"]["over_limit"],
+        "cpu_extraction_speedup_vs_batched": results["extraction_bound"]["speedup_vs_batched_full"],
+        "cpu_sweep_ratio": results["efficacy"]["ratio"],
+        "warm_cache_ratio": results["cache"]["ratio"],
+    }
+    print(f"summary: {json.dumps(results['summary'])}", flush=True)
+    out = Path(args.out or ROOT / "bench" / "results.json")
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2))
     os.replace(tmp, out)
