@@ -19,12 +19,14 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lcross.callbacks.generation_efficacy import GenerationEfficacy
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.checkpoint_files import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
 from lcross.datamodule import PairedDeltas
 from lcross.errors import LCrossInputError
-from lcross.files import claim_version
+from lcross.files import claim_version, remove_stale_temporaries
 from lcross.progress import show_progress_logs
 from lcross.run_summary import run_summary
 from lcross.system import LCross
@@ -45,7 +47,19 @@ class LCrossCLI(LightningCLI):
         """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None)."""
         keys = self._parser(self.subcommand).callback_keys
         extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
-        return self._instantiate_trainer({**self._get(self.config_init, "trainer", default={}), **kwargs}, extra)
+        trainer = self._instantiate_trainer({**self._get(self.config_init, "trainer", default={}), **kwargs}, extra)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        """An explicit ``--ckpt_path`` is checked whole before LightningCLI reads its hyperparameters (a torn file
+        would fail there with a bare zip error)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            check_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """Each fit gets its own run folder, claimed before anything is written (two runs started together never
@@ -62,14 +76,28 @@ class LCrossCLI(LightningCLI):
             return
         inherited = os.environ.get(RUN_VERSION_ENV) if int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 else None
         runs = Path(args.get("save_dir") or ".") / (args.get("name") or "lightning_logs")
-        candidates = [p.parent.parent.name for p in runs.glob("version_*/checkpoints/last.ckpt")]
+        candidates = {p.parent.parent.name for p in runs.glob("version_*/checkpoints/*.ckpt")}
         resumable = sorted(candidates, key=lambda name: int(name.split("_")[1]))
         if inherited:
             args.version = inherited
         elif config.get("ckpt_path") == "last" and resumable:
             args.version = resumable[-1]
+            # A torn last.ckpt (a kill during its write, a full disk) is skipped for the newest intact checkpoint.
+            run = runs / args.version
+            for folder in (run, run / "checkpoints"):  # what killed writes of this run left; no one else writes here
+                remove_stale_temporaries(folder, older_than_s=0)
+            chosen = resumable_checkpoint(run / "checkpoints")
+            if chosen is not None and chosen.name != "last.ckpt":
+                config.ckpt_path = str(chosen)
         else:
-            args.version = claim_version(runs)
+            try:
+                args.version = claim_version(runs)
+            except OSError as err:
+                raise LCrossInputError(
+                    f"cannot create a run folder there ({err.strerror})",
+                    where=str(runs),
+                    fix="make it writable, or set trainer.logger.init_args.save_dir to a writable folder",
+                ) from None
         os.environ[RUN_VERSION_ENV] = args.version
 
     def after_fit(self) -> None:

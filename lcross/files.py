@@ -64,9 +64,10 @@ def claim_version(runs: str | Path) -> str:
 
 
 def remove_stale_temporaries(folder: str | Path, older_than_s: float = 6 * 3600) -> int:
-    """Removes the temporary folders ``atomic_path`` leaves when its writer is killed (never read, only taking space,
-    e.g. half a de-quantised model). Only folders older than ``older_than_s`` go, so a write in progress in another
-    process is left alone. Returns how many were removed."""
+    """Removes the temporaries (``.<name>.<random>.tmp`` folders or files) that ``atomic_path`` and atomic
+    checkpoint writes leave when their writer is killed (never read, only taking space, e.g. half a de-quantised
+    model). Only those older than ``older_than_s`` go, so a write in progress in another process is left alone; a
+    folder owned by one process (a claimed run folder) can pass 0. Returns how many were removed."""
     import time
 
     folder = Path(folder)
@@ -74,7 +75,10 @@ def remove_stale_temporaries(folder: str | Path, older_than_s: float = 6 * 3600)
         return 0
     cutoff, removed = time.time() - older_than_s, 0
     for path in folder.glob(".*.tmp"):
-        if path.is_dir() and path.stat().st_mtime < cutoff:
-            shutil.rmtree(path, ignore_errors=True)
+        if path.stat().st_mtime < cutoff:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -163,14 +163,15 @@ def test_remote_code_does_not_run_unless_asked(tmp_path):
     assert ModelSpec("x").trust_remote_code is False
 
 
-def test_checkpoints_load_with_weights_only(tmp_path):
+def test_checkpoints_load_with_weights_only(tmp_path, capfd):
     class Evil:
         def __reduce__(self):
             return (print, ("code ran",))
 
     torch.save({"state_dict": {}, "hyper_parameters": {"d_source": 1}, "payload": Evil()}, tmp_path / "evil.ckpt")
-    with pytest.raises(lcross.LCrossInputError, match="not an lcross checkpoint"):
+    with pytest.raises(lcross.LCrossInputError, match="evil.ckpt: holds objects other than plain tensors"):
         load_transform(tmp_path / "evil.ckpt")
+    assert "code ran" not in capfd.readouterr().out
 
 
 def test_extraction_matches_after_reload(tmp_path):
