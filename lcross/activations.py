@@ -28,6 +28,7 @@ from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks
 from lcross.packing import Row, collate, model_inputs, pack, packing_supported, single
 from lcross.prompting import Encoded, encode_many
+from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_text_lengths, context_length
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def extract_deltas(
     chat_template: bool = ...,
     on_batch: Callable[[int, int], None] | None = ...,
     pack_pairs: bool | None = ...,
+    max_text_tokens: int = ...,
 ) -> torch.Tensor: ...
 
 
@@ -67,6 +69,7 @@ def extract_deltas(
     chat_template: bool = ...,
     on_batch: Callable[[int, int], None] | None = ...,
     pack_pairs: bool | None = ...,
+    max_text_tokens: int = ...,
 ) -> dict[int, torch.Tensor]: ...
 
 
@@ -81,6 +84,7 @@ def extract_deltas(
     chat_template: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
     pack_pairs: bool | None = None,
+    max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
 ) -> torch.Tensor | dict[int, torch.Tensor]:
     """Activation deltas of contrastive pairs at the output of decoder block ``layer`` (0-based).
 
@@ -99,14 +103,19 @@ def extract_deltas(
         on_batch: called with (texts done, texts total) after each forward pass.
         pack_pairs: pack each pair's two texts into one row; None (default) packs when the model's attention
             honours custom masks (``lcross.packing.packing_supported``), False reads each text in its own row.
+        max_text_tokens: refuse (naming the pair) any text longer than this or than the model's context, before
+            any forward pass.
 
     Returns:
         float32 tensor [n_pairs, d_model] on the CPU; for a list of layers, a dict layer -> such a tensor.
     """
     layers = [layer] if isinstance(layer, int) else list(layer)
     texts = encode_texts(tokenizer, pairs, chat_template)
-    # Every text's token ids (and so its length) are known from here on: the one place to check them against the
-    # model's context before any forward pass.
+    # Every text's token ids (and so its length) are known from here on: checked against the model's context and
+    # the cap before any forward pass.
+    labels = [f"pair {i} ({side})" for i in range(len(pairs)) for side in ("positive", "negative")]
+    name = getattr(model.config, "name_or_path", "") or type(model).__name__
+    check_text_lengths(texts, labels, max_text_tokens, context_length(model.config), name)
     states = last_token_states(
         model,
         tokenizer,

@@ -24,6 +24,7 @@ from lcross.models import ModelSpec
 from lcross.splits import Part, SplitBy, check_held_out_is_unseen, make_split, paired_rows, vector_rows
 from lcross.steering_vector import SteeringVector
 from lcross.store import DeltaStore, Side
+from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens
 
 
 class PairedDeltas(L.LightningDataModule):
@@ -60,6 +61,9 @@ class PairedDeltas(L.LightningDataModule):
         extraction_trainer: if set, extraction runs as ``L.Trainer(**extraction_trainer).predict`` split across
             processes, GPUs or nodes (e.g. ``{accelerator: gpu, devices: 8, strategy: ddp_spawn}``); each rank writes
             its own shard and rank 0 merges them into the cache. Unset: one process.
+        max_text_tokens: before extraction, every text (training pairs, evaluation items, open-ended prompts) is
+            measured with each model's tokenizer and refused, naming the item, when longer than this or than the
+            model's context (a stray 10k-character item would otherwise take minutes and gigabytes).
         cache_dir: where deltas are cached (default ``$LCROSS_CACHE/deltas``).
         seed: seed for splitting items.
     """
@@ -84,6 +88,7 @@ class PairedDeltas(L.LightningDataModule):
         extraction_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         shard_size: int = 256,
         extraction_trainer: dict[str, Any] | None = None,
+        max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
         cache_dir: str | None = None,
         seed: int = 0,
     ):
@@ -101,6 +106,7 @@ class PairedDeltas(L.LightningDataModule):
                 fix="give as many target layers as source layers: source layer i maps into target layer i",
             )
         self.sv_method, self.chat_template, self.batch_size = sv_method, chat_template, batch_size
+        check_max_text_tokens(max_text_tokens)
         if shard_size < 1:
             raise LCrossInputError(f"shard_size is {shard_size}", where="data.shard_size", fix="use 1 or more")
         if not concepts:
@@ -130,6 +136,7 @@ class PairedDeltas(L.LightningDataModule):
             extraction_max_batch_tokens=extraction_max_batch_tokens,
             shard_size=shard_size,
             extraction_trainer=extraction_trainer,
+            max_text_tokens=max_text_tokens,
         )
         self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
 

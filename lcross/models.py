@@ -138,6 +138,22 @@ class ModelSpec:
                 resolved.path, revision=self.revision, trust_remote_code=self.trust_remote_code
             )
 
+    def tokenizer(self) -> Any:
+        """The model's tokenizer alone, without its weights (to measure texts before anything loads)."""
+        from transformers import AutoTokenizer
+
+        resolved = self.resolve()
+        if resolved.kind == "tiny":
+            from lcross.tiny_models import byte_tokenizer
+
+            return byte_tokenizer()
+        if resolved.kind == "gguf":
+            return AutoTokenizer.from_pretrained(_dequantised(resolved))
+        with _hub_errors_named(resolved.path):
+            return AutoTokenizer.from_pretrained(
+                resolved.path, revision=self.revision, trust_remote_code=self.trust_remote_code
+            )
+
     def hidden_size(self) -> int:
         return int(self.config().get_text_config().hidden_size)
 

@@ -13,13 +13,15 @@ from typing import Any, Literal
 
 import torch
 
-from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, extract_deltas
+from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, encode_texts, extract_deltas
 from lcross.concepts import Concept
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.layers import as_layer_list, layer_label
 from lcross.models import ModelSpec, load_model
 from lcross.progress import phase
+from lcross.prompting import encode_many
 from lcross.sharded_extraction import extract_deltas_sharded
+from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens, check_text_lengths, context_length
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class DeltaStore:
         extraction_max_batch_tokens: at most this many tokens per forward pass (halved on a CUDA out-of-memory error).
         shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
         extraction_trainer: if set, ``L.Trainer(**extraction_trainer).predict`` extracts each shard across processes.
+        max_text_tokens: refuse any text longer than this (or than the model's context) before extraction.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class DeltaStore:
         shard_size: int,
         extraction_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         extraction_trainer: dict[str, Any] | None = None,
+        max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
     ):
         self.specs, self.concepts = dict(specs), dict(concepts)
         self.layers = {side: as_layer_list(layers[side]) for side in layers}
@@ -67,6 +71,8 @@ class DeltaStore:
             extraction_trainer,
         )
         self.extraction_max_batch_tokens = extraction_max_batch_tokens
+        check_max_text_tokens(max_text_tokens)
+        self.max_text_tokens = max_text_tokens
         self._models: dict[Side, tuple[torch.nn.Module, Any]] = {}
         self._fingerprints: dict[Side, str] = {}
 
@@ -113,7 +119,19 @@ class DeltaStore:
         """Extracts every (shard, layer) the cache lacks, all missing layers of a shard in one pass; the source model
         is released once its shards are done."""
         self.cache.remove_stale_temporaries()
-        for side in SIDES:
+        needed = [
+            side
+            for side in SIDES
+            if any(
+                self.cache.load(key) is None
+                for name in self.concepts
+                for shard in range(self.n_shards(name))
+                for key in self.shard_keys(side, name, shard).values()
+            )
+        ]
+        for side in needed:  # every text measured before the first forward pass
+            self.check_text_lengths(side)
+        for side in needed:
             for name, concept in self.concepts.items():
                 for shard in range(self.n_shards(name)):
                     keys = self.shard_keys(side, name, shard)
@@ -128,6 +146,22 @@ class DeltaStore:
                         self._extract_shard(side, pairs, missing, meta, advance)
             if side == "source":
                 self.release("source")  # the source is not needed after extraction
+
+    def check_text_lengths(self, side: Side) -> None:
+        """Refuses, naming the item, any text of the concepts (training pairs, evaluation items, open-ended prompts)
+        longer than ``max_text_tokens`` or the model's context, with the tokenizer alone (no weights loaded)."""
+        spec = self.specs[side]
+        tokenizer = self._models[side][1] if side in self._models else spec.tokenizer()
+        context = context_length(spec.config())
+        for name, concept in self.concepts.items():
+            where = f"{concept.source or name}"
+            for part, items in (("training pair", concept.train), ("evaluation item", concept.test)):
+                texts = encode_texts(tokenizer, items, self.chat_template)
+                labels = [f"{where} {part} {i} ({s})" for i in range(len(items)) for s in ("positive", "negative")]
+                check_text_lengths(texts, labels, self.max_text_tokens, context, spec.name)
+            prompts = encode_many(tokenizer, [(p, "") for p in concept.open_ended], self.chat_template)
+            labels = [f"{where} open-ended prompt {i}" for i in range(len(prompts))]
+            check_text_lengths(prompts, labels, self.max_text_tokens, context, spec.name)
 
     def _extract_shard(
         self, side: Side, pairs: list, keys: dict[int, str], meta: dict[str, Any], advance: Callable[[int], None]
@@ -155,6 +189,7 @@ class DeltaStore:
             max_batch_tokens=self.extraction_max_batch_tokens,
             chat_template=self.chat_template,
             on_batch=_advancer(advance),
+            max_text_tokens=self.max_text_tokens,
         )
         for layer, key in keys.items():
             self.cache.save(key, deltas[layer], {**meta, "layer": layer})

@@ -280,3 +280,76 @@ def test_load_model_names_a_missing_folder_without_touching_the_hub(tmp_path):
     shutil.rmtree(tmp_path, ignore_errors=True)
     with pytest.raises(LCrossInputError, match="no such model folder"):
         load_model(str(tmp_path / "gone"))
+
+
+# -- text lengths ---------------------------------------------------------------------------------------------------
+
+
+def test_a_text_over_the_cap_is_refused_before_any_forward_pass(tiny_llama, monkeypatch):
+    from lcross import ContrastivePair, extract_deltas
+
+    model, tokenizer = tiny_llama
+    pairs = [ContrastivePair("Short", " a", " b"), ContrastivePair("x" * 1_000, " a", " b")]
+    monkeypatch.setattr(model, "forward", lambda *a, **k: pytest.fail("a forward pass ran"))
+    with pytest.raises(LCrossInputError, match=r"pair 1 \(positive\): the text is 1,00\d tokens long") as err:
+        extract_deltas(model, tokenizer, pairs, 1, max_text_tokens=512)
+    assert "max_text_tokens 512" in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_a_text_over_the_models_context_names_the_context(tiny_llama):
+    from lcross import ContrastivePair, extract_deltas
+
+    model, tokenizer = tiny_llama
+    context = model.config.max_position_embeddings
+    pairs = [ContrastivePair("Short", " a", " b"), ContrastivePair("y" * (context + 10), " a", " b")]
+    with pytest.raises(LCrossInputError, match=f"over the model's context of {context:,} tokens"):
+        extract_deltas(model, tokenizer, pairs, 1, max_text_tokens=10 * context)
+
+
+def test_the_data_module_measures_every_text_before_any_model_loads(tmp_path, monkeypatch):
+    import lcross.store
+    from lcross import PairedDeltas
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    _jsonl(folder / "train.jsonl", [PAIR, {**PAIR, "positive": " fine"}, {**PAIR, "positive": " great"}])
+    _jsonl(folder / "test.jsonl", [PAIR, {**PAIR, "prompt": "word " * 300}])
+    monkeypatch.setattr(lcross.store, "load_model", lambda spec: pytest.fail("a model loaded"))
+    data = PairedDeltas(
+        ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1}),
+        ModelSpec("tiny-gemma3_text", tiny={"hidden_size": 48, "seed": 2}),
+        1,
+        1,
+        {
+            "long": str(folder),
+            "short": str(
+                _jsonl(
+                    tmp_path / "short.jsonl",
+                    [{"prompt": "It is", "positive": " hot", "negative": n} for n in (" cold", " cool", " icy")],
+                )
+            ),
+        },
+        val_concepts=["long"],
+        max_text_tokens=1024,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    expected = r"long evaluation item \d \(positive\): the text is 1,5\d\d tokens"
+    with pytest.raises(LCrossInputError, match=expected) as err:
+        data.prepare_data()
+    assert str(folder) in str(err.value) and "max_text_tokens 1,024" in str(err.value)
+
+
+@pytest.mark.parametrize("value", [0, -5, True, 2.5])
+def test_max_text_tokens_below_one_is_refused_at_construction(tmp_path, value):
+    from lcross import PairedDeltas
+
+    with pytest.raises(LCrossInputError, match="max_text_tokens"):
+        PairedDeltas(
+            ModelSpec("tiny-llama"),
+            ModelSpec("tiny-llama"),
+            1,
+            1,
+            {"a": str(_jsonl(tmp_path / "a.jsonl", [PAIR, {**PAIR, "negative": " ok"}] * 3))},
+            split="pair",
+            max_text_tokens=value,
+        )
