@@ -246,3 +246,27 @@ def test_gpu_shapes_bench_runs_on_cpu(tmp_path):
         assert row["agreement_vs_batched_full"]["sv_cosine"] > 0.9999
         assert row["unique_tokens"] < row["tokens_all_texts"]
         assert set(row["seconds"]) >= {"lcross", "batched_full_forward", "one_at_a_time_extrapolated", "flop_bound"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "layer", "chat"),
+    [("HuggingFaceTB/SmolLM2-135M-Instruct", 15, True), ("google/gemma-3-270m", 9, False)],  # Gemma-3-270m: no template
+)
+def test_packed_extraction_on_real_weights(name, layer, chat):
+    # Real tokenizers merge across the prompt/completion boundary ("like" + "s" -> "likes"); CAA pairs with the chat
+    # template are the workload of issue 10. Reference: each text alone through a plain forward with hidden states.
+    from lcross import load_concept, load_model
+
+    model, tokenizer = load_model(name)
+    caa = load_concept(ROOT / "data" / "caa" / "corrigible-neutral-HHH", max_train=6).train
+    merging = [ContrastivePair("I really like", "s", " cats"), ContrastivePair("The answer is", " (A)", " (B)")]
+    for pairs, chat_template in ((caa, chat), (merging, False)):
+        packed = extract_deltas(model, tokenizer, pairs, layer, chat_template=chat_template)
+        with torch.no_grad():
+            expected = _reference_deltas(model, tokenizer, pairs, layer, chat_template)
+        scale = expected.norm(dim=1, keepdim=True)
+        assert float(((packed - expected).norm(dim=1, keepdim=True) / scale).max()) < 1e-4
+        margins = completion_logprobs(model, tokenizer, pairs, chat_template=chat_template, pack_pairs=True)
+        plain = completion_logprobs(model, tokenizer, pairs, chat_template=chat_template, pack_pairs=False)
+        torch.testing.assert_close(margins, plain, atol=1e-3, rtol=1e-4)
