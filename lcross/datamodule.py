@@ -21,6 +21,7 @@ from lcross.delta_cache import DeltaCache
 from lcross.errors import LCrossInputError
 from lcross.layers import check_layer, parse_layers
 from lcross.models import ModelSpec
+from lcross.setting_checks import flag, one_of, open_fraction, whole_number
 from lcross.splits import Part, SplitBy, check_held_out_is_unseen, make_split, paired_rows, vector_rows
 from lcross.steering_vector import SteeringVector
 from lcross.store import DeltaStore, Side
@@ -107,8 +108,21 @@ class PairedDeltas(L.LightningDataModule):
             )
         self.sv_method, self.chat_template, self.batch_size = sv_method, chat_template, batch_size
         check_max_text_tokens(max_text_tokens)
-        if shard_size < 1:
-            raise LCrossInputError(f"shard_size is {shard_size}", where="data.shard_size", fix="use 1 or more")
+        for option, value, minimum, optional in (
+            ("max_train_pairs", max_train_pairs, 1, True),
+            ("max_test_items", max_test_items, 1, True),
+            ("batch_size", batch_size, 0, False),
+            ("extraction_batch_size", extraction_batch_size, 1, True),
+            ("extraction_max_batch_tokens", extraction_max_batch_tokens, 1, False),
+            ("shard_size", shard_size, 1, False),
+            ("seed", seed, 0, False),
+        ):
+            whole_number(value, f"data.{option}", minimum=minimum, optional=optional)
+        open_fraction(test_fraction, "data.test_fraction")
+        open_fraction(val_fraction, "data.val_fraction")
+        one_of(split, ("concept", "pair"), "data.split")
+        one_of(sv_method, ("caa", "repe"), "data.sv_method")
+        flag(chat_template, "data.chat_template")
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
         self.split = make_split(list(concepts), val_concepts, split, val_fraction)

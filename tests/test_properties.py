@@ -1,0 +1,168 @@
+"""Property-based: whatever JSON / JSONL concept file or data setting a user writes, lcross either refuses it with an
+LCrossInputError that names the file or the option, or runs and gives finite deltas and steering vectors. Never
+another exception type, never NaN.
+
+Examples are generated deterministically (``derandomize``), so the suite stays reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lcross import LCrossInputError, ModelSpec, PairedDeltas, caa_vector, extract_deltas, load_concept
+from lcross.tiny_models import byte_tokenizer, tiny_model
+
+FIELDS = [
+    "prompt",
+    "positive",
+    "negative",
+    "question",
+    "answer_matching_behavior",
+    "answer_not_matching_behavior",
+]
+
+text = st.one_of(
+    st.sampled_from(["", " ", "The film was", " good", " bad", "(A)", "(B)", "Pick (A) yes (B) no", "\ud800 x"]),
+    st.text(max_size=12),
+)
+scalar = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True), text)
+value = st.recursive(
+    scalar, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(text, inner, max_size=3)), max_leaves=6
+)
+# Records that look like concept items most of the time, with any field possibly wrong, missing or extra.
+record = st.one_of(
+    st.dictionaries(st.sampled_from(FIELDS), st.one_of(text, value), min_size=1, max_size=4),
+    st.fixed_dictionaries({"prompt": text, "positive": text, "negative": text}),
+    st.fixed_dictionaries(
+        {
+            "question": text,
+            "answer_matching_behavior": st.sampled_from(["(A)", "(B)", "(C)", "A", ""]),
+            "answer_not_matching_behavior": st.sampled_from(["(A)", "(B)", "(C)", "B"]),
+        }
+    ),
+    value,
+)
+words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=10)
+good_pair = st.builds(
+    lambda p, a, b: {"prompt": p, "positive": f" {a}", "negative": f" {a}{b}"}, st.text(max_size=30), words, words
+)
+# Mostly well-formed files (a few pairs, any unicode), some with one bad record slipped in, and arbitrary JSON.
+good_file = st.lists(good_pair, min_size=3, max_size=8)
+spoiled_file = st.tuples(good_file, record, st.integers(0, 8)).map(lambda t: [*t[0][: t[2]], t[1], *t[0][t[2] :]])
+json_file = st.one_of(good_file, spoiled_file, st.lists(record, max_size=8), value)
+jsonl_file = st.one_of(
+    good_file.map(lambda rows: [json.dumps(r) for r in rows]),
+    spoiled_file.map(lambda rows: [json.dumps(r) for r in rows]),
+    st.lists(st.one_of(record.map(json.dumps), st.sampled_from(["", "{", "not json", "[1, 2]", "null"])), max_size=8),
+)
+
+TINY = dict(
+    settings=settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_model():
+    return tiny_model("llama", hidden_size=32, seed=1), byte_tokenizer()
+
+
+def _check_concept_file(path: Path, model) -> None:
+    try:
+        concept = load_concept(path)
+    except LCrossInputError as err:
+        assert str(path) in str(err) or "data." in str(err), str(err)
+        return
+    pairs = concept.train[:4]
+    deltas = extract_deltas(*model, pairs, 1)
+    assert torch.isfinite(deltas).all()
+    if not torch.equal(deltas, torch.zeros_like(deltas)):
+        assert torch.isfinite(caa_vector(deltas)).all()
+
+
+@given(content=json_file)
+@TINY["settings"]
+def test_any_json_concept_file_is_refused_by_name_or_gives_finite_deltas(tmp_path_factory, tiny_llama_model, content):
+    path = tmp_path_factory.mktemp("json") / "concept.json"
+    path.write_text(json.dumps(content), encoding="utf-8", errors="surrogatepass")
+    _check_concept_file(path, tiny_llama_model)
+
+
+@given(lines=jsonl_file)
+@TINY["settings"]
+def test_any_jsonl_concept_file_is_refused_by_name_or_gives_finite_deltas(tmp_path_factory, tiny_llama_model, lines):
+    path = tmp_path_factory.mktemp("jsonl") / "concept.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    _check_concept_file(path, tiny_llama_model)
+
+
+GOOD = [
+    {"prompt": "The film was", "positive": f" {p}", "negative": f" {n}"}
+    for p, n in [
+        ("good", "bad"),
+        ("great", "awful"),
+        ("fine", "poor"),
+        ("nice", "dull"),
+        ("lovely", "ugly"),
+        ("bright", "dim"),
+    ]
+]
+number = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 300), st.floats(-2, 2), st.just(float("nan")), st.just("3")
+)
+data_settings = st.fixed_dictionaries(
+    {},
+    optional={
+        "max_train_pairs": number,
+        "max_test_items": number,
+        "test_fraction": number,
+        "val_fraction": number,
+        "batch_size": number,
+        "shard_size": number,
+        "max_text_tokens": number,
+        "extraction_max_batch_tokens": number,
+        "extraction_batch_size": number,
+        "split": st.sampled_from(["concept", "pair", "Concept", ""]),
+        "sv_method": st.sampled_from(["caa", "repe", "pca"]),
+        "source_layer": st.one_of(st.integers(-2, 5), st.sampled_from(["0-1", "1:2", "x", [0, 1]])),
+        "val_concepts": st.one_of(st.none(), st.lists(st.sampled_from(["a", "b", "c"]), max_size=3)),
+    },
+)
+
+
+@given(options=data_settings)
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_any_data_setting_is_refused_by_name_or_gives_finite_deltas(tmp_path_factory, options):
+    root = tmp_path_factory.mktemp("settings")
+    concepts = {}
+    for i, name in enumerate(["a", "b"]):
+        path = root / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({**r, "prompt": f"{r['prompt']} {i}"}) + "\n" for r in GOOD))
+        concepts[name] = str(path)
+    layer = options.pop("source_layer", 1)
+    options.setdefault("val_concepts", ["b"])
+    try:
+        data = PairedDeltas(
+            ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1}),
+            ModelSpec("tiny-llama", tiny={"hidden_size": 24, "seed": 2}),
+            layer,
+            layer if not isinstance(layer, str) or "-" in layer else 1,
+            concepts,
+            cache_dir=str(root / "cache"),
+            **options,
+        )
+        data.prepare_data()
+        data.setup("fit")
+    except LCrossInputError as err:
+        assert "data." in str(err) or "layer" in str(err) or str(root) in str(err), str(err)
+        return
+    for side in ("source", "target"):
+        for deltas in data.deltas[side].values():
+            assert torch.isfinite(deltas).all()
+    assert all(math.isfinite(v) for v in [data.d_source, data.d_target])
