@@ -1,8 +1,11 @@
-"""Writes the offline demo's concepts: data/demo/<concept>/{train,test,open_ended}.jsonl.
+"""Writes the offline demo's concepts: data/demo/<concept>/{train,test,test_novel,open_ended}.jsonl.
 
 Six simple concepts that small models represent: each is a prompt completed by one word that matches the concept
 (positive) or its opposite (negative). Training and test items use disjoint prompt templates, so evaluation prompts
-were never seen when the steering vectors or T were fitted. Each concept also has open-ended prompts
+were never seen when the steering vectors or T were fitted. ``test.jsonl`` reuses the training word pairs in the new
+templates (the "in-vocabulary" set); ``test_novel.jsonl`` puts the same test templates with word pairs written for
+this project that no training pair of any demo concept uses, and that share no stem with a training word (neither
+contains the other), so a transfer cannot ride on the training words alone. Each concept also has open-ended prompts
 (``open_ended.jsonl``, one ``{"prompt"}`` a line): short, neutral requests for free text in which the concept can
 show up, for steered generation judged by e.g. a sentiment analyser. They are written for this project, are disjoint
 from the train/test templates (none contains one) and use neither pole's words. Rerun after editing:
@@ -24,6 +27,16 @@ CONCEPTS: dict[str, dict[str, list]] = {
             (" fantastic", " horrible"),
             (" excellent", " dreadful"),
             (" lovely", " miserable"),
+        ],
+        # Held out by word: no training pair (of any concept) uses these words; test_novel.jsonl pairs them with
+        # the test templates.
+        "novel_words": [
+            (" superb", " appalling"),
+            (" brilliant", " lousy"),
+            (" delightful", " disappointing"),
+            (" marvellous", " atrocious"),
+            (" perfect", " disastrous"),
+            (" good", " poor"),
         ],
         "train": [
             "I watched the movie last night, and honestly it was",
@@ -87,6 +100,14 @@ CONCEPTS: dict[str, dict[str, list]] = {
             (" heated", " frozen"),
             (" sweltering", " frosty"),
         ],
+        "novel_words": [
+            (" searing", " glacial"),
+            (" steaming", " cool"),
+            (" blazing", " arctic"),
+            (" toasty", " nippy"),
+            (" tropical", " wintry"),
+            (" sizzling", " frigid"),
+        ],
         "train": [
             "The soup they served was very",
             "In July the desert gets",
@@ -148,6 +169,14 @@ CONCEPTS: dict[str, dict[str, list]] = {
             (" giant", " miniature"),
             (" massive", " minuscule"),
             (" vast", " cramped"),
+        ],
+        "novel_words": [
+            (" gigantic", " petite"),
+            (" immense", " compact"),
+            (" colossal", " microscopic"),
+            (" large", " puny"),
+            (" towering", " diminutive"),
+            (" mammoth", " teeny"),
         ],
         "train": [
             "The elephant at the zoo was",
@@ -211,6 +240,14 @@ CONCEPTS: dict[str, dict[str, list]] = {
             (" swift", " plodding"),
             (" hasty", " unhurried"),
         ],
+        "novel_words": [
+            (" brisk", " lethargic"),
+            (" breakneck", " languid"),
+            (" nimble", " tardy"),
+            (" zippy", " dawdling"),
+            (" instant", " delayed"),
+            (" racing", " crawling"),
+        ],
         "train": [
             "The train to London was",
             "My old computer is really",
@@ -273,6 +310,14 @@ CONCEPTS: dict[str, dict[str, list]] = {
             (" cycling", " bread"),
             (" swimming", " soup"),
         ],
+        "novel_words": [
+            (" rugby", " salads"),
+            (" hockey", " curry"),
+            (" cricket", " sushi"),
+            (" baseball", " cheese"),
+            (" golf", " noodles"),
+            (" volleyball", " sandwiches"),
+        ],
         "train": [
             "On weekends I love to spend my time on",
             "My favourite thing to watch on TV is",
@@ -334,6 +379,14 @@ CONCEPTS: dict[str, dict[str, list]] = {
             (" aged", " fresh"),
             (" older", " younger"),
             (" senior", " junior"),
+        ],
+        "novel_words": [
+            (" antique", " modern"),
+            (" veteran", " novice"),
+            (" mature", " juvenile"),
+            (" vintage", " recent"),
+            (" historic", " contemporary"),
+            (" wrinkled", " teenage"),
         ],
         "train": [
             "The man sitting next to me on the bus was very",
@@ -405,17 +458,31 @@ def check_open_ended(name: str, spec: dict[str, list]) -> None:
         raise ValueError(f"{name}: open-ended prompts repeat")
 
 
+def check_novel_words() -> None:
+    """Raises if a novel word is a training word of any demo concept, contains one or is contained in one, or
+    repeats."""
+    trained = {w.strip().casefold() for spec in CONCEPTS.values() for pair in spec["words"] for w in pair}
+    novel = [w.strip().casefold() for spec in CONCEPTS.values() for pair in spec["novel_words"] for w in pair]
+    if len(set(novel)) != len(novel):
+        raise ValueError("a novel word repeats")
+    for word in novel:
+        clash = [t for t in trained if t in word or word in t]
+        if clash:
+            raise ValueError(f"novel word {word!r} overlaps the training words {clash}")
+
+
 def main(root: Path = Path(__file__).parent / "demo") -> None:
+    check_novel_words()
     for name, spec in CONCEPTS.items():
         check_open_ended(name, spec)
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
-        for split in ("train", "test"):
-            rows = [
-                {"prompt": prompt, "positive": pos, "negative": neg}
-                for prompt in spec[split]
-                for pos, neg in spec["words"]
-            ]
+        for split, templates, words in (
+            ("train", spec["train"], spec["words"]),
+            ("test", spec["test"], spec["words"]),
+            ("test_novel", spec["test"], spec["novel_words"]),
+        ):
+            rows = [{"prompt": prompt, "positive": pos, "negative": neg} for prompt in templates for pos, neg in words]
             text = "".join(json.dumps(row) + "\n" for row in rows)
             (folder / f"{split}.jsonl").write_text(text)
         text = "".join(json.dumps({"prompt": prompt}) + "\n" for prompt in spec["open_ended"])

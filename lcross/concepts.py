@@ -3,7 +3,10 @@
 A pair is one prompt with a concept-matching completion (``positive``) and a non-matching one (``negative``).
 Every concept keeps its held-out evaluation items (``test``) apart from the pairs that steering vectors and the
 transform are fitted on (``train``). A concept may also carry open-ended prompts (``open_ended``): free-text prompts
-for steered generation, judged by e.g. a sentiment analyser rather than by a pair of completions.
+for steered generation, judged by e.g. a sentiment analyser rather than by a pair of completions, and further named
+evaluation sets (``test_sets``): a JSONL folder's ``test_<name>.jsonl`` files beside ``test.jsonl``, e.g. the demo's
+``test_novel.jsonl``, whose word pairs no training pair uses (its ``test.jsonl`` reuses the training words in new
+templates: the "in-vocabulary" set).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ CAA_TRAIN_FILE = "generate_dataset.json"
 CAA_TEST_FILE = "test_dataset_ab.json"
 JSONL_TRAIN_FILE = "train.jsonl"
 JSONL_TEST_FILE = "test.jsonl"
+# Further evaluation sets beside test.jsonl: test_<name>.jsonl becomes Concept.test_sets[<name>].
+JSONL_TEST_SET_PREFIX = "test_"
 # Optional open-ended prompts beside the pairs: CAA's list of {"question"}, or one {"prompt"} a line.
 CAA_OPEN_ENDED_FILE = "test_dataset_open_ended.json"
 JSONL_OPEN_ENDED_FILE = "open_ended.jsonl"
@@ -78,6 +83,9 @@ class Concept:
     judged generations.
 
     ``open_ended`` holds prompts for open-ended steered generation, in file order; empty when the source has none.
+
+    ``test_sets`` holds further held-out evaluation sets by name (from ``test_<name>.jsonl``), scored and reported
+    beside ``test``; like ``open_ended`` they are not extracted, so they do not enter the fingerprint.
     """
 
     name: str
@@ -87,6 +95,7 @@ class Concept:
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     open_ended: list[str] = field(default_factory=list)
+    test_sets: dict[str, list[Pair]] = field(default_factory=dict)
 
     @property
     def has_ab_items(self) -> bool:
@@ -94,13 +103,15 @@ class Concept:
         return self.kind != "texts"
 
     def contents(self) -> list[tuple[str, ...]]:
-        """Every training pair and evaluation item by content (kind and texts), for comparing concepts."""
-        return [(type(p).__name__, *astuple(p)) for p in [*self.train, *self.test]]
+        """Every training pair and evaluation item (of every test set) by content (kind and texts), for comparing
+        concepts."""
+        extra = [p for items in self.test_sets.values() for p in items]
+        return [(type(p).__name__, *astuple(p)) for p in [*self.train, *self.test, *extra]]
 
     def fingerprint(self) -> str:
         """A hash of everything in the concept that can change activations or metrics."""
-        # It keys the cache of extracted activations, which are read from train and test only: open_ended is left
-        # out on purpose, so adding or editing open-ended prompts keeps existing caches valid.
+        # It keys the cache of extracted activations, which are read from train and test only: open_ended and
+        # test_sets are left out on purpose, so adding or editing them keeps existing caches valid.
         payload = json.dumps(
             {"train": [asdict(p) for p in self.train], "test": [asdict(p) for p in self.test], "kind": self.kind},
             sort_keys=True,
@@ -127,13 +138,15 @@ def load_concept(
             negative: ..., positive_column: ..., negative_column: ...}`` of two lists of whole texts; a mapping
             ``{stereoset: <dataset id or file>, bias_type: race, ...}`` of StereoSet bias pairs; a folder
             with ``generate_dataset.json`` and ``test_dataset_ab.json`` (CAA layout) or ``train.jsonl`` and
-            ``test.jsonl``; or a Hugging Face dataset id or saved dataset folder with either set of columns. A CAA
-            folder may add ``test_dataset_open_ended.json`` (a JSON list of ``{"question"}``) and a JSONL folder
-            ``open_ended.jsonl`` (one ``{"prompt"}`` a line): their prompts become ``Concept.open_ended``.
+            ``test.jsonl`` (and optionally further evaluation sets ``test_<name>.jsonl``, e.g. ``test_novel.jsonl``,
+            read into ``Concept.test_sets``); or a Hugging Face dataset id or saved dataset folder with either set of
+            columns. A CAA folder may add ``test_dataset_open_ended.json`` (a JSON list of ``{"question"}``) and a
+            JSONL folder ``open_ended.jsonl`` (one ``{"prompt"}`` a line): their prompts become
+            ``Concept.open_ended``.
         name: the concept's name; defaults to the file or folder name.
         test_fraction: share of items held out for evaluation when the source has no separate test file.
         max_train: keep at most this many training pairs (the first ones after a seeded shuffle).
-        max_test: keep at most this many evaluation items (the first ones after a seeded shuffle).
+        max_test: keep at most this many evaluation items (the first ones after a seeded shuffle), in each test set.
         seed: seed of the shuffle used for the split and the caps.
     """
     from lcross.text_pairs import emotion_pairs, is_string_list, list_open_ended, list_pairs, stereoset_pairs
@@ -159,6 +172,7 @@ def load_concept(
     path = Path(source)
     name = name or path.stem
     open_ended: list[str] = []
+    test_sets: dict[str, list[_AB | _Text | _Texts]] = {}
     kind: Kind
     if path.is_file() and is_string_list(path):
         if (path.parent / JSONL_OPEN_ENDED_FILE).exists():
@@ -176,6 +190,7 @@ def load_concept(
         test = _read_file(path / JSONL_TEST_FILE) if (path / JSONL_TEST_FILE).exists() else None
         if (path / JSONL_OPEN_ENDED_FILE).exists():
             open_ended = _read_open_ended(path / JSONL_OPEN_ENDED_FILE, "prompt")
+        test_sets = _read_test_sets(path, kind)
     elif path.is_file():
         train, test = _read_file(path), None
         kind = _kind_of(train, str(path))
@@ -190,7 +205,31 @@ def load_concept(
 
     test_items = None if test is None else [item.to_pair() for item in test]
     pairs = [item.to_pair() for item in train]
-    return _split(name, pairs, test_items, kind, str(source), open_ended, test_fraction, max_train, max_test, seed)
+    concept = _split(name, pairs, test_items, kind, str(source), open_ended, test_fraction, max_train, max_test, seed)
+    rng = random.Random(f"{seed}:test_sets")  # its own stream: the main split is the same with or without these
+    for set_name, records in test_sets.items():
+        items = [item.to_pair() for item in records]
+        rng.shuffle(items)
+        concept.test_sets[set_name] = items[:max_test]
+    return concept
+
+
+def _read_test_sets(folder: Path, kind: Kind) -> dict[str, list[_AB | _Text | _Texts]]:
+    """``test_<name>.jsonl`` files of a JSONL folder, by name (sorted), each of the training file's kind."""
+    sets = {}
+    for path in sorted(folder.glob(f"{JSONL_TEST_SET_PREFIX}*.jsonl")):
+        set_name = path.stem[len(JSONL_TEST_SET_PREFIX) :]
+        records = _read_file(path)
+        if not records:
+            raise LCrossInputError("the evaluation set is empty", where=str(path), fix="add items or remove the file")
+        if _kind_of(records, str(path)) != kind:
+            raise LCrossInputError(
+                f"its items are of kind {_kind_of(records, str(path))!r}, the training pairs of kind {kind!r}",
+                where=str(path),
+                fix="write the evaluation set in the training file's format",
+            )
+        sets[set_name] = records
+    return sets
 
 
 def _split(
