@@ -5,7 +5,8 @@ transferred SV, a random T (and the identity where widths match, and the source 
 beta; a judge scores every answer. Scores go to TensorBoard as ``gen/<concept>/<variant>/beta_<b>`` (and
 ``gen/<concept>/no_steering``), a text table of sample answers to the TEXT tab, every answer with its score to
 ``<run>/answers/<concept>_epoch<e>.jsonl``, and the summary with bootstrap intervals (and the sample answers) into the
-transform card (``generation``) and the report.
+transform card (``generation``) and the report. With ``random_maps`` K > 0 the random baselines are distributions, as in
+``SteeringEfficacy``; off by default here, since every draw is a full row of generated answers per beta.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lcross.comparison import comparison_variants, comparison_vectors
+from lcross.comparison import comparison_variants, comparison_vectors, random_vectors
 from lcross.errors import LCrossInputError
 from lcross.evaluation_data import EvaluationData
 from lcross.files import atomic_path
@@ -27,7 +28,7 @@ from lcross.generation import generate_grid
 from lcross.judges import JUDGES, Judge, make_judge
 from lcross.layerwise_transform import Transform
 from lcross.progress import phase
-from lcross.results import ConceptEfficacy, Sweep, Variant
+from lcross.results import RANDOM_FAMILIES, ConceptEfficacy, Sweep, Variant
 from lcross.steering import Positions, Steering
 from lcross.steering_vector import SteeringVector
 from lcross.store import Side
@@ -55,7 +56,12 @@ class GenerationEfficacy(L.Callback):
         max_prompts: answer at most this many open-ended prompts per concept (None: all).
         max_new_tokens: the most tokens per answer.
         batch_size: rows per ``model.generate`` call (rows of every variant and beta share batches).
-        random_seed: seed of the random-T baseline.
+        random_seed: seed of the random baselines.
+        random_maps: K random Ts and K random target directions to rank every vector among (as
+            ``SteeringEfficacy.random_maps``: one-sided in beta's direction, p = rank / (K + 1)). 0 (the default):
+            only the single random T. Each draw generates every prompt at every beta, for both families: 2K - 1 more
+            rows per beta, where the whole sweep has 3 or 4 (e.g. K = 5 with 4 betas and 24 prompts: 864 more answers
+            on top of 312, roughly 4 more minutes for Gemma-3-270M on 2 CPU cores), so it is kept small.
         unit_vectors: steer with every vector scaled to norm 1 (each layer's), so that beta is the norm of what is
             added and the variants are compared as directions at equal strength (RepE's coefficients). Off: beta
             multiplies each vector as it is (a transferred vector is often much shorter than the target's own SV).
@@ -76,6 +82,7 @@ class GenerationEfficacy(L.Callback):
         max_new_tokens: int = 40,
         batch_size: int = 32,
         random_seed: int = 0,
+        random_maps: int = 0,
         unit_vectors: bool = False,
         source_self_steering: bool = False,
         bootstrap: int = 1000,
@@ -108,6 +115,12 @@ class GenerationEfficacy(L.Callback):
             (batch_size < 1, "batch_size", f"is {batch_size}", "use 1 or more"),
             (bootstrap < 0, "bootstrap", f"is {bootstrap}", "use 0 or more"),
             (samples < 0, "samples", f"is {samples}", "use 0 or more"),
+            (
+                isinstance(random_maps, bool) or not isinstance(random_maps, int) or random_maps < 0,
+                "random_maps",
+                f"is {random_maps!r}",
+                "use a whole number of random draws, 0 or more",
+            ),
         ]
         for bad, option, problem, fix in checks:
             if bad:
@@ -126,7 +139,7 @@ class GenerationEfficacy(L.Callback):
         self.concepts, self.every_n_epochs = concepts, every_n_epochs
         self.positions, self.max_prompts, self.max_new_tokens = positions, max_prompts, max_new_tokens
         self.batch_size, self.random_seed, self.source_self_steering = batch_size, random_seed, source_self_steering
-        self.unit_vectors = unit_vectors
+        self.unit_vectors, self.random_maps = unit_vectors, random_maps
         self.bootstrap, self.samples = bootstrap, samples
         self.history: list[dict[str, Any]] = []
         self.last_answers: dict[str, list[dict[str, Any]]] = {}  # concept -> every answer of the last evaluation
@@ -155,7 +168,9 @@ class GenerationEfficacy(L.Callback):
         if data is not None and stage == "fit":
             concepts = self.concepts_to_run(data)  # unknown concepts or concepts without prompts fail before training
             betas = {c: self.betas(c) for c in concepts}
-            register_charts(trainer, "gen", concepts, betas, comparison_variants(data, self.source_self_steering))
+            bands = [f"{f}/{edge}" for f in RANDOM_FAMILIES for edge in ("low", "high")] if self.random_maps else []
+            variants = comparison_variants(data, self.source_self_steering) + bands
+            register_charts(trainer, "gen", concepts, betas, variants)
 
     def betas(self, concept: str) -> list[float]:
         """The beta grid of a concept."""
@@ -214,7 +229,8 @@ class GenerationEfficacy(L.Callback):
         results, self.last_answers = {}, {}
         for name in self.concepts_to_run(data):
             prompts = data.concepts[name].open_ended[: self.max_prompts]
-            vectors = comparison_vectors(data, transform, name, self.random_seed)
+            vectors: dict[Any, SteeringVector] = dict(comparison_vectors(data, transform, name, self.random_seed))
+            vectors.update(random_vectors(data, transform, name, self.random_maps, self.random_seed))
             betas = self.betas(name)
             judge = self.judge(name)
             target, target_answers = self._sweep(data, "target", prompts, vectors, betas, judge)
@@ -226,8 +242,8 @@ class GenerationEfficacy(L.Callback):
             if source is not None:
                 rows += _rows(prompts, source, source_answers, judge.scale)
             self.last_answers[name] = rows
-            samples = [row for row in rows if row["index"] < self.samples]
-            results[name] = ConceptEfficacy(name, target, source, extra={"samples": samples})
+            samples = [row for row in rows if row["index"] < self.samples and not _is_random_draw(row["variant"])]
+            results[name] = ConceptEfficacy(name, target.separate_random(), source, extra={"samples": samples})
             rank_zero_info(results[name].summary_line("generation"))
         return results
 
@@ -236,7 +252,7 @@ class GenerationEfficacy(L.Callback):
         data: EvaluationData,
         side: Side,
         prompts: list[str],
-        vectors: dict[Variant, SteeringVector],
+        vectors: dict[Any, SteeringVector],
         betas: list[float],
         judge: Judge,
     ) -> tuple[Sweep, dict[Key, list[str]]]:
@@ -269,6 +285,12 @@ class GenerationEfficacy(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+
+
+def _is_random_draw(variant: str) -> bool:
+    """A row of a random distribution (``random_T/3``), kept in the answers file but not among the samples."""
+    family, _, k = variant.rpartition("/")
+    return family in RANDOM_FAMILIES and k.isdigit()
 
 
 def _judge_specs(judge: str | dict[str, str], args: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from matplotlib.figure import Figure
 
+from lcross.results import RANDOM_LABELS
+
 
 def sweep_figure(
     title: str,
@@ -15,11 +17,17 @@ def sweep_figure(
     ylabel: str = "p(positive) / (p(pos) + p(neg))",
     ylim: tuple[float, float] = (0, 1),
     source_baseline: float | None = None,
+    random_bands: dict[str, list[tuple[float, float]]] | None = None,
 ) -> Figure:
     """A metric (by default the behaviour-matching probability) against beta, one line per vector, with optional
-    confidence bands."""
+    confidence bands, and each random family's min-max band over its draws (``random_bands``, hatched grey: a vector
+    steers beyond random at a beta only where its point lies outside every band, on the side beta steers to)."""
     figure = Figure(figsize=(5, 3.5))
     axes = figure.subplots()
+    for (family, band), hatch in zip((random_bands or {}).items(), ("///", "\\\\\\", "xx")):
+        low, high = zip(*band)
+        label = f"{RANDOM_LABELS.get(family, family)}: min-max of the draws"
+        axes.fill_between(betas, low, high, facecolor="none", edgecolor="grey", hatch=hatch, linewidth=0, label=label)
     for name, values in curves.items():
         line = axes.plot(betas, values, marker="o", label=name)[0]
         if intervals and name in intervals:

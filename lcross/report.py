@@ -22,7 +22,16 @@ import yaml
 from lcross.interpolation import interpolation_warning, is_regularised
 from lcross.layers import layer_label
 from lcross.plots import map_figure, sweep_figure
-from lcross.results import Variant, curve_betas, short_name, summary_value, sweep_curves
+from lcross.results import (
+    RANDOM_LABELS,
+    Variant,
+    curve_betas,
+    evaluation_entries,
+    random_bands,
+    short_name,
+    summary_value,
+    sweep_curves,
+)
 from lcross.transform_files import CARD_NAME
 
 # (variant, which model's sweep holds it, column title)
@@ -48,7 +57,13 @@ def load_run(run: str | Path) -> dict[str, Any]:
 
 
 def _concepts(card: dict[str, Any], key: str = "efficacy") -> list[str]:
-    return [c for c in card.get(key, {}) if c != "epoch"]
+    """The rows of a card's section: each concept, and each further test set of one as ``concept (set)``."""
+    return list(evaluation_entries(card.get(key, {})))
+
+
+def _entry(card: dict[str, Any], key: str, row: str) -> dict[str, Any]:
+    """The summary entry of one row of ``_concepts`` (KeyError when the card has no such row)."""
+    return evaluation_entries(card.get(key, {}))[row]
 
 
 def efficacy_table(cards: list[dict[str, Any]], beta: float, key: str = "efficacy", percent: bool = True) -> str:
@@ -65,10 +80,11 @@ def efficacy_table(cards: list[dict[str, Any]], beta: float, key: str = "efficac
             if index > 0 and variant not in (Variant.TRANSFERRED, Variant.SOURCE_ON_SOURCE):
                 continue  # the target's baselines are the same in every run
             label = title.format(source=source)
+            entries = evaluation_entries(card.get(key, {}))
             for concept in concepts:
-                entry = card.get(key, {}).get(concept)
+                entry = entries.get(concept)
                 value = None if entry is None else summary_value(entry, side, variant, beta)
-                if value is None:
+                if entry is None or value is None:
                     continue
                 if side == "source":  # the source's own unsteered figure, to read its column against
                     unsteered = f"{source} without steering"
@@ -103,14 +119,66 @@ def _score_cell(value: tuple[float, Any] | None) -> str:
     return f"{mean:.3f}" if ci is None else f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+def random_table(cards: list[dict[str, Any]], beta: float, key: str = "efficacy", percent: bool = True) -> str:
+    """A Markdown table at one beta: each run's transferred vector against the random distributions, the families'
+    min-max bands, its rank among the draws and p-value (one-sided in beta's direction, see ``lcross.results``), and
+    "beyond random" only where it lies outside every band. Empty when no run measured distributions."""
+    scale, digits = (100.0, 1) if percent else (1.0, 3)
+    header = ["concept", "transferred"]
+    families = list(
+        dict.fromkeys(f for card in cards for e in evaluation_entries(card.get(key, {})).values()
+                      for f in e["target"].get("random", {}))
+    )  # fmt: skip
+    if not families:
+        return ""
+    for family in families:
+        label = RANDOM_LABELS.get(family, family)
+        header += [f"{label}: min-max", f"rank vs {label}", f"p vs {label}"]
+    header.append("beyond random")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for card in cards:
+        suffix = f" from {short_name(card['source']['name'])}" if len(cards) > 1 else ""
+        for row, entry in evaluation_entries(card.get(key, {})).items():
+            record = entry["target"]["variants"].get(Variant.TRANSFERRED)
+            if record is None or float(beta) not in entry["betas"] or "vs_random" not in record:
+                continue
+            index = entry["betas"].index(float(beta))
+            cells = [row + suffix, f"{scale * record['mean'][index]:.{digits}f}"]
+            beyond = True
+            for family in families:
+                band, ranked = entry["target"].get("random", {}).get(family), record["vs_random"].get(family)
+                if band is None or ranked is None:
+                    cells += ["", "", ""]
+                    continue
+                low, high = scale * band["low"][index], scale * band["high"][index]
+                cells += [
+                    f"{low:.{digits}f}-{high:.{digits}f} ({band['draws']} draws)",
+                    f"{ranked['rank'][index]} of {band['draws'] + 1}",
+                    f"{ranked['p'][index]:.3f}",
+                ]
+                beyond = beyond and ranked["beyond"][index]
+            cells.append("yes" if beyond else "no")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+RANDOM_NOTE = (
+    "Random baselines as distributions: K seeded random Ts (the source SV through a Gaussian map) and K random "
+    "Gaussian directions in the target's space, each rescaled to the transferred vector's norm. Rank and p are "
+    "one-sided in the direction beta steers (beta > 0: higher is further, beta < 0: lower is further): rank = 1 + "
+    'the number of draws at least as far, p = rank / (K + 1). "Beyond random" means outside the min-max band of '
+    "every random family on that side (rank 1 against each); the bands are hatched on the sweep plots."
+)
+
+
 def generation_section(cards: list[dict[str, Any]], out: Path, samples_per_concept: int = 3) -> list[str]:
     """Judged open-ended answers (the GenerationEfficacy callback): a table per beta, the sweeps, a few answers."""
     first = next((card for card in cards if _concepts(card, "generation")), None)
     if first is None:
         return []
     concepts = _concepts(first, "generation")
-    judges = ", ".join(f"{c}: {first['generation'][c]['target']['metric']}" for c in concepts)
-    n_items = ", ".join(f"{c}: {first['generation'][c]['target']['n_items']}" for c in concepts)
+    judges = ", ".join(f"{c}: {_entry(first, 'generation', c)['target']['metric']}" for c in concepts)
+    n_items = ", ".join(f"{c}: {_entry(first, 'generation', c)['target']['n_items']}" for c in concepts)
     lines = [
         "",
         "## Judged open-ended answers",
@@ -118,12 +186,15 @@ def generation_section(cards: list[dict[str, Any]], out: Path, samples_per_conce
         f"Mean judge score ({judges}) of the answers to each concept's open-ended prompts, with a 95% bootstrap "
         f"interval over prompts (prompts per concept: {n_items}).",
     ]
-    betas = list(dict.fromkeys(b for c in concepts for b in first["generation"][c]["betas"]))
+    betas = list(dict.fromkeys(b for c in concepts for b in _entry(first, "generation", c)["betas"]))
     for beta in sorted(betas, key=lambda b: (abs(b), b)):
         lines += ["", f"### beta = {beta:+g}", "", efficacy_table(cards, beta, key="generation", percent=False)]
+        versus = random_table(cards, beta, key="generation", percent=False)
+        if versus:
+            lines += ["", "Transferred against the random distributions:", "", versus]
     lines += ["", "### Sweeps", ""] + [_sweep_plot(cards, concept, "generation", out) for concept in concepts]
     for concept in concepts:
-        samples = first["generation"][concept].get("samples", [])
+        samples = _entry(first, "generation", concept).get("samples", [])
         lines += ["", f"### Sample answers: {concept}", "", *_sample_lines(samples, samples_per_concept)]
     return lines
 
@@ -152,27 +223,29 @@ def _sweep_plot(cards: list[dict[str, Any]], concept: str, key: str, out: Path) 
     curves, bands = {}, {}
     for card in cards:
         suffix = f" ({short_name(card['source']['name'])})"
-        entry = card.get(key, {}).get(concept)
-        if entry is None:
+        if concept not in _concepts(card, key):
             continue
+        entry = _entry(card, key, concept)
         run_curves, run_bands, _ = sweep_curves(entry)
         for name, values in run_curves.items():
             own = name in (Variant.TRANSFERRED, Variant.SOURCE_ON_SOURCE)
             curves[name + suffix if own else name] = values
             if name in run_bands:
                 bands[name + suffix if own else name] = run_bands[name]
-    entry = next(card[key][concept] for card in cards if concept in card.get(key, {}))
-    baseline = entry["target"]["unsteered"]["mean"]
+    entry = next(_entry(card, key, concept) for card in cards if concept in _concepts(card, key))
+    baseline, random = entry["target"]["unsteered"]["mean"], random_bands(entry)
+    slug = concept.replace(" (", "_").replace(")", "")
     if key == "efficacy":
-        figure = sweep_figure(concept, curve_betas(entry), curves, baseline, bands)
-        name = f"sweep_{concept}.png"
+        figure = sweep_figure(concept, curve_betas(entry), curves, baseline, bands, random_bands=random)
+        name = f"sweep_{slug}.png"
     else:
         metric = entry["target"]["metric"]
         high = 10.0 if metric.startswith("llm") else 1.0
         figure = sweep_figure(
-            f"{concept}: judged answers", curve_betas(entry), curves, baseline, bands, ylabel=metric, ylim=(0, high)
-        )
-        name = f"generation_{concept}.png"
+            f"{concept}: judged answers", curve_betas(entry), curves, baseline, bands, ylabel=metric, ylim=(0, high),
+            random_bands=random,
+        )  # fmt: skip
+        name = f"generation_{slug}.png"
     figure.savefig(out / name, dpi=120)
     return f"![{concept}]({name})"
 
@@ -206,8 +279,21 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         regularised = is_regularised(card.get("hyperparameters", {}))
         if n_rows is not None and not regularised and interpolation_warning(n_rows, card["d_source"]):
             lines.append(f"  - Warning: {interpolation_warning(n_rows, card['d_source'])}")
+    if any("test_sets" in entry for card in cards for entry in card.get("efficacy", {}).values()
+           if isinstance(entry, dict)):  # fmt: skip
+        lines += [
+            "",
+            "Rows `concept (set)` are a further evaluation set of the concept (a `test_<set>.jsonl` file); in the demo "
+            "data `test.jsonl` (plain rows) reuses the training word pairs in new templates (in-vocabulary) and "
+            "`(novel)` rows use word pairs that no training pair uses.",
+        ]
+    if ab and any(random_table(cards, b) for b in betas):
+        lines += ["", RANDOM_NOTE]
     for beta in betas if ab else []:
         lines += ["", f"## beta = {beta:+g}", "", efficacy_table(cards, beta)]
+        versus = random_table(cards, beta)
+        if versus:
+            lines += ["", "Transferred against the random distributions:", "", versus]
     if _concepts(first):
         lines += ["", "## Beta sweeps", ""]
     for concept in _concepts(first):

@@ -4,6 +4,19 @@ The same shapes serve the A/B likelihood metric and judged generations: a ``Swee
 variant at every beta and, separately, the unsteered scores of the model it was run on; a ``ConceptEfficacy`` holds
 the target's sweep and, for the weak-to-strong comparison, the source steering itself. ``summary()`` turns them into
 the plain JSON that the transform card, TensorBoard and the report read.
+
+Random baselines as distributions: a sweep may also hold K seeded random draws of each random family
+(``random_T``: the source SV through K Gaussian maps; ``random_direction``: K Gaussian directions in the target's
+space), each rescaled to the transferred vector's norm. Every other variant is then placed among the draws at each
+beta, one-sided in the direction beta steers. Scores grow with the concept (the behaviour-matching probability, and
+every judge: higher = more of the concept), so beta > 0 should raise them and beta < 0 lower them; with s = sign(beta),
+
+    rank = 1 + #{draws r : s * r >= s * x}        (1 = more extreme than every draw; ties count against x)
+    p    = rank / (K + 1)                          (the empirical one-sided p-value; at least 1 / (K + 1))
+
+and ``beyond`` is rank 1: x lies outside the draws' min-max band on the side beta steers to. With K = 20 the
+smallest p is 1/21 = 0.048. A vector that moves the score the wrong way, or less than some random draw, is not
+beyond random whatever its interval over items says.
 """
 
 from __future__ import annotations
@@ -31,6 +44,13 @@ class Variant(StrEnum):
         return _LABELS[self]
 
 
+# The random baselines kept as distributions (``Sweep.random``); a draw's name in a flat mapping is "<family>/<k>".
+RANDOM_T_FAMILY = "random_T"
+RANDOM_DIRECTION_FAMILY = "random_direction"
+RANDOM_FAMILIES = (RANDOM_T_FAMILY, RANDOM_DIRECTION_FAMILY)
+RANDOM_LABELS = {RANDOM_T_FAMILY: "random T", RANDOM_DIRECTION_FAMILY: "random direction"}
+
+
 _LABELS = {
     Variant.OWN_SV: "own SV",
     Variant.TRANSFERRED: "transferred",
@@ -50,6 +70,8 @@ class Sweep:
         unsteered: [n_items] per-item scores without steering.
         model: the model the sweep ran on.
         metric: what the scores are (``p_match`` for the A/B metric, a judge's name for generations).
+        random: random family (``random_T``, ``random_direction``) -> [K, n_betas, n_items] per-item scores of its K
+            draws (empty: no distribution was measured).
     """
 
     betas: list[float]
@@ -57,6 +79,28 @@ class Sweep:
     unsteered: torch.Tensor
     model: str = ""
     metric: str = "p_match"
+    random: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def separate_random(self) -> Sweep:
+        """Moves the rows named ``<family>/<k>`` out of ``items`` into ``random[family]`` (draws in k order). The
+        ``random_T`` variant's row, when present, is draw 0 of ``random_T`` (``lcross.comparison`` draws it with the
+        first seeds), so the single-draw figure and the distribution share it."""
+        draws: dict[str, dict[int, torch.Tensor]] = {}
+        kept: dict[Variant, torch.Tensor] = {}
+        for name, rows in self.items.items():
+            family, _, k = str(name).rpartition("/")
+            if family in RANDOM_FAMILIES and k.isdigit():
+                draws.setdefault(family, {})[int(k)] = rows
+            else:
+                kept[name] = rows
+        if RANDOM_T_FAMILY in draws and Variant.RANDOM_T in kept:
+            draws[RANDOM_T_FAMILY][0] = kept[Variant.RANDOM_T]
+        random = {f: torch.stack([rows[k] for k in sorted(rows)]) for f, rows in draws.items()}
+        return Sweep(self.betas, kept, self.unsteered, self.model, self.metric, {**self.random, **random})
+
+    def random_means(self, family: str) -> torch.Tensor:
+        """[K, n_betas] each draw's mean over items."""
+        return _nanmean(self.random[family])
 
     def mean(self, variant: Variant) -> torch.Tensor:
         """[n_betas] mean over items (NaN items, e.g. an unreadable judge reply, are left out)."""
@@ -96,7 +140,44 @@ class Sweep:
                 "ci95": [interval(row) for row in items] if bootstrap else None,
                 "n_unreadable": int((~torch.isfinite(items)).sum()),
             }
+        if not self.random:
+            return out
+        out["random"] = {}
+        for family in self.random:
+            means = self.random_means(family)
+            out["random"][family] = {
+                "draws": int(means.shape[0]),
+                "band": "min-max",
+                "low": means.min(0).values.tolist(),
+                "high": means.max(0).values.tolist(),
+                "means": means.tolist(),
+            }
+        for variant, record in out["variants"].items():
+            if variant == Variant.RANDOM_T:  # a member of the random_T draws, not a vector to test against them
+                continue
+            record["vs_random"] = {
+                family: rank_against_random(record["mean"], self.random_means(family).tolist(), self.betas)
+                for family in self.random
+            }
         return out
+
+
+def rank_against_random(values: list[float], draws: list[list[float]], betas: list[float]) -> dict[str, Any]:
+    """Where ``values`` (one per beta) fall among K random draws (``draws[k][beta index]``), one-sided in the direction
+    of each beta's sign (see the module docstring): ``rank`` (1 = beyond every draw), ``p`` = rank / (K + 1),
+    ``beyond`` = rank 1. A NaN value (e.g. every judge reply unreadable) gets the last rank. NaN draws are left out."""
+    ranks, ps, beyond = [], [], []
+    for index, (value, beta) in enumerate(zip(values, betas)):
+        sign = 1.0 if beta > 0 else -1.0
+        column = [d[index] for d in draws if d[index] == d[index]]
+        if value != value:
+            rank = len(column) + 1
+        else:
+            rank = 1 + sum(1 for r in column if sign * r >= sign * value)
+        ranks.append(rank)
+        ps.append(rank / (len(column) + 1))
+        beyond.append(rank == 1 and bool(column))
+    return {"rank": ranks, "p": ps, "beyond": beyond, "draws": len(draws)}
 
 
 @dataclass
@@ -107,10 +188,13 @@ class ConceptEfficacy:
     target: Sweep
     source: Sweep | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    test_sets: dict[str, ConceptEfficacy] = field(default_factory=dict)
+    """Further evaluation sets of the concept by name (``Concept.test_sets``, e.g. ``novel``), each its own result."""
 
     def scalars(self) -> dict[str, float]:
-        """Flat figures for a logger, by tag suffix: ``no_steering``, ``source_no_steering`` and
-        ``<variant>/beta_<b>`` (a mean that is NaN, e.g. every judge reply unreadable, is left out)."""
+        """Flat figures for a logger, by tag suffix: ``no_steering``, ``source_no_steering``, ``<variant>/beta_<b>``,
+        each random family's band ``<family>/low/beta_<b>`` and ``<family>/high/beta_<b>``, and the same for each
+        further test set under ``<set>/`` (a mean that is NaN, e.g. every judge reply unreadable, is left out)."""
         out = {"no_steering": self.target.unsteered_mean}
         if self.source is not None:
             out["source_no_steering"] = self.source.unsteered_mean
@@ -118,6 +202,12 @@ class ConceptEfficacy:
             for variant in [] if sweep is None else sweep.items:
                 for beta, value in zip(sweep.betas, sweep.mean(variant).tolist()):
                     out[f"{variant}/beta_{beta:+g}"] = value
+        for family in self.target.random:
+            means = self.target.random_means(family)
+            for beta, low, high in zip(self.target.betas, means.min(0).values.tolist(), means.max(0).values.tolist()):
+                out[f"{family}/low/beta_{beta:+g}"], out[f"{family}/high/beta_{beta:+g}"] = low, high
+        for name, result in self.test_sets.items():
+            out.update({f"{name}/{tag}": value for tag, value in result.scalars().items()})
         return {tag: value for tag, value in out.items() if value == value}
 
     def summary_line(self, kind: str) -> str:
@@ -130,12 +220,22 @@ class ConceptEfficacy:
                 parts.append(f"{Variant(variant).label} {values}")
         if self.source is not None:
             parts.append(f"source without steering {self.source.unsteered_mean:.3f}")
-        return f"{kind} {self.concept} ({self.target.metric} at beta {betas}): " + "; ".join(parts)
+        for family in self.target.random:
+            means = self.target.random_means(family)
+            low, high = means.min(0).values.tolist(), means.max(0).values.tolist()
+            band = " ".join(f"[{a:.3f}, {b:.3f}]" for a, b in zip(low, high))
+            parts.append(f"{RANDOM_LABELS.get(family, family)} range over {means.shape[0]} draws {band}")
+        line = f"{kind} {self.concept} ({self.target.metric} at beta {betas}): " + "; ".join(parts)
+        for result in self.test_sets.values():
+            line += "\n" + result.summary_line(kind)
+        return line
 
     def summary(self, bootstrap: int = 0) -> dict[str, Any]:
         out = {"betas": self.target.betas, "target": self.target.summary(bootstrap), **self.extra}
         if self.source is not None:
             out["source"] = self.source.summary(bootstrap)
+        if self.test_sets:
+            out["test_sets"] = {name: result.summary(bootstrap) for name, result in self.test_sets.items()}
         return out
 
 
@@ -191,3 +291,32 @@ def sweep_curves(entry: dict[str, Any], suffix: str = "") -> tuple[dict[str, lis
 def short_name(model: str) -> str:
     """The last part of a hub id or path: ``HuggingFaceTB/SmolLM2-135M-Instruct`` -> ``SmolLM2-135M-Instruct``."""
     return model.rstrip("/").split("/")[-1]
+
+
+def random_bands(entry: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """Each random family's min-max band over ``curve_betas(entry)`` (at beta 0 every draw is the unsteered figure)."""
+    zero = curve_betas(entry).index(0.0)
+    start = entry["target"]["unsteered"]["mean"]
+    bands = {}
+    for family, record in entry["target"].get("random", {}).items():
+        pairs = list(zip(record["low"], record["high"]))
+        bands[family] = [*pairs[:zero], (start, start), *pairs[zero:]]
+    return bands
+
+
+def set_label(concept: str, test_set: str) -> str:
+    """How a further evaluation set of a concept is named in tables: ``sentiment (novel)``."""
+    return f"{concept} ({test_set})"
+
+
+def evaluation_entries(section: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A card's ``efficacy`` or ``generation`` section as label -> summary entry: each concept's main evaluation
+    set under its name, then each further set (``test_sets``) as ``concept (set)``."""
+    out = {}
+    for concept, entry in section.items():
+        if concept == "epoch" or not isinstance(entry, dict):
+            continue
+        out[concept] = entry
+        for name, nested in entry.get("test_sets", {}).items():
+            out[set_label(concept, name)] = nested
+    return out

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lcross.report import efficacy_table
+from lcross.report import efficacy_table, random_table
+from lcross.results import evaluation_entries
 from lcross.transform_files import CARD_NAME
 
 
@@ -21,7 +22,7 @@ def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
     if card:
         lines.append(f"Transform: {run / 'transform'} (lcross.load_transform reads it, or the checkpoint)")
     for key, what in (("efficacy", "A/B behaviour-matching probability, %"), ("generation", "judged answers")):
-        entries = {c: e for c, e in card.get(key, {}).items() if c != "epoch"}
+        entries = evaluation_entries(card.get(key, {}))  # each concept, and "concept (set)" for a further test set
         if not entries:
             continue
         metrics = {c: e["target"]["metric"] for c, e in entries.items()}
@@ -36,5 +37,9 @@ def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
             table = efficacy_table([card], beta, key=key, percent=key == "efficacy")
             metric = f" ({next(iter(metrics.values()))})" if one_metric else ""
             lines += ["", f"beta {beta:+g}{metric}:", table]
+            versus = random_table([card], beta, key=key, percent=key == "efficacy")
+            if versus:  # rank 1 of K + 1, p = rank / (K + 1), one-sided in beta's direction (lcross.results)
+                lines += ["transferred against K random Ts and K random directions (one-sided in beta's direction):"]
+                lines += [versus]
     lines += ["", f"Curves: tensorboard --logdir {run.parent}"]
     return "\n".join(lines)

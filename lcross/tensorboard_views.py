@@ -34,7 +34,8 @@ def register_charts(trainer: L.Trainer, prefix: str, concepts: Iterable[str], be
 
 def hparams_view(card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     """(settings, final figures) of a transform card, flat, for ``logger.log_hyperparams``: models, layers, concepts,
-    the split, the fit's hyperparameters; the transferred vector's figure at each beta (and no steering)."""
+    the split, the fit's hyperparameters; the transferred vector's figure at each beta (and no steering), and its
+    one-sided p-value against each random distribution; further test sets as ``<concept>/<set>``."""
     settings: dict[str, Any] = {
         "source": card.get("source", {}).get("name"),
         "target": card.get("target", {}).get("name"),
@@ -53,8 +54,12 @@ def hparams_view(card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]
         for concept, entry in card.get(kind, {}).items():
             if concept == "epoch":
                 continue
-            metrics[f"{prefix}/{concept}/no_steering"] = entry["target"]["unsteered"]["mean"]
-            transferred = entry["target"]["variants"].get("transferred")
-            for index, beta in enumerate(entry["betas"] if transferred else []):
-                metrics[f"{prefix}/{concept}/transferred/beta_{beta:+g}"] = transferred["mean"][index]
+            rows = {concept: entry, **{f"{concept}/{s}": e for s, e in entry.get("test_sets", {}).items()}}
+            for row, record in rows.items():
+                metrics[f"{prefix}/{row}/no_steering"] = record["target"]["unsteered"]["mean"]
+                transferred = record["target"]["variants"].get("transferred")
+                for index, beta in enumerate(record["betas"] if transferred else []):
+                    metrics[f"{prefix}/{row}/transferred/beta_{beta:+g}"] = transferred["mean"][index]
+                    for family, ranked in transferred.get("vs_random", {}).items():
+                        metrics[f"{prefix}/{row}/transferred/p_{family}/beta_{beta:+g}"] = ranked["p"][index]
     return {k: ("" if v is None else v) for k, v in settings.items()}, metrics

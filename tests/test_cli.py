@@ -121,7 +121,9 @@ def test_a_fit_shows_its_phases_and_ends_with_a_labelled_summary(tmp_path, monke
     err = captured.err
     assert "extracting source deltas for sentiment (shard 0) at layer 1 (48 texts) ..." in err
     assert "extracting target deltas for size (shard 0) at layer 2: done in " in err
-    assert "A/B sweep of sentiment on the target (42 scorings) ..." in err and "generating target answers" in err
+    # 6 items x (unsteered + 2 betas x (3 vectors + 39 random draws at the last epoch))
+    assert "A/B sweep of sentiment on the target (510 scorings) ..." in err and "generating target answers" in err
+    assert "A/B sweep of sentiment (novel) on the target (510 scorings) ..." in err
     out = captured.out
     run = tmp_path / "logs" / "tiny" / "version_0"
     summary = out[out.index("Run folder:") :]
@@ -143,13 +145,17 @@ def test_tensorboard_groups_each_concepts_vectors_and_fills_the_hparams_tab(tiny
     # one layout, written whole by each callback: the newest holds the A/B and the generation charts
     layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
     categories = {c.title: c for c in layout.category}
-    assert set(categories) == {"efficacy/sentiment", "gen/sentiment"}
+    assert set(categories) == {"efficacy/sentiment", "efficacy/sentiment/novel", "gen/sentiment"}
     chart = next(c for c in categories["efficacy/sentiment"].chart if c.title.startswith("beta +4"))
     assert list(chart.multiline.tag) == [
         "efficacy/sentiment/own_sv/beta_+4",
         "efficacy/sentiment/transferred/beta_+4",
         "efficacy/sentiment/random_T/beta_+4",
         "efficacy/sentiment/source_on_source/beta_+4",
+        "efficacy/sentiment/random_T/low/beta_+4",
+        "efficacy/sentiment/random_T/high/beta_+4",
+        "efficacy/sentiment/random_direction/low/beta_+4",
+        "efficacy/sentiment/random_direction/high/beta_+4",
         "efficacy/sentiment/no_steering",
         "efficacy/sentiment/source_no_steering",
     ]
