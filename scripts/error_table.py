@@ -1,9 +1,16 @@
 """Tries each bad input and prints what the user sees, as the Markdown table in the README.
 
 python scripts/error_table.py
+
+It runs offline (HF_HUB_OFFLINE=1, as in CI), so a hub id or dataset that is not cached fails at once.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import json
 import tempfile
@@ -23,7 +30,9 @@ from lcross import (
     steer,
 )
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.checkpoint_files import check_checkpoint
 from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.vector_files import load_vector
 
 AB = {
     "question": "Agree?\n\nChoices:\n (A) Yes\n (B) No",
@@ -40,6 +49,18 @@ def _file(tmp: Path, name: str, content: str) -> Path:
     return path
 
 
+def _file_bytes(tmp: Path, name: str, content: bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(content)
+    return path
+
+
+def _folder(tmp: Path, name: str) -> Path:
+    path = tmp / name
+    path.mkdir()
+    return path
+
+
 def _data_module(**overrides) -> PairedDeltas:
     args = dict(
         source=ModelSpec("tiny-llama"),
@@ -50,6 +71,53 @@ def _data_module(**overrides) -> PairedDeltas:
         val_concepts=["age"],
     )
     return PairedDeltas(**{**args, **overrides})
+
+
+def _truncated_gguf(tmp: Path) -> str:
+    from gguf import GGUFWriter
+
+    path = tmp / "truncated.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", torch.zeros(8, 4).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    path.write_bytes(path.read_bytes()[:-40])
+    return str(path)
+
+
+def _not_a_control_vector(tmp: Path) -> Path:
+    from gguf import GGUFWriter
+
+    path = tmp / "model_not_vector.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_tensor("direction.1", torch.ones(4).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _damaged_export(tmp: Path) -> Path:
+    folder = LinearTransform(4, 3).save_pretrained(tmp / "export")
+    (folder / "transform.safetensors").write_bytes(b"garbage" * 10)
+    return folder
+
+
+def _long_text_module(tmp: Path) -> None:
+    concept = tmp / "long.jsonl"
+    prompts = ["word " * 300, *(f"Item {i} was" for i in range(1, 6))]
+    rows = [{"prompt": p, "positive": " good", "negative": " bad"} for p in prompts]
+    concept.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _data_module(
+        concepts={"long": str(concept), "age": str(DEMO / "age")},
+        val_concepts=["age"],
+        max_text_tokens=1024,
+        cache_dir=str(tmp / "cache"),
+    ).prepare_data()
 
 
 def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
@@ -97,6 +165,32 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
         ),
         ("source and target layer lists of different lengths", lambda: _data_module(source_layer=[0, 1])),
         ("a layer range written with a colon (YAML base 60)", lambda: _data_module(source_layer=62, target_layer=1)),
+        (
+            "a data file that is not UTF-8",
+            lambda: load_concept(_file_bytes(tmp, "l.jsonl", "caf\u00e9".encode("latin-1"))),
+        ),
+        ("JSON nested too deeply", lambda: load_concept(_file(tmp, "deep.json", "[" * 100_000 + "]" * 100_000))),
+        (
+            "an unpaired surrogate in a text",
+            lambda: load_concept(_file(tmp, "s.jsonl", '{"prompt": "a\\ud800", "positive": " b", "negative": " c"}')),
+        ),
+        ("a concept path that is neither a file nor a dataset", lambda: load_concept("sentimnet", "sentiment")),
+        ("a setting of the wrong type (library call)", lambda: _data_module(shard_size=None)),
+        ("a text longer than data.max_text_tokens", lambda: _long_text_module(tmp)),
+        ("a model folder that does not exist", lambda: ModelSpec("./models/my-model").hidden_size()),
+        ("a file given as the model", lambda: ModelSpec(str(_file(tmp, "weights.bin", "x"))).hidden_size()),
+        ("an empty model folder", lambda: ModelSpec(str(_folder(tmp, "empty-model"))).hidden_size()),
+        ("a hub model that is not cached, offline", lambda: ModelSpec("someorg/some-model").hidden_size()),
+        ("an adapter folder that does not exist", lambda: ModelSpec("tiny-llama", adapter="./adapters/mine")),
+        ("a truncated GGUF model", lambda: ModelSpec(_truncated_gguf(tmp)).hidden_size()),
+        ("a torn checkpoint", lambda: load_transform(_file_bytes(tmp, "torn.ckpt", b"PK\x03\x04 torn"))),
+        ("a torn --ckpt_path to resume from", lambda: check_checkpoint(_file_bytes(tmp, "t.ckpt", b"PK\x03\x04"))),
+        ("an export whose weights are damaged", lambda: load_transform(_damaged_export(tmp))),
+        ("a GGUF that is not a control vector", lambda: load_vector(_not_a_control_vector(tmp))),
+        (
+            "a vector of the wrong width for the transform",
+            lambda: LinearTransform(4, 3).transfer(torch.ones(5)),
+        ),
     ]
 
 
@@ -110,6 +204,7 @@ def main() -> None:
                 message = "(no error: this is a bug)"
             except Exception as err:
                 message = f"`{type(err).__name__}`: " + str(err).replace(tmp, "<dir>").replace("|", "\\|")
+                message = message.replace(str(Path.cwd()), "<cwd>")
             print(f"| {name} | {message} |".replace("\n", " "))
     print(
         "| tokenizer with no pad token | no error: its EOS (or UNK) token becomes the pad token; every read uses the "
