@@ -9,7 +9,7 @@ that in one place.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
@@ -23,6 +23,7 @@ from lcross.layers import as_layer_list
 from lcross.layerwise_transform import LayerwiseTransform, Transform, build_transform, pair_key
 from lcross.loading import CARD_KEY, CONFIG_KEY
 from lcross.losses import LossName, fit_loss, orthogonality_penalty
+from lcross.setting_checks import flag, one_of
 
 Init = Literal["closed_form", "identity", "random"]
 
@@ -75,7 +76,12 @@ class LCross(L.LightningModule):
         layer_pairs = None if layer_pairs is None else [[int(s), int(t)] for s, t in layer_pairs]
         self.save_hyperparameters(ignore=["transform"])
         _check_settings(lr=lr, weight_decay=weight_decay, ridge=ridge, orthogonality=orthogonality, alpha=init_alpha)
-        if not 0.0 <= cosine_weight <= 1.0:
+        one_of(loss, get_args(LossName), "model.loss")
+        one_of(init, get_args(Init), "model.init")
+        one_of(init_method, get_args(FitMethod), "model.init_method")
+        flag(bias, "model.bias")
+        flag(share_transform, "model.share_transform")
+        if not isinstance(cosine_weight, int | float) or not 0.0 <= cosine_weight <= 1.0:
             raise LCrossInputError(f"cosine_weight is {cosine_weight}", where="model.cosine_weight", fix="use 0 to 1")
         if init == "identity" and d_source != d_target:
             raise LCrossInputError(
@@ -229,6 +235,8 @@ def _check_settings(**values: float) -> None:
     names = {"alpha": "init_alpha"}
     for name, value in values.items():
         option = f"model.{names.get(name, name)}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise LCrossInputError(f"{names.get(name, name)} is {value!r}", where=option, fix="use a number")
         if not math.isfinite(value):
             raise LCrossInputError(f"{names.get(name, name)} is {value}", where=option, fix="use a finite number")
         if name == "lr" and not 0 < value <= 10:

@@ -166,3 +166,34 @@ def test_any_data_setting_is_refused_by_name_or_gives_finite_deltas(tmp_path_fac
         for deltas in data.deltas[side].values():
             assert torch.isfinite(deltas).all()
     assert all(math.isfinite(v) for v in [data.d_source, data.d_target])
+
+
+model_settings = st.fixed_dictionaries(
+    {},
+    optional={
+        "loss": st.sampled_from(["mse", "cosine", "mse+cosine", "l1", None]),
+        "cosine_weight": number,
+        "lr": st.one_of(number, st.floats(allow_nan=True, allow_infinity=True)),
+        "weight_decay": number,
+        "ridge": number,
+        "orthogonality": number,
+        "rank": st.one_of(st.none(), st.integers(-1, 5)),
+        "init": st.sampled_from(["closed_form", "identity", "random", "zeros"]),
+        "init_method": st.sampled_from(["lstsq", "ridge", "procrustes", "svd"]),
+        "init_alpha": number,
+        "bias": st.one_of(st.booleans(), st.just("yes")),
+    },
+)
+
+
+@given(options=model_settings)
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_any_model_setting_is_refused_by_name_or_builds_a_finite_transform(options):
+    from lcross.system import LCross
+
+    try:
+        system = LCross(4, 3, **options)
+    except LCrossInputError as err:
+        assert "model." in str(err) or "rank" in str(err), str(err)
+        return
+    assert all(torch.isfinite(p).all() for p in system.parameters())
