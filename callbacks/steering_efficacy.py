@@ -36,7 +36,8 @@ from lcross.results import (
     short_name,
     sweep_curves,
 )
-from lcross.steering import Positions
+from lcross.setting_checks import flag, one_of, whole_number
+from lcross.steering import POSITIONS, Positions
 from lcross.tensorboard_views import register_charts
 
 
@@ -79,7 +80,14 @@ class SteeringEfficacy(L.Callback):
         bootstrap: int = 1000,
         plot: bool = True,
     ):
-        betas = [float(b) for b in (betas if betas is not None else [-2, -1, 1, 2]) if float(b) != 0.0]
+        grid = [-2, -1, 1, 2] if betas is None else betas
+        if not isinstance(grid, list | tuple) or any(
+            isinstance(b, bool) or not isinstance(b, int | float) for b in grid
+        ):
+            raise LCrossInputError(
+                f"betas is {grid!r}", where="SteeringEfficacy.betas", fix="give a list of numbers, e.g. [-1, 1]"
+            )
+        betas = [float(b) for b in grid if float(b) != 0.0]
         if not all(math.isfinite(b) for b in betas):
             raise LCrossInputError(
                 f"betas {betas} are not all finite", where="SteeringEfficacy.betas", fix="use numbers"
@@ -88,28 +96,18 @@ class SteeringEfficacy(L.Callback):
             raise LCrossInputError(
                 "the beta grid is empty", where="SteeringEfficacy.betas", fix="give at least one beta, e.g. [-1, 1]"
             )
-        if every_n_epochs < 1:
-            raise LCrossInputError(f"every_n_epochs is {every_n_epochs}", where="SteeringEfficacy", fix="use 1 or more")
-        if batch_size < 1:
-            raise LCrossInputError(f"batch_size is {batch_size}", where="SteeringEfficacy.batch_size", fix="use 1+")
-        if max_items is not None and max_items < 1:
-            raise LCrossInputError(
-                f"max_items is {max_items}", where="SteeringEfficacy.max_items", fix="use 1 or more, or null for all"
-            )
-        if bootstrap < 0:
-            raise LCrossInputError(f"bootstrap is {bootstrap}", where="SteeringEfficacy.bootstrap", fix="use 0 or more")
-        if isinstance(random_maps, bool) or not isinstance(random_maps, int) or random_maps < 0:
-            raise LCrossInputError(
-                f"random_maps is {random_maps!r}",
-                where="SteeringEfficacy.random_maps",
-                fix="use a whole number of random draws, 0 or more (20 gives p-values down to 1/21)",
-            )
-        if random_every_n_epochs is not None and random_every_n_epochs < 1:
-            raise LCrossInputError(
-                f"random_every_n_epochs is {random_every_n_epochs}",
-                where="SteeringEfficacy.random_every_n_epochs",
-                fix="use 1 or more, or null for the last epoch only",
-            )
+        for option, value, minimum, optional in (
+            ("every_n_epochs", every_n_epochs, 1, False),
+            ("batch_size", batch_size, 1, False),
+            ("max_items", max_items, 1, True),
+            ("bootstrap", bootstrap, 0, False),
+            ("random_maps", random_maps, 0, False),
+            ("random_every_n_epochs", random_every_n_epochs, 1, True),
+        ):
+            whole_number(value, f"SteeringEfficacy.{option}", minimum=minimum, optional=optional)
+        one_of(positions, POSITIONS, "SteeringEfficacy.positions")
+        flag(source_self_steering, "SteeringEfficacy.source_self_steering")
+        flag(plot, "SteeringEfficacy.plot")
         self.random_maps, self.random_every_n_epochs = random_maps, random_every_n_epochs
         self.every_n_epochs, self.positions, self.max_items = every_n_epochs, positions, max_items
         self.betas = sorted(set(betas))
