@@ -125,7 +125,8 @@ RUN_VERSION_ENV = "LCROSS_RUN_VERSION"  # the claimed run folder, for the proces
 
 def console(argv: list[str] | None = None) -> int:
     """The `lcross` console script and `main.py`: `lcross generate ...` looks at steered answers, `lcross transfer ...`
-    maps a steering vector file through T (``lcross.transfer_command``); anything else is the
+    maps a steering vector file through T (``lcross.transfer_command``), `lcross crossval ...` compares families of T
+    leave-one-concept-out (``lcross.crossval``); anything else is the
     LightningCLI (`lcross fit --config ...`). Returns the exit status: 0 on success, 2 on bad input.
 
     A mistake in the input (``LCrossInputError``: a layer out of range, an unknown concept, a malformed file) is
@@ -145,6 +146,10 @@ def console(argv: list[str] | None = None) -> int:
             from lcross.transfer_command import main as transfer_main
 
             return transfer_main(argv[1:])
+        if argv[:1] == ["crossval"]:
+            from lcross.crossval import main as crossval_main
+
+            return crossval_main(argv[1:])
         # The arguments are handed over whole: LightningCLI must not also see them in sys.argv (it warns when it does).
         program, sys.argv = sys.argv, sys.argv[:1]
         try:

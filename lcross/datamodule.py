@@ -45,6 +45,9 @@ class PairedDeltas(L.LightningDataModule):
         val_concepts: with split="concept", the concepts held out of T's training: their deltas make the validation
             set and their held-out items are what the efficacy callbacks steer on. With split="pair", the concepts
             to steer on (default: all); every concept is then trained and validated on.
+        test_concepts: with split="concept", concepts only reported: held out of T's training like val_concepts, but
+            never used to choose (no validation loss, no val/cos, no checkpoint or early-stopping monitor); when set,
+            the efficacy callbacks steer on these and val_concepts only choose. Three-way split: train / val / test.
         split: ``concept``: train T on all concepts except val_concepts (the honest default: T never sees the
             evaluated concept). ``pair``: train on part of every concept's pairs, validate on the rest.
         val_fraction: share of each concept's training pairs used for validation when split="pair".
@@ -77,6 +80,7 @@ class PairedDeltas(L.LightningDataModule):
         target_layer: int | list[int] | str,
         concepts: dict[str, str | dict[str, Any]],
         val_concepts: list[str] | None = None,
+        test_concepts: list[str] | None = None,
         split: SplitBy = "concept",
         val_fraction: float = 0.2,
         sv_method: SVMethod = "caa",
@@ -125,7 +129,7 @@ class PairedDeltas(L.LightningDataModule):
         flag(chat_template, "data.chat_template")
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
-        self.split = make_split(list(concepts), val_concepts, split, val_fraction)
+        self.split = make_split(list(concepts), val_concepts, split, val_fraction, test_concepts)
         # Concepts are read (and checked) now, before any model loads.
         self.concepts: dict[str, Concept] = {
             name: load_concept(
@@ -172,6 +176,15 @@ class PairedDeltas(L.LightningDataModule):
     @property
     def eval_concepts(self) -> list[str]:
         return list(self.split.eval_concepts)
+
+    @property
+    def test_concepts(self) -> list[str]:
+        return list(self.split.test_concepts)
+
+    @property
+    def selection_concepts(self) -> list[str]:
+        """The concepts whose metrics may choose anything (val/cos): the validation concepts, never test ones."""
+        return list(self.split.val_concepts if self.split.by == "concept" else self.split.eval_concepts)
 
     # -- models and cache (the store's) ---------------------------------------------------------------------------
     @property
@@ -239,7 +252,9 @@ class PairedDeltas(L.LightningDataModule):
             "split": self.split.by,
             "train_concepts": self.train_concepts,
             "val_concepts": self.val_concepts,
+            "test_concepts": self.test_concepts,
             "eval_concepts": self.eval_concepts,
+            "roles": {name: self.split.role(name) for name in self.concepts},
             "chat_template": self.chat_template,
             "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas else None,
         }

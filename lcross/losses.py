@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 
@@ -39,3 +40,16 @@ def orthogonality_penalty(weight: torch.Tensor) -> torch.Tensor:
     gram = weight @ weight.T if weight.shape[0] <= weight.shape[1] else weight.T @ weight
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     return ((gram - eye) ** 2).mean()
+
+
+def penalties(maps: Sequence[Any], ridge: float, orthogonality: float) -> torch.Tensor | float:
+    """The regularisers of T's distinct maps (objects with ``matrix()``): ridge (squared Frobenius norm) and
+    orthogonality. The loss averages over every layer pair's rows, so each of k separate maps sees 1/k of it: its
+    penalty is divided by k too, and every map is regularised as in a one-layer run (a shared map sees all rows)."""
+    total: torch.Tensor | float = 0.0
+    for single in maps:
+        if ridge:
+            total = total + ridge / len(maps) * single.matrix().pow(2).sum()
+        if orthogonality:
+            total = total + orthogonality / len(maps) * orthogonality_penalty(single.matrix())
+    return total

@@ -270,10 +270,17 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
     ]
     for card, run in zip(cards, runs):
         concepts = ", ".join(card.get("eval_concepts", card.get("val_concepts", [])))
+        if card.get("test_concepts"):  # three-way: say which concepts chose and which are only reported
+            roles = (
+                f"T trained on {', '.join(card.get('train_concepts', []))}; validation concepts (they choose: "
+                f"val/cos, checkpoints) {', '.join(card.get('val_concepts', []))}; test concepts (only reported, "
+                f"never trained or selected on) {', '.join(card['test_concepts'])}"
+            )
+        else:
+            roles = f"T trained on {', '.join(card.get('train_concepts', []))}; evaluated on {concepts}"
         lines.append(
             f"- `{run}`: source {short_name(card['source']['name'])} ({layer_label(card['source_layer'])}), split "
-            f"{card.get('split')}, T trained on {', '.join(card.get('train_concepts', []))}; evaluated on {concepts}; "
-            f"{card.get('fit_method')}."
+            f"{card.get('split')}, {roles}; {card.get('fit_method')}."
         )
         n_rows = card.get("n_train_rows")
         regularised = is_regularised(card.get("hyperparameters", {}))

@@ -22,7 +22,7 @@ from lcross.interpolation import interpolation_warning, is_regularised
 from lcross.layers import as_layer_list
 from lcross.layerwise_transform import LayerwiseTransform, Transform, build_transform, pair_key
 from lcross.loading import CARD_KEY, CONFIG_KEY
-from lcross.losses import LossName, fit_loss, orthogonality_penalty
+from lcross.losses import LossName, fit_loss, penalties
 from lcross.setting_checks import flag, one_of
 
 Init = Literal["closed_form", "identity", "random"]
@@ -125,6 +125,8 @@ class LCross(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "tensors"):
             return
+        callbacks = getattr(self.trainer, "callbacks", [])
+        _refuse_monitors_of_test_concepts(callbacks, getattr(datamodule, "test_concepts", []))
         xs, xt = datamodule.tensors("train")  # [n, n_layer_pairs, d]
         if xs.ndim == 2:  # a data module of one layer pair, [n, d]
             xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
@@ -167,16 +169,8 @@ class LCross(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
-        objective = loss
-        # The loss averages over every layer pair's rows, so each of k separate maps sees 1/k of it: its penalty is
-        # divided by k too, and every map is regularised as in a one-layer run (a shared map sees all rows).
         maps = self.transform.unique_maps()
-        for single in maps:
-            if self.hparams["ridge"]:
-                objective = objective + self.hparams["ridge"] / len(maps) * single.matrix().pow(2).sum()
-            if self.hparams["orthogonality"]:
-                penalty = orthogonality_penalty(single.matrix())
-                objective = objective + self.hparams["orthogonality"] / len(maps) * penalty
+        objective = loss + penalties(maps, self.hparams["ridge"], self.hparams["orthogonality"])
         self.train_loss(loss)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/objective", objective, on_step=False, on_epoch=True)
@@ -195,7 +189,8 @@ class LCross(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Cosine between each validation concept's transferred source SV and the target's own SV (the mean over
-        layer pairs, when there are several)."""
+        layer pairs, when there are several), and ``val/cos``, their mean (a monitor for checkpoints and early
+        stopping). Test concepts are never among them."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "steering_vector"):
             return
@@ -203,7 +198,9 @@ class LCross(L.LightningModule):
         maps = self.transform.layer_maps()
         if len(maps) != len(pairs):
             return  # on_fit_start has said why
-        for name in datamodule.eval_concepts:
+        names = getattr(datamodule, "selection_concepts", None) or datamodule.eval_concepts
+        per_concept = []
+        for name in names:
             own = datamodule.steering_vector("target", name)
             source = datamodule.steering_vector("source", name)
             cosines = []
@@ -211,7 +208,10 @@ class LCross(L.LightningModule):
                 weight = single.matrix().detach()
                 transferred = source[s].to(weight) @ weight
                 cosines.append(torch.nn.functional.cosine_similarity(transferred, own[t].to(weight), dim=0))
-            self.log(f"val/cos/{name}", torch.stack(cosines).mean())
+            per_concept.append(torch.stack(cosines).mean())
+            self.log(f"val/cos/{name}", per_concept[-1])
+        if per_concept:
+            self.log("val/cos", torch.stack(per_concept).mean(), prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
@@ -228,6 +228,20 @@ class LCross(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.transform.config()
         checkpoint[CARD_KEY] = self.card()
+
+
+def _refuse_monitors_of_test_concepts(callbacks: Any, test_concepts: list[str]) -> None:
+    """A checkpoint or early-stopping monitor must not read a test concept's metric: that would select on it."""
+    for callback in callbacks or []:
+        monitor = getattr(callback, "monitor", None)
+        hit = [t for t in test_concepts if monitor and f"/{t}/" in f"/{monitor}/"]
+        if hit:
+            raise LCrossInputError(
+                f"{type(callback).__name__} monitors {monitor!r}, a metric of test concept {hit[0]!r}: choosing a "
+                "checkpoint or stopping on it would select on what is reported as unseen",
+                where="trainer.callbacks",
+                fix="monitor val/cos or val/loss (validation concepts), or move the concept to data.val_concepts",
+            )
 
 
 def _check_settings(**values: float) -> None:

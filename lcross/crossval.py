@@ -1,0 +1,328 @@
+"""Leave-one-concept-out cross-validation of families of T: honest selection, and which kind of T transfers best.
+
+Every concept is the test concept once. Inside each fold, each family chooses its setting on the remaining concepts
+alone (inner folds: a remaining concept is held out as the validation concept, T is fitted on the others, and the
+setting with the highest mean cosine between the validation concept's transferred source SV and the target's own SV
+wins: the ``val/cos`` a fit monitors); the chosen setting is then refitted on all remaining concepts and scored on the
+test concept, which nothing before has seen:
+
+- ``r2``: variance-weighted R^2 of T on the test concept's deltas,
+- ``cos``: cosine between its transferred source SV and the target's own SV,
+- ``swing`` (with the target model): mean over the test concept's held-out A/B items of p_match(+beta) -
+  p_match(-beta) under the transferred SV; the own SV's swing and a norm-matched random T's are measured alongside.
+
+Pooled figures are means over folds with a bootstrap interval over folds.
+
+    python -m lcross.crossval --config configs/demo.yaml --out results/crossval_demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lcross.aggregators import SVMethod, steering_vector
+from lcross.bootstrap import bootstrap_ci
+from lcross.errors import LCrossInputError
+from lcross.files import atomic_path
+from lcross.progress import phase, show_progress_logs
+from lcross.steering import Positions
+from lcross.t_families import Family, families_named, fit_family
+
+Rows = tuple[torch.Tensor, torch.Tensor]  # (source deltas [n, d_s], target deltas [n, d_t]) of one concept
+
+
+def loco_folds(concepts: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """(test concept, the remaining concepts) for each concept, in order: every concept is tested exactly once."""
+    if len(concepts) < 3:
+        raise LCrossInputError(
+            f"cross-validation needs at least 3 concepts (one to test, one to validate, one to fit), got "
+            f"{list(concepts)}",
+            where="data.concepts",
+            fix="add concepts",
+        )
+    return [(c, [o for o in concepts if o != c]) for c in concepts]
+
+
+def inner_validation(remaining: Sequence[str], inner_folds: int) -> list[str]:
+    """The remaining concepts that take turns as the validation concept (spread evenly, deterministic)."""
+    k = min(max(1, inner_folds), len(remaining) - 1) if len(remaining) > 1 else 0
+    return [remaining[(j * len(remaining)) // k] for j in range(k)] if k else []
+
+
+def stack(rows: Mapping[str, Rows], names: Sequence[str]) -> Rows:
+    return torch.cat([rows[n][0] for n in names]), torch.cat([rows[n][1] for n in names])
+
+
+def r2_score(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Variance-weighted R^2 (as torchmetrics' R2Score(multioutput="variance_weighted"))."""
+    residual = (target - pred).double().pow(2).sum()
+    total = (target - target.mean(0)).double().pow(2).sum()
+    return float(1 - residual / total)
+
+
+@torch.no_grad()
+def sv_cosine(transform: Any, rows: Rows, method: SVMethod) -> float:
+    source_sv, own_sv = steering_vector(rows[0], method), steering_vector(rows[1], method)
+    transferred = transform.transfer(source_sv)
+    return float(torch.nn.functional.cosine_similarity(transferred.double(), own_sv.double(), dim=0))
+
+
+@dataclass
+class FoldResult:
+    """One family on one test concept."""
+
+    family: str
+    test: str
+    setting: dict[str, Any]
+    selection_cos: float  # the chosen setting's mean val cosine on the inner folds
+    r2: float
+    cos: float
+    transform: Any = field(default=None, repr=False)
+
+
+def select_and_fit(
+    family: Family, rows: Mapping[str, Rows], remaining: Sequence[str], method: SVMethod, inner_folds: int, seed: int
+) -> tuple[dict[str, Any], float, Any]:
+    """(chosen setting, its mean inner val cosine, T refitted with it on all of ``remaining``): the test concept is
+    not among ``remaining``, so it reaches neither the fit nor the choice."""
+    validation = inner_validation(remaining, inner_folds)
+    scores = []
+    for setting in family.grid:
+        cosines = []
+        for val in validation:
+            fit_on = [c for c in remaining if c != val]
+            transform = fit_family(family, setting, *stack(rows, fit_on), seed=seed)
+            cosines.append(sv_cosine(transform, rows[val], method))
+        scores.append(sum(cosines) / len(cosines) if cosines else float("nan"))
+    best = max(range(len(scores)), key=lambda i: -math.inf if math.isnan(scores[i]) else scores[i])
+    chosen = family.grid[best]
+    return chosen, scores[best], fit_family(family, chosen, *stack(rows, remaining), seed=seed)
+
+
+def crossvalidate(
+    rows: Mapping[str, Rows],
+    families: Sequence[Family],
+    method: SVMethod = "caa",
+    inner_folds: int = 2,
+    seed: int = 0,
+) -> list[FoldResult]:
+    """Every family on every leave-one-concept-out fold (see the module docs)."""
+    results = []
+    for test, remaining in loco_folds(list(rows)):
+        for family in families:
+            with phase(f"fold {test}: selecting and fitting {family.name}"):
+                setting, selection_cos, transform = select_and_fit(family, rows, remaining, method, inner_folds, seed)
+            xs, xt = rows[test]
+            results.append(
+                FoldResult(
+                    family.name,
+                    test,
+                    dict(setting),
+                    selection_cos,
+                    r2_score(transform(xs.float()).detach(), xt.float()),
+                    sv_cosine(transform, rows[test], method),
+                    transform,
+                )
+            )
+    return results
+
+
+def swings(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    items: Sequence[Any],
+    layer: int,
+    vectors: Mapping[str, torch.Tensor],
+    beta: float,
+    chat_template: bool,
+    positions: Positions = "all",
+) -> dict[str, torch.Tensor]:
+    """Per item p_match(+beta) - p_match(-beta) under each vector (one sweep, all vectors together)."""
+    from lcross.efficacy import steering_sweep
+
+    sweep = steering_sweep(
+        model, tokenizer, items, layer, dict(vectors), [-beta, beta], positions=positions, chat_template=chat_template
+    )
+    up, down = sweep.betas.index(beta), sweep.betas.index(-beta)
+    return {str(name): rows[up] - rows[down] for name, rows in sweep.items.items()}
+
+
+def pooled(values: Sequence[float], seed: int = 0) -> dict[str, float]:
+    """Mean over folds with a 95% bootstrap interval over folds."""
+    tensor = torch.tensor([v for v in values if not math.isnan(v)], dtype=torch.float64)
+    if tensor.numel() == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    low, high = bootstrap_ci(tensor, seed=seed)
+    return {"mean": float(tensor.mean()), "low": low, "high": high, "n": int(tensor.numel())}
+
+
+def run(
+    config: str,
+    out: str | Path,
+    family_names: list[str] | None = None,
+    beta: float = 1.0,
+    inner_folds: int = 2,
+    efficacy: bool = True,
+    max_items: int | None = None,
+) -> Path:
+    """Cross-validates the families on the concepts of a fit config (its models, layers, data and cache) and writes
+    ``crossval.json`` and ``crossval.md`` into ``out``."""
+    from lcross.comparison import random_map
+    from lcross.report import data_module_from_config
+
+    families = families_named(family_names)
+    data = data_module_from_config(config)
+    if len(data.layer_pairs) != 1:
+        raise LCrossInputError(
+            f"cross-validation compares one layer pair; the config has {data.layer_pairs}",
+            where=config,
+            fix="give a config with one source and one target layer",
+        )
+    data.prepare_data()
+    data.setup("fit")
+    rows = {n: (data.deltas["source"][n][:, 0], data.deltas["target"][n][:, 0]) for n in data.concepts}
+    folds = crossvalidate(rows, families, data.sv_method, inner_folds)
+    swing: dict[tuple[str, str], torch.Tensor] = {}
+    if efficacy:
+        model, tokenizer = data.model("target")
+        layer = data.layers["target"][0]
+        for test, _ in loco_folds(list(rows)):
+            concept = data.concepts[test]
+            if not concept.has_ab_items:
+                continue
+            items = concept.test[:max_items]
+            own = steering_vector(rows[test][1], data.sv_method)
+            vectors = {"own_sv": own}
+            source_sv = steering_vector(rows[test][0], data.sv_method)
+            for result in (r for r in folds if r.test == test):
+                vectors[result.family] = result.transform.transfer(source_sv).detach().float()
+            reference = vectors[families[0].name]
+            random_sv = source_sv @ random_map(source_sv.shape[0], own.shape[0], seed=0)
+            vectors["random_T"] = random_sv * reference.norm() / random_sv.norm()
+            with phase(f"fold {test}: A/B swing of {len(vectors)} vectors at beta +-{beta}"):
+                for name, values in swings(model, tokenizer, items, layer, vectors, beta, data.chat_template).items():
+                    swing[test, name] = values
+    summary = _summarise(folds, swing, [f.name for f in families])
+    record = {
+        "config": config,
+        "beta": beta,
+        "inner_folds": inner_folds,
+        "sv_method": data.sv_method,
+        "source": data.source.name,
+        "target": data.target.name,
+        "layers": data.layer_description(),
+        "concepts": list(rows),
+        "families": [{"name": f.name, "kind": f.kind, "grid": list(f.grid), "fixed": f.fixed} for f in families],
+        "folds": [
+            {k: v for k, v in vars(r).items() if k != "transform"} | {"swing": _mean(swing.get((r.test, r.family)))}
+            for r in folds
+        ],
+        "baselines": {
+            f"{test}/{name}": _mean(values) for (test, name), values in swing.items() if name in ("own_sv", "random_T")
+        },
+        "pooled": summary,
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "crossval.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1, default=float))
+    with atomic_path(out / "crossval.md") as tmp:
+        tmp.write_text(markdown(record))
+    return out / "crossval.md"
+
+
+def _mean(values: torch.Tensor | None) -> float:
+    return float("nan") if values is None else float(values.double().mean())
+
+
+def _summarise(
+    folds: Sequence[FoldResult], swing: Mapping[tuple[str, str], torch.Tensor], names: Sequence[str]
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for name in [*names, "own_sv", "random_T"]:
+        mine = [r for r in folds if r.family == name]
+        tests = [r.test for r in mine] or sorted({t for t, n in swing if n == name})
+        summary[name] = {
+            "r2": pooled([r.r2 for r in mine]) if mine else None,
+            "cos": pooled([r.cos for r in mine]) if mine else None,
+            "swing": pooled([_mean(swing.get((t, name))) for t in tests]),
+        }
+    return summary
+
+
+def _fmt(entry: Mapping[str, float] | None, digits: int = 3) -> str:
+    if not entry or entry.get("n", 0) == 0:
+        return "-"
+    return f"{entry['mean']:.{digits}f} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
+
+
+def markdown(record: Mapping[str, Any]) -> str:
+    """The comparison as a report: pooled table, then per-concept swings and the settings each fold chose."""
+    pooled_ = record["pooled"]
+    lines = [
+        f"# Leave-one-concept-out comparison of T families: {record['source']} -> {record['target']}",
+        "",
+        f"Layers {record['layers']}, SV method {record['sv_method']}, concepts {record['concepts']}. Each concept is "
+        "the test concept once; each family chooses its setting on the remaining concepts only "
+        f"({record['inner_folds']} inner validation concepts, by the mean cosine of transferred to own SV), is "
+        "refitted on all of them and "
+        f"scored on the test concept. Swing: p_match(+{record['beta']}) - p_match(-{record['beta']}) on the test "
+        "concept's held-out A/B items. Intervals: 95% bootstrap over folds.",
+        "",
+        "| T | kind | R^2 on the test concept | cos(transferred SV, own SV) | swing |",
+        "|---|---|---|---|---|",
+    ]
+    kinds = {f["name"]: f["kind"] for f in record["families"]}
+    ranked = sorted(kinds, key=lambda n: -(pooled_[n]["swing"]["mean"] if pooled_[n]["swing"]["n"] else -math.inf))
+    for name in ranked:
+        entry = pooled_[name]
+        lines.append(
+            f"| {name} | {kinds[name]} | {_fmt(entry['r2'])} | {_fmt(entry['cos'])} | {_fmt(entry['swing'])} |"
+        )
+    for name in ("own_sv", "random_T"):
+        lines.append(f"| {name} (reference) | - | - | - | {_fmt(pooled_[name]['swing'])} |")
+    lines += ["", "## Swing per test concept", ""]
+    names = [*ranked, "own_sv", "random_T"]
+    lines += ["| test concept | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    by_fold = {(f["test"], f["family"]): f for f in record["folds"]}
+    for test in record["concepts"]:
+        cells = []
+        for name in names:
+            value = (
+                by_fold[test, name]["swing"] if (test, name) in by_fold else record["baselines"].get(f"{test}/{name}")
+            )
+            cells.append("-" if value is None or math.isnan(value) else f"{value:.3f}")
+        lines.append(f"| {test} | " + " | ".join(cells) + " |")
+    lines += ["", "## Settings chosen in each fold", ""]
+    for name in ranked:
+        chosen = [f"{f['test']}: {f['setting'] or 'default'}" for f in record["folds"] if f["family"] == name]
+        lines.append(f"- {name}: " + "; ".join(chosen))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Leave-one-concept-out comparison of T families (see module docs).")
+    parser.add_argument("--config", required=True, help="a fit config (models, layers, concepts, cache)")
+    parser.add_argument("--out", required=True, help="folder for crossval.json and crossval.md")
+    parser.add_argument("--families", nargs="*", help="family names (default: all; see lcross.t_families)")
+    parser.add_argument("--beta", type=float, default=1.0, help="steering strength of the swing (default 1)")
+    parser.add_argument("--inner-folds", type=int, default=2, help="validation concepts per fold (default 2)")
+    parser.add_argument("--max-items", type=int, help="cap on held-out items per test concept")
+    parser.add_argument("--no-efficacy", action="store_true", help="R^2 and cosine only: no target model is loaded")
+    args = parser.parse_args(argv)
+    show_progress_logs()
+    path = run(args.config, args.out, args.families, args.beta, args.inner_folds, not args.no_efficacy, args.max_items)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
