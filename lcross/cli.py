@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lcross.callbacks.generation_efficacy import GenerationEfficacy
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.callbacks.vector_writer import TransferredVectors
 from lcross.checkpoint_files import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
 from lcross.datamodule import PairedDeltas
 from lcross.errors import LCrossInputError
@@ -42,11 +43,20 @@ class LCrossCLI(LightningCLI):
         # The efficacy callbacks: optional sections (absent or null: not run), every option set on the command line.
         parser.add_lightning_class_args(SteeringEfficacy, "efficacy", subclass_mode=True, required=False)
         parser.add_lightning_class_args(GenerationEfficacy, "generation", subclass_mode=True, required=False)
+        # predict: where and in which formats the transferred vectors are written (default: safetensors and gguf)
+        parser.add_lightning_class_args(TransferredVectors, "vectors", required=False)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None)."""
         keys = self._parser(self.subcommand).callback_keys
         extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
+        if self.subcommand == "predict":
+            # predict reads a finished run (its config.yaml, its checkpoint): it writes no new run folder or config,
+            # only the transferred vectors, into the checkpoint's run folder
+            self.save_config_callback = None
+            kwargs = {**kwargs, "logger": False}
+            if not any(isinstance(c, TransferredVectors) for c in extra):
+                extra.append(TransferredVectors())
         trainer = self._instantiate_trainer({**self._get(self.config_init, "trainer", default={}), **kwargs}, extra)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -99,6 +109,12 @@ class LCrossCLI(LightningCLI):
                     fix="make it writable, or set trainer.logger.init_args.save_dir to a writable folder",
                 ) from None
         os.environ[RUN_VERSION_ENV] = args.version
+
+    def after_predict(self) -> None:
+        """Ends a predict with the files it wrote."""
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, TransferredVectors) and callback.written:
+                print("Transferred vectors:\n" + "\n".join(f"  {path}" for path in callback.written), flush=True)
 
     def after_fit(self) -> None:
         """Ends a fit with where its outputs are, its efficacy tables and the TensorBoard command."""

@@ -219,6 +219,10 @@ class PairedDeltas(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
 
+    def predict_dataloader(self) -> DataLoader:
+        """The evaluation concepts' names, one batch (``predict`` transfers each concept's source SV)."""
+        return DataLoader(self.eval_concepts, batch_size=len(self.eval_concepts), collate_fn=list)  # type: ignore[arg-type]
+
     def _loader(self, part: Part, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(*self.tensors(part))
         batch = self.batch_size or len(dataset)

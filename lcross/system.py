@@ -213,6 +213,22 @@ class LCross(L.LightningModule):
         if per_concept:
             self.log("val/cos", torch.stack(per_concept).mean(), prog_bar=True)
 
+    def predict_step(self, batch: list[str], batch_idx: int) -> dict[str, Any]:
+        """Concept names -> each concept's source SV transferred through T to the target layer(s) (``predict``; the
+        ``TransferredVectors`` callback writes them into the run folder)."""
+        from lcross.comparison import transfer_per_pair
+
+        data = getattr(self.trainer, "datamodule", None)
+        if data is None or not hasattr(data, "steering_vector"):
+            raise LCrossInputError("predict needs the run's data module", fix="run `main.py predict --config ...`")
+        transform = self.to_transform(card=self.card()).to(torch.float32)
+        pairs = list(zip(as_layer_list(data.layers["source"]), as_layer_list(data.layers["target"])))
+        target = data.model_name("target")
+        return {
+            name: transfer_per_pair(transform, data.steering_vector("source", name).to(torch.float32), pairs, target)
+            for name in batch
+        }
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 

@@ -11,9 +11,8 @@ output format follows ``--out``'s suffix. Every layer of the vector must have a 
 With a run and no ``--concept``, every evaluation concept's transferred vector is written into the run folder
 (``vectors/<concept>.<format>``).
 
-This last form stands in for LightningCLI's ``predict`` subcommand: ``predict --config <run>/config.yaml`` would have
-LightningCLI's SaveConfigCallback overwrite the run's config.yaml with a predict config (which ``fit`` then refuses),
-and its writer callback would have to be added to every predict command line.
+``main.py predict --config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt`` does the same through
+LightningCLI (``lcross.callbacks.vector_writer.TransferredVectors``), with T taken from the checkpoint.
 """
 
 from __future__ import annotations

@@ -1,0 +1,51 @@
+"""`main.py predict` on a finished run: every evaluation concept's transferred vector lands in the run folder, equal
+to T (from the checkpoint) applied to the concept's source SV, and the run's config and folders are left alone."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from lcross import LCrossInputError, SteeringVector, load_transform
+from lcross.callbacks.vector_writer import TransferredVectors
+from lcross.cli import main
+from lcross.report import data_module_from_config
+
+from .conftest import ROOT
+
+
+def test_predict_writes_each_concepts_transferred_vector_into_the_run(tiny_run, tmp_path, monkeypatch):
+    run = tmp_path / "version_0"
+    shutil.copytree(tiny_run[1], run)
+    config = (run / "config.yaml").read_bytes()
+    monkeypatch.chdir(ROOT)
+    main(
+        [
+            "predict",
+            "--config",
+            str(run / "config.yaml"),
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--vectors.formats",
+            "[safetensors, gguf, pt]",
+        ]
+    )
+    assert (run / "config.yaml").read_bytes() == config  # predict saves no config over the run's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["version_0"]  # and claims no new run folder
+    data = data_module_from_config(str(run / "config.yaml"))
+    data.setup()
+    transform = load_transform(run / "checkpoints" / "last.ckpt")
+    for concept in data.eval_concepts:
+        source = data.steering_vector("source", concept)[data.layers["source"][0]].float()
+        expected = source @ transform.matrix().float()  # the linear part, no bias: an independent product
+        for suffix in ("safetensors", "gguf", "pt"):
+            vector = SteeringVector.load(run / "vectors" / f"{concept}.{suffix}")
+            assert vector.layers == [data.layers["target"][0]]
+            torch.testing.assert_close(vector[data.layers["target"][0]].float(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_vector_formats_are_refused():
+    with pytest.raises(LCrossInputError, match="unknown vector formats"):
+        TransferredVectors(formats=["npy"])
