@@ -9,7 +9,9 @@ test concept, which nothing before has seen:
 - ``r2``: variance-weighted R^2 of T on the test concept's deltas,
 - ``cos``: cosine between its transferred source SV and the target's own SV,
 - ``swing`` (with the target model): mean over the test concept's held-out A/B items of p_match(+beta) -
-  p_match(-beta) under the transferred SV; the own SV's swing and a norm-matched random T's are measured alongside.
+  p_match(-beta) under the transferred SV rescaled to the own SV's norm (so that it compares directions: any long
+  vector swings p_match); the own SV's swing and a random T's at the same norm are measured alongside, and
+  ``norm_ratio`` says how long T made the vector.
 
 Pooled figures are means over folds with a bootstrap interval over folds.
 
@@ -86,6 +88,7 @@ class FoldResult:
     r2: float
     cos: float
     transform: Any = field(default=None, repr=False)
+    norm_ratio: float = float("nan")  # |T sv_source| / |own SV| on the test concept
 
 
 def select_and_fit(
@@ -202,11 +205,15 @@ def run(
             own = steering_vector(rows[test][1], data.sv_method)
             vectors = {"own_sv": own}
             source_sv = steering_vector(rows[test][0], data.sv_method)
+            # every vector at the own SV's norm: the swing compares directions, the thing the families differ in
+            # (an unregularised T's vectors are many times longer, and any long vector swings p_match); how far each
+            # T's own scaling is off is reported as norm_ratio
             for result in (r for r in folds if r.test == test):
-                vectors[result.family] = result.transform.transfer(source_sv).detach().float()
-            reference = vectors[families[0].name]
+                moved = result.transform.transfer(source_sv).detach().float()
+                result.norm_ratio = float(moved.norm() / own.norm())
+                vectors[result.family] = moved * own.norm() / moved.norm()
             random_sv = source_sv @ random_map(source_sv.shape[0], own.shape[0], seed=0)
-            vectors["random_T"] = random_sv * reference.norm() / random_sv.norm()
+            vectors["random_T"] = random_sv * own.norm() / random_sv.norm()
             with phase(f"fold {test}: A/B swing of {len(vectors)} vectors at beta +-{beta}"):
                 for name, values in swings(model, tokenizer, items, layer, vectors, beta, data.chat_template).items():
                     swing[test, name] = values
@@ -253,6 +260,7 @@ def _summarise(
         summary[name] = {
             "r2": pooled([r.r2 for r in mine]) if mine else None,
             "cos": pooled([r.cos for r in mine]) if mine else None,
+            "norm_ratio": pooled([r.norm_ratio for r in mine]) if mine else None,
             "swing": pooled([_mean(swing.get((t, name))) for t in tests]),
         }
     return summary
@@ -275,20 +283,20 @@ def markdown(record: Mapping[str, Any]) -> str:
         f"({record['inner_folds']} inner validation concepts, by the mean cosine of transferred to own SV), is "
         "refitted on all of them and "
         f"scored on the test concept. Swing: p_match(+{record['beta']}) - p_match(-{record['beta']}) on the test "
-        "concept's held-out A/B items. Intervals: 95% bootstrap over folds.",
+        "concept's held-out A/B items, every vector (and a random T's) rescaled to the own SV's norm so that the "
+        "swing compares directions; the last column is how long T made it. Intervals: 95% bootstrap over folds.",
         "",
-        "| T | kind | R^2 on the test concept | cos(transferred SV, own SV) | swing |",
-        "|---|---|---|---|---|",
+        "| T | kind | R^2 on the test concept | cos(transferred SV, own SV) | swing | norm / own SV norm |",
+        "|---|---|---|---|---|---|",
     ]
     kinds = {f["name"]: f["kind"] for f in record["families"]}
     ranked = sorted(kinds, key=lambda n: -(pooled_[n]["swing"]["mean"] if pooled_[n]["swing"]["n"] else -math.inf))
     for name in ranked:
         entry = pooled_[name]
-        lines.append(
-            f"| {name} | {kinds[name]} | {_fmt(entry['r2'])} | {_fmt(entry['cos'])} | {_fmt(entry['swing'])} |"
-        )
+        cells = [name, kinds[name], _fmt(entry["r2"]), _fmt(entry["cos"]), _fmt(entry["swing"])]
+        lines.append("| " + " | ".join([*cells, _fmt(entry["norm_ratio"], 2)]) + " |")
     for name in ("own_sv", "random_T"):
-        lines.append(f"| {name} (reference) | - | - | - | {_fmt(pooled_[name]['swing'])} |")
+        lines.append(f"| {name} (reference) | - | - | - | {_fmt(pooled_[name]['swing'])} | 1 |")
     lines += ["", "## Swing per test concept", ""]
     names = [*ranked, "own_sv", "random_T"]
     lines += ["| test concept | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
