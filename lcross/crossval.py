@@ -317,7 +317,9 @@ def markdown(record: Mapping[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Leave-one-concept-out comparison of T families (see module docs).")
+    parser = argparse.ArgumentParser(
+        prog="lcross crossval", description="Leave-one-concept-out comparison of T families (see module docs)."
+    )
     parser.add_argument("--config", required=True, help="a fit config (models, layers, concepts, cache)")
     parser.add_argument("--out", required=True, help="folder for crossval.json and crossval.md")
     parser.add_argument("--families", nargs="*", help="family names (default: all; see lcross.t_families)")
