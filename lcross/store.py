@@ -14,12 +14,11 @@ from typing import Any, Literal
 import torch
 
 from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, encode_texts, extract_deltas
-from lcross.concepts import Concept
+from lcross.concepts import Concept, TextPair
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.layers import as_layer_list, layer_label
 from lcross.models import ModelSpec, load_model
 from lcross.progress import phase
-from lcross.prompting import encode_many
 from lcross.sharded_extraction import extract_deltas_sharded
 from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens, check_text_lengths, context_length
 
@@ -129,7 +128,7 @@ class DeltaStore:
                 for key in self.shard_keys(side, name, shard).values()
             )
         ]
-        for side in needed:  # every text measured before the first forward pass
+        for side in SIDES:  # every text measured before the first forward pass, also when the deltas are cached
             self.check_text_lengths(side)
         for side in needed:
             for name, concept in self.concepts.items():
@@ -148,20 +147,31 @@ class DeltaStore:
                 self.release("source")  # the source is not needed after extraction
 
     def check_text_lengths(self, side: Side) -> None:
-        """Refuses, naming the item, any text of the concepts (training pairs, evaluation items, open-ended prompts)
-        longer than ``max_text_tokens`` or the model's context, with the tokenizer alone (no weights loaded)."""
+        """Refuses, naming the item, any text of the concepts (training pairs, evaluation items of every test set,
+        open-ended prompts) longer than ``max_text_tokens`` or the model's context.
+
+        A token covers at least one byte of text, so only texts whose UTF-8 length (plus room for special and chat
+        template tokens) could exceed the limit are tokenised, with the tokenizer alone (no weights): a cached run
+        with ordinary texts loads nothing."""
         spec = self.specs[side]
-        tokenizer = self._models[side][1] if side in self._models else spec.tokenizer()
         context = context_length(spec.config())
+        limit = self.max_text_tokens if context is None else min(self.max_text_tokens, context)
+        tokenizer = None
         for name, concept in self.concepts.items():
             where = f"{concept.source or name}"
-            for part, items in (("training pair", concept.train), ("evaluation item", concept.test)):
-                texts = encode_texts(tokenizer, items, self.chat_template)
-                labels = [f"{where} {part} {i} ({s})" for i in range(len(items)) for s in ("positive", "negative")]
+            parts: list[tuple[str, list[Any]]] = [("training pair", concept.train), ("evaluation item", concept.test)]
+            parts += [(f"{set_name} item", items) for set_name, items in concept.test_sets.items()]
+            parts += [("open-ended prompt", [TextPair(p, p) for p in concept.open_ended])]
+            for part, items in parts:
+                long = [i for i, item in enumerate(items) if _longest_bytes(item) + TEMPLATE_ROOM > limit]
+                if not long:
+                    continue
+                if tokenizer is None:
+                    tokenizer = self._models[side][1] if side in self._models else spec.tokenizer()
+                texts = encode_texts(tokenizer, [items[i] for i in long], self.chat_template)
+                sides = ("", "") if part == "open-ended prompt" else (" (positive)", " (negative)")
+                labels = [f"{where} {part} {i}{s}" for i in long for s in sides]
                 check_text_lengths(texts, labels, self.max_text_tokens, context, spec.name)
-            prompts = encode_many(tokenizer, [(p, "") for p in concept.open_ended], self.chat_template)
-            labels = [f"{where} open-ended prompt {i}" for i in range(len(prompts))]
-            check_text_lengths(prompts, labels, self.max_text_tokens, context, spec.name)
 
     def _extract_shard(
         self, side: Side, pairs: list, keys: dict[int, str], meta: dict[str, Any], advance: Callable[[int], None]
@@ -208,6 +218,15 @@ class DeltaStore:
                     shards.append(torch.stack([e for e in layers if e is not None], dim=1))
                 deltas[side][name] = torch.cat(shards)
         return deltas
+
+
+# Tokens a chat template and special tokens may add to a text (far more than any template uses).
+TEMPLATE_ROOM = 512
+
+
+def _longest_bytes(item: Any) -> int:
+    """UTF-8 length of the longer of a pair's two texts (prompt and completion together)."""
+    return max(len("".join(text).encode("utf-8")) for text in item.texts())
 
 
 def _advancer(advance: Callable[[int], None]) -> Callable[[int, int], None]:

@@ -353,3 +353,41 @@ def test_max_text_tokens_below_one_is_refused_at_construction(tmp_path, value):
             split="pair",
             max_text_tokens=value,
         )
+
+
+def test_texts_are_measured_when_the_deltas_are_cached_and_in_every_test_set(tmp_path, monkeypatch):
+    """Open-ended prompts and further test sets do not key the delta cache: a long one added to a cached concept is
+    still refused, before any model loads."""
+    import lcross.store
+    from lcross import PairedDeltas
+
+    folder = tmp_path / "mood"
+    folder.mkdir()
+    rows = [{"prompt": f"Item {i} was", "positive": " good", "negative": " bad"} for i in range(6)]
+    _jsonl(folder / "train.jsonl", rows)
+    _jsonl(folder / "test.jsonl", rows[:2])
+    other = _jsonl(
+        tmp_path / "other.jsonl", [{"prompt": f"It is {i}", "positive": " hot", "negative": " cold"} for i in range(6)]
+    )
+
+    def data():
+        return PairedDeltas(
+            ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1}),
+            ModelSpec("tiny-gemma3_text", tiny={"hidden_size": 48, "seed": 2}),
+            1,
+            1,
+            {"mood": str(folder), "other": str(other)},
+            val_concepts=["mood"],
+            max_text_tokens=1024,
+            cache_dir=str(tmp_path / "cache"),
+        )
+
+    data().prepare_data()  # the cache now holds every delta
+    monkeypatch.setattr(lcross.store, "load_model", lambda spec: pytest.fail("a model loaded"))
+    (folder / "open_ended.jsonl").write_text(json.dumps({"prompt": "word " * 300}) + "\n")
+    with pytest.raises(LCrossInputError, match=r"mood open-ended prompt 0: the text is 1,5\d\d tokens"):
+        data().prepare_data()
+    (folder / "open_ended.jsonl").unlink()
+    _jsonl(folder / "test_long.jsonl", [rows[0], {**rows[1], "prompt": "word " * 300}])
+    with pytest.raises(LCrossInputError, match=r"mood long item \d \(positive\): the text is 1,5\d\d tokens"):
+        data().prepare_data()
