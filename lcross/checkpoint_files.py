@@ -48,6 +48,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             final.parent.mkdir(parents=True, exist_ok=True)
             handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
             tmp = Path(name)
+            os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes it 0600; a checkpoint is as readable as any file
             with os.fdopen(handle, "wb") as out:
                 torch.save(checkpoint, out)
                 out.flush()
@@ -69,6 +70,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 tmp.unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def is_intact(path: str | Path) -> bool:
     """Whether ``path`` is a complete checkpoint: a zip archive whose members all match their CRCs and that torch
     reads without running code."""
@@ -88,7 +95,8 @@ def resumable_checkpoint(folder: str | Path) -> Path | None:
     else the newest intact checkpoint (with a warning naming the torn file), else None when there are none at all.
     Raises when checkpoints exist but none is intact."""
     folder = Path(folder)
-    found = sorted(folder.glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime_ns))
+    # last*.ckpt first, newest first (as Lightning ranks them: last-v1.ckpt can be newer than last.ckpt), then the rest
+    found = sorted(folder.glob("*.ckpt"), key=lambda p: (not p.name.startswith("last"), -p.stat().st_mtime_ns))
     if not found:
         return None
     torn: list[Path] = []

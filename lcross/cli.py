@@ -12,6 +12,7 @@ python main.py fit --config configs/demo.yaml --print_config
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -67,6 +68,13 @@ class LCrossCLI(LightningCLI):
         would fail there with a bare zip error)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if subcommand == "predict" and ckpt_path in (None, "last", "best", "hpc", "registry"):
+            # without a checkpoint file predict would transfer through an untrained T, into the current folder
+            raise LCrossInputError(
+                f"predict needs the checkpoint of a finished fit, got ckpt_path {ckpt_path!r}",
+                where="--ckpt_path",
+                fix="pass --ckpt_path <run>/checkpoints/last.ckpt (the vectors are written into that run's folder)",
+            )
         if ckpt_path not in (None, "last", "best", "hpc", "registry"):
             check_checkpoint(ckpt_path)
         super()._parse_ckpt_path()
@@ -82,12 +90,18 @@ class LCrossCLI(LightningCLI):
         if not logger or "TensorBoardLogger" not in str(logger.get("class_path")):
             return
         args = logger.init_args
-        if args.get("version") is not None:
-            return
         inherited = os.environ.get(RUN_VERSION_ENV) if int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 else None
         runs = Path(args.get("save_dir") or ".") / (args.get("name") or "lightning_logs")
+        if args.get("version") is not None:
+            pinned = runs / str(args.version)
+            # a run's own config.yaml names its folder: fitting with it again must not write into that run
+            if inherited or config.get("ckpt_path") is not None or not (pinned / "config.yaml").exists():
+                return
+            log.warning("%s holds a finished run (its config.yaml); this fit gets a run folder of its own", pinned)
+            args.version = None
         candidates = {p.parent.parent.name for p in runs.glob("version_*/checkpoints/*.ckpt")}
-        resumable = sorted(candidates, key=lambda name: int(name.split("_")[1]))
+        numbered = [name for name in candidates if name.split("_", 1)[1].isdigit()]
+        resumable = sorted(numbered, key=lambda name: int(name.split("_")[1]))
         if inherited:
             args.version = inherited
         elif config.get("ckpt_path") == "last" and resumable:
@@ -97,7 +111,7 @@ class LCrossCLI(LightningCLI):
             for folder in (run, run / "checkpoints"):  # what killed writes of this run left; no one else writes here
                 remove_stale_temporaries(folder, older_than_s=0)
             chosen = resumable_checkpoint(run / "checkpoints")
-            if chosen is not None and chosen.name != "last.ckpt":
+            if chosen is not None:  # the file checked whole, never Lightning's own pick among last*.ckpt
                 config.ckpt_path = str(chosen)
         else:
             try:
@@ -135,6 +149,7 @@ def main(args: list[str] | None = None) -> LCrossCLI:
     )
 
 
+log = logging.getLogger(__name__)
 DEBUG_FLAG, DEBUG_ENV = "--debug", "LCROSS_DEBUG"
 RUN_VERSION_ENV = "LCROSS_RUN_VERSION"  # the claimed run folder, for the processes a run launches
 

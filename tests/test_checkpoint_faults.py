@@ -120,3 +120,45 @@ def test_an_unwritable_logs_folder_is_named_before_anything_runs(tmp_path, capsy
     )
     err = capsys.readouterr().err
     assert status == 2 and "cannot create a run folder there" in err and "save_dir" in err
+
+
+def test_checkpoints_are_as_readable_as_other_files(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        AtomicCheckpointIO().save_checkpoint({"epoch": 1}, tmp_path / "last.ckpt")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "last.ckpt").stat().st_mode) == 0o644
+
+
+def test_resume_checks_every_last_checkpoint_lightning_could_pick(tmp_path):
+    """Lightning resolves `last` to the newest last*.ckpt: a newer torn last-v1.ckpt must be skipped, not loaded."""
+    import os
+
+    io, folder = AtomicCheckpointIO(), tmp_path / "checkpoints"
+    io.save_checkpoint({"epoch": 1}, folder / "last.ckpt")
+    (folder / "last-v1.ckpt").write_bytes(b"PK\x03\x04 torn")
+    os.utime(folder / "last.ckpt", (1, 1))  # older than the torn one
+    assert resumable_checkpoint(folder) == folder / "last.ckpt"
+    io.save_checkpoint({"epoch": 2}, folder / "last-v2.ckpt")
+    assert resumable_checkpoint(folder) == folder / "last-v2.ckpt"  # the newest intact one
+
+
+def test_fitting_with_a_runs_own_config_gets_a_new_run_folder(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    runs = tmp_path / "logs" / "tiny"
+    shutil.copytree(tiny_run[1], runs / "version_0")
+    config = runs / "version_0" / "config.yaml"
+    text = config.read_text().replace(f"save_dir: {tiny_run[1].parent.parent}", f"save_dir: {tmp_path / 'logs'}")
+    config.write_text(text)
+    before = config.read_bytes()
+    monkeypatch.chdir(ROOT)
+    from lcross.cli import main
+
+    main(["fit", "--config", str(config), "--trainer.max_epochs=1", *QUIET])
+    assert config.read_bytes() == before  # the finished run is left alone
+    assert (runs / "version_1" / "config.yaml").exists()

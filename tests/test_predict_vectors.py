@@ -49,3 +49,15 @@ def test_predict_writes_each_concepts_transferred_vector_into_the_run(tiny_run, 
 def test_unknown_vector_formats_are_refused():
     with pytest.raises(LCrossInputError, match="unknown vector formats"):
         TransferredVectors(formats=["npy"])
+
+
+@pytest.mark.parametrize("ckpt", [None, "last"])
+def test_predict_without_a_checkpoint_file_is_refused(tmp_path, monkeypatch, capsys, ckpt):
+    """Without one, T would be the untrained one and the vectors would land in the current folder."""
+    from lcross.cli import console
+
+    monkeypatch.chdir(tmp_path)
+    args = ["predict", "--config", str(ROOT / "configs" / "tiny.yaml")] + ([f"--ckpt_path={ckpt}"] if ckpt else [])
+    assert console(args) == 2
+    assert "predict needs the checkpoint of a finished fit" in capsys.readouterr().err
+    assert not (tmp_path / "vectors").exists()
