@@ -147,12 +147,21 @@ def swings(
     beta: float,
     chat_template: bool,
     positions: Positions = "all",
+    batch_size: int = 16,
 ) -> dict[str, torch.Tensor]:
     """Per item p_match(+beta) - p_match(-beta) under each vector (one sweep, all vectors together)."""
     from lcross.efficacy import steering_sweep
 
     sweep = steering_sweep(
-        model, tokenizer, items, layer, dict(vectors), [-beta, beta], positions=positions, chat_template=chat_template
+        model,
+        tokenizer,
+        items,
+        layer,
+        dict(vectors),
+        [-beta, beta],
+        positions=positions,
+        chat_template=chat_template,
+        batch_size=batch_size,
     )
     up, down = sweep.betas.index(beta), sweep.betas.index(-beta)
     return {str(name): rows[up] - rows[down] for name, rows in sweep.items.items()}
@@ -175,13 +184,30 @@ def run(
     inner_folds: int = 2,
     efficacy: bool = True,
     max_items: int | None = None,
+    include_test_concepts: bool = False,
 ) -> Path:
     """Cross-validates the families on the concepts of a fit config (its models, layers, data and cache) and writes
-    ``crossval.json`` and ``crossval.md`` into ``out``."""
+    ``crossval.json`` and ``crossval.md`` into ``out``.
+
+    The config's ``test_concepts`` are left out (they are only ever reported: choosing a family on them would select
+    on them) unless ``include_test_concepts``. The steering positions and batch size are the config's efficacy
+    section's."""
     from lcross.comparison import random_map
     from lcross.report import data_module_from_config
+    from lcross.splits import Split, check_held_out_is_unseen
 
     families = families_named(family_names)
+    if not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
+        raise LCrossInputError(
+            f"beta is {beta}", where="--beta", fix="use a positive number: the swing is +beta - -beta"
+        )
+    if max_items is not None and max_items < 1:
+        raise LCrossInputError(f"max_items is {max_items}", where="--max-items", fix="use 1 or more, or leave it out")
+    if not Path(config).is_file():
+        raise LCrossInputError(
+            "no such config file", where=str(config), fix="give a fit config, e.g. configs/demo.yaml"
+        )
+    positions, batch_size = _efficacy_settings(config)
     data = data_module_from_config(config)
     if len(data.layer_pairs) != 1:
         raise LCrossInputError(
@@ -189,9 +215,13 @@ def run(
             where=config,
             fix="give a config with one source and one target layer",
         )
+    names = [c for c in data.concepts if include_test_concepts or c not in data.test_concepts]
+    contents = {n: data.concepts[n].contents() for n in names}
+    for test, remaining in loco_folds(names):  # every fold's test concept must be unseen by the rest
+        check_held_out_is_unseen(Split("concept", tuple(remaining), (test,), (test,)), contents)
     data.prepare_data()
     data.setup("fit")
-    rows = {n: (data.deltas["source"][n][:, 0], data.deltas["target"][n][:, 0]) for n in data.concepts}
+    rows = {n: (data.deltas["source"][n][:, 0], data.deltas["target"][n][:, 0]) for n in names}
     folds = crossvalidate(rows, families, data.sv_method, inner_folds)
     swing: dict[tuple[str, str], torch.Tensor] = {}
     if efficacy:
@@ -215,7 +245,8 @@ def run(
             random_sv = source_sv @ random_map(source_sv.shape[0], own.shape[0], seed=0)
             vectors["random_T"] = random_sv * own.norm() / random_sv.norm()
             with phase(f"fold {test}: A/B swing of {len(vectors)} vectors at beta +-{beta}"):
-                for name, values in swings(model, tokenizer, items, layer, vectors, beta, data.chat_template).items():
+                swung = swings(model, tokenizer, items, layer, vectors, beta, data.chat_template, positions, batch_size)
+                for name, values in swung.items():
                     swing[test, name] = values
     summary = _summarise(folds, swing, [f.name for f in families])
     record = {
@@ -227,6 +258,8 @@ def run(
         "target": data.target.name,
         "layers": data.layer_description(),
         "concepts": list(rows),
+        "left_out_test_concepts": [c for c in data.test_concepts if c not in rows],
+        "positions": positions,
         "families": [{"name": f.name, "kind": f.kind, "grid": list(f.grid), "fixed": f.fixed} for f in families],
         "folds": [
             {k: v for k, v in vars(r).items() if k != "transform"} | {"swing": _mean(swing.get((r.test, r.family)))}
@@ -244,6 +277,15 @@ def run(
     with atomic_path(out / "crossval.md") as tmp:
         tmp.write_text(markdown(record))
     return out / "crossval.md"
+
+
+def _efficacy_settings(config: str | Path) -> tuple[Positions, int]:
+    """(positions, batch_size) of the config's efficacy section (flat or under init_args), else the defaults."""
+    import yaml
+
+    section = (yaml.safe_load(Path(config).read_text()) or {}).get("efficacy") or {}
+    section = section.get("init_args", section) if isinstance(section, dict) else {}
+    return section.get("positions", "all"), int(section.get("batch_size", 16))
 
 
 def _mean(values: torch.Tensor | None) -> float:
@@ -327,9 +369,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inner-folds", type=int, default=2, help="validation concepts per fold (default 2)")
     parser.add_argument("--max-items", type=int, help="cap on held-out items per test concept")
     parser.add_argument("--no-efficacy", action="store_true", help="R^2 and cosine only: no target model is loaded")
+    parser.add_argument(
+        "--include-test-concepts",
+        action="store_true",
+        help="also fold over the config's data.test_concepts (left out by default: they are only ever reported)",
+    )
     args = parser.parse_args(argv)
     show_progress_logs()
-    path = run(args.config, args.out, args.families, args.beta, args.inner_folds, not args.no_efficacy, args.max_items)
+    path = run(
+        args.config,
+        args.out,
+        args.families,
+        args.beta,
+        args.inner_folds,
+        not args.no_efficacy,
+        args.max_items,
+        args.include_test_concepts,
+    )
     print(f"wrote {path}")
     return 0
 

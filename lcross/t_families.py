@@ -37,10 +37,9 @@ class Family:
     fixed: dict[str, Any] = field(default_factory=dict)
 
 
-# Gradient descent from a random start: the number of full-batch AdamW steps is itself a regulariser (early stopping).
-# On the demo's deltas (SmolLM2 -> Gemma, 480 rows) held-out cosine falls with more steps (0.45 after 100, 0.43 after
-# 200, 0.39 after 400, for sentiment), so gd_mse chooses between 100 and 300 on the validation concepts and the
-# other families take 100 (300 for low rank, which starts slower).
+# Gradient descent from a random start: the number of full-batch AdamW steps is itself a regulariser (early stopping):
+# gd_mse chooses between 100 and 300 steps on the validation concepts of each fold, and the other families take 100
+# (300 for low rank, which starts slower).
 _GD = {"lr": 1e-2, "epochs": 100}
 # The default comparison: the paper's least squares, ridge over four decades, Procrustes, and gradient descent with
 # each loss and regulariser the LightningModule offers (weight decay, ridge, orthogonality, low rank).

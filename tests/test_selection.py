@@ -209,3 +209,27 @@ def test_the_comparison_command_writes_its_tables(tmp_path, monkeypatch):
         assert record["pooled"][name]["swing"]["n"] == 3
     text = path.read_text()
     assert "| gd_mse | gradient |" in text and "## Swing per test concept" in text and "| size |" in text
+
+
+def test_the_comparison_leaves_the_configs_test_concepts_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "tiny.yaml"
+    text = (ROOT / "configs" / "tiny.yaml").read_text().replace("cache_dir: .cache/deltas", f"cache_dir: {tmp_path}")
+    text = text.replace("    size: data/demo/size\n", "    size: data/demo/size\n    speed: data/demo/speed\n")
+    config.write_text(
+        text.replace("  val_concepts: [sentiment]\n", "  val_concepts: [sentiment]\n  test_concepts: [size]\n")
+    )
+    run(str(config), tmp_path / "out", ["ridge"], efficacy=False)
+    record = json.loads((tmp_path / "out" / "crossval.json").read_text())
+    assert record["concepts"] == ["sentiment", "temperature", "speed"] and record["left_out_test_concepts"] == ["size"]
+    assert all(fold["test"] != "size" for fold in record["folds"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"beta": 0.0}, "--beta"), ({"max_items": 0}, "--max-items"), ({"config": "nope.yaml"}, "no such config")],
+)
+def test_bad_comparison_options_are_named(tmp_path, kwargs, message):
+    options = {"config": str(ROOT / "configs" / "tiny.yaml"), "out": tmp_path, **kwargs}
+    with pytest.raises(LCrossInputError, match=message):
+        run(**options)
