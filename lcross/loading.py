@@ -43,7 +43,9 @@ def load_transform(path: str | Path) -> Transform:
     in eval mode without gradients, in the dtype it was stored in.
     """
     path = Path(path)
-    if not path.exists() and str(path).count("/") == 1 and path.suffix != ".ckpt":  # a Hub repo id, not a local path
+    # a Hub repo id ("org/name"), not a local path: a typo under an existing local folder ("logs/trnasform") is a path
+    local_root = Path(str(path).split("/", 1)[0]).exists()
+    if not path.exists() and str(path).count("/") == 1 and path.suffix != ".ckpt" and not local_root:
         path = export_folder(str(path))
     if path.is_dir():
         card, weights = read_export(path)

@@ -391,3 +391,10 @@ def test_texts_are_measured_when_the_deltas_are_cached_and_in_every_test_set(tmp
     _jsonl(folder / "test_long.jsonl", [rows[0], {**rows[1], "prompt": "word " * 300}])
     with pytest.raises(LCrossInputError, match=r"mood long item \d \(positive\): the text is 1,5\d\d tokens"):
         data().prepare_data()
+
+
+def test_a_typo_under_a_local_folder_is_a_missing_path_not_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(LCrossInputError, match="logs/trnasform: no such checkpoint or export folder"):
+        load_transform("logs/trnasform")
