@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, overload
 
 import torch
@@ -26,7 +27,7 @@ import torch
 from lcross.concepts import ContrastivePair, Pair, TextPair
 from lcross.errors import LCrossInputError
 from lcross.layers import block_output, check_layer, decoder_blocks
-from lcross.packing import Row, collate, model_inputs, pack, packing_supported, single
+from lcross.packing import SECOND_TAIL, Row, collate, model_inputs, pack, packing_supported, single
 from lcross.prompting import Encoded, encode_many
 from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_text_lengths, context_length
 
@@ -176,6 +177,59 @@ def last_token_states(
         if paired
         else [(single(ids[i]), (i,)) for i in range(len(ids))]
     )
+    return states_of_rows(
+        model, tokenizer, rows, layers, batch_size=batch_size, max_batch_tokens=max_batch_tokens, on_batch=on_batch
+    )
+
+
+def token_states(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    sequences: Sequence[Sequence[int]],
+    positions: Sequence[Sequence[int]],
+    layers: Iterable[int],
+    *,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[int, torch.Tensor]:
+    """Hidden states of chosen tokens of whole texts (corpus rows): for each token id list ``sequences[i]``, the states
+    at its indices ``positions[i]``, at the output of each block in ``layers``: layer -> [sum of len(positions), d], in
+    order (text by text, position by position). Batched and stopped early like ``last_token_states``."""
+    _check_limits(None, max_batch_tokens)
+    layers = sorted(set(layers))
+    rows: list[tuple[Row, tuple[int, ...]]] = []
+    start = 0
+    for ids, wanted in zip(sequences, positions, strict=True):
+        if not wanted:
+            continue
+        if min(wanted) < 0 or max(wanted) >= len(ids):
+            raise ValueError(f"positions {min(wanted)}..{max(wanted)} outside a text of {len(ids)} tokens")
+        rows.append((replace(single(ids), ends=tuple(wanted)), tuple(range(start, start + len(wanted)))))
+        start += len(wanted)
+    if not rows:
+        return {l: torch.empty(0) for l in layers}
+    return states_of_rows(model, tokenizer, rows, layers, max_batch_tokens=max_batch_tokens, on_batch=on_batch)
+
+
+def states_of_rows(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    rows: Sequence[tuple[Row, tuple[int, ...]]],
+    layers: Iterable[int],
+    *,
+    batch_size: int | None = None,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[int, torch.Tensor]:
+    """The core of extraction: runs ``rows`` (each with the output indices of the states it yields, one per entry of
+    ``row.ends``: the row columns read) through the model in token-budget batches, longest first, and returns
+    layer -> [number of outputs, d] in output order."""
+    blocks = decoder_blocks(model)
+    layers = sorted(set(layers))
+    for l in layers:
+        check_layer(l, len(blocks), type(model).__name__)
+    paired = any(SECOND_TAIL in row.segments for row, _ in rows)
+    total = sum(len(held) for _, held in rows)
     # Longest first: the first batch shows at once whether the largest one fits in memory.
     pending = deque(sorted(rows, key=lambda r: -len(r[0])))
     device = _device_of(model)
@@ -188,7 +242,7 @@ def last_token_states(
     while pending:
         batch = _take(pending, budget, batch_size)
         collated = collate([r for r, _ in batch], pad_id, left, pin=pin)
-        # Which (row, column) holds each text's last token, known on the host: no device round trip.
+        # Which (row, column) holds each wanted state, known on the host: no device round trip.
         where_rows = [b for b, (row, _) in enumerate(batch) for _ in row.ends]
         where_cols = [collated.offsets[b] + end for b, (row, _) in enumerate(batch) for end in row.ends]
         index = (torch.tensor(where_rows), torch.tensor(where_cols))
@@ -220,8 +274,8 @@ def last_token_states(
         order += [i for _, held in batch for i in held]
         done += sum(len(held) for _, held in batch)
         if on_batch is not None:
-            on_batch(done, len(texts))
-    # One copy to the host per layer, then back into the texts' order.
+            on_batch(done, total)
+    # One copy to the host per layer, then back into the output order.
     position = torch.empty(len(order), dtype=torch.long)
     position[torch.tensor(order)] = torch.arange(len(order))
     out = {}
