@@ -41,6 +41,9 @@ class LCrossCLI(LightningCLI):
         parser.link_arguments("data.d_target", "model.d_target", apply_on="instantiate")
         # So do the layer pairs T maps: one map for one pair, one per pair (or one shared) for several.
         parser.link_arguments("data.layer_pairs", "model.layer_pairs", apply_on="instantiate")
+        # And what T's rows are (concept deltas, corpus token states or both, weighed): its loss and bias follow.
+        parser.link_arguments("data.fit_on", "model.fit_on", apply_on="instantiate")
+        parser.link_arguments("data.corpus_weight", "model.corpus_weight", apply_on="instantiate")
         # The efficacy callbacks: optional sections (absent or null: not run), every option set on the command line.
         parser.add_lightning_class_args(SteeringEfficacy, "efficacy", subclass_mode=True, required=False)
         parser.add_lightning_class_args(GenerationEfficacy, "generation", subclass_mode=True, required=False)

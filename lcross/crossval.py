@@ -36,6 +36,7 @@ from lcross.errors import LCrossInputError
 from lcross.files import atomic_path
 from lcross.progress import phase, show_progress_logs
 from lcross.steering import Positions
+from lcross.sufficient_stats import GramStats
 from lcross.t_families import Family, families_named, fit_family
 
 Rows = tuple[torch.Tensor, torch.Tensor]  # (source deltas [n, d_s], target deltas [n, d_t]) of one concept
@@ -92,7 +93,13 @@ class FoldResult:
 
 
 def select_and_fit(
-    family: Family, rows: Mapping[str, Rows], remaining: Sequence[str], method: SVMethod, inner_folds: int, seed: int
+    family: Family,
+    rows: Mapping[str, Rows],
+    remaining: Sequence[str],
+    method: SVMethod,
+    inner_folds: int,
+    seed: int,
+    corpus: GramStats | None = None,
 ) -> tuple[dict[str, Any], float, Any]:
     """(chosen setting, its mean inner val cosine, T refitted with it on all of ``remaining``): the test concept is
     not among ``remaining``, so it reaches neither the fit nor the choice."""
@@ -102,12 +109,12 @@ def select_and_fit(
         cosines = []
         for val in validation:
             fit_on = [c for c in remaining if c != val]
-            transform = fit_family(family, setting, *stack(rows, fit_on), seed=seed)
+            transform = fit_family(family, setting, *stack(rows, fit_on), seed=seed, corpus=corpus)
             cosines.append(sv_cosine(transform, rows[val], method))
         scores.append(sum(cosines) / len(cosines) if cosines else float("nan"))
     best = max(range(len(scores)), key=lambda i: -math.inf if math.isnan(scores[i]) else scores[i])
     chosen = family.grid[best]
-    return chosen, scores[best], fit_family(family, chosen, *stack(rows, remaining), seed=seed)
+    return chosen, scores[best], fit_family(family, chosen, *stack(rows, remaining), seed=seed, corpus=corpus)
 
 
 def crossvalidate(
@@ -116,13 +123,17 @@ def crossvalidate(
     method: SVMethod = "caa",
     inner_folds: int = 2,
     seed: int = 0,
+    corpus: GramStats | None = None,
 ) -> list[FoldResult]:
-    """Every family on every leave-one-concept-out fold (see the module docs)."""
+    """Every family on every leave-one-concept-out fold (see the module docs); ``corpus``: the corpus's sufficient
+    statistics, for the corpus families (the corpus holds no concept data, so it is the same in every fold)."""
     results = []
     for test, remaining in loco_folds(list(rows)):
         for family in families:
             with phase(f"fold {test}: selecting and fitting {family.name}"):
-                setting, selection_cos, transform = select_and_fit(family, rows, remaining, method, inner_folds, seed)
+                setting, selection_cos, transform = select_and_fit(
+                    family, rows, remaining, method, inner_folds, seed, corpus
+                )
             xs, xt = rows[test]
             results.append(
                 FoldResult(
@@ -130,7 +141,7 @@ def crossvalidate(
                     test,
                     dict(setting),
                     selection_cos,
-                    r2_score(transform(xs.float()).detach(), xt.float()),
+                    r2_score(transform.transfer(xs.float()).detach(), xt.float()),  # deltas: no intercept
                     sv_cosine(transform, rows[test], method),
                     transform,
                 )
@@ -196,7 +207,6 @@ def run(
     from lcross.report import data_module_from_config
     from lcross.splits import Split, check_held_out_is_unseen
 
-    families = families_named(family_names)
     if not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
         raise LCrossInputError(
             f"beta is {beta}", where="--beta", fix="use a positive number: the swing is +beta - -beta"
@@ -209,6 +219,7 @@ def run(
         )
     positions, batch_size = _efficacy_settings(config)
     data = data_module_from_config(config)
+    families = families_named(family_names, corpus=data.corpus is not None)
     if len(data.layer_pairs) != 1:
         raise LCrossInputError(
             f"cross-validation compares one layer pair; the config has {data.layer_pairs}",
@@ -222,7 +233,8 @@ def run(
     data.prepare_data()
     data.setup("fit")
     rows = {n: (data.deltas["source"][n][:, 0], data.deltas["target"][n][:, 0]) for n in names}
-    folds = crossvalidate(rows, families, data.sv_method, inner_folds)
+    corpus = data.corpus.statistics(0) if data.corpus is not None else None
+    folds = crossvalidate(rows, families, data.sv_method, inner_folds, corpus=corpus)
     swing: dict[tuple[str, str], torch.Tensor] = {}
     if efficacy:
         model, tokenizer = data.model("target")
@@ -258,6 +270,7 @@ def run(
         "target": data.target.name,
         "layers": data.layer_description(),
         "concepts": list(rows),
+        **({"corpus": data.corpus.describe()} if data.corpus is not None else {}),
         "left_out_test_concepts": [c for c in data.test_concepts if c not in rows],
         "positions": positions,
         "families": [{"name": f.name, "kind": f.kind, "grid": list(f.grid), "fixed": f.fixed} for f in families],

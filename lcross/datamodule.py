@@ -8,7 +8,7 @@ the LightningModule, so they never land in a checkpoint.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -17,6 +17,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from lcross.activations import DEFAULT_MAX_BATCH_TOKENS
 from lcross.aggregators import SVMethod, steering_vector
 from lcross.concepts import Concept, load_concept
+from lcross.corpus import CorpusSource
+from lcross.corpus_fit import FitPart, fit_parts
+from lcross.corpus_rows import CorpusRows
+from lcross.corpus_states import CorpusStates
 from lcross.delta_cache import DeltaCache
 from lcross.errors import LCrossInputError
 from lcross.layers import check_layer, parse_layers
@@ -26,6 +30,8 @@ from lcross.splits import Part, SplitBy, check_held_out_is_unseen, make_split, p
 from lcross.steering_vector import SteeringVector
 from lcross.store import DeltaStore, Side
 from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens
+
+FitOn = Literal["deltas", "corpus", "both"]
 
 
 class PairedDeltas(L.LightningDataModule):
@@ -70,6 +76,20 @@ class PairedDeltas(L.LightningDataModule):
             model's context (a stray 10k-character item would otherwise take minutes and gigabytes).
         cache_dir: where deltas are cached (default ``$LCROSS_CACHE/deltas``).
         seed: seed for splitting items.
+        fit_on: what T is fitted on: ``deltas`` (the training concepts' per-pair deltas, the paper's way), ``corpus``
+            (paired token states of both models on ``corpus``: no concept data reaches T; the concepts only validate
+            and are evaluated) or ``both`` (a weighted sum of the two losses, ``corpus_weight``).
+        corpus: plain text both models read (a .txt or .jsonl file, a folder of them, or a dataset id, streamed; see
+            ``lcross.corpus.CorpusSource``); tokens are paired where both models have read the same characters
+            (``lcross.span_alignment``). Needed by ``fit_on`` corpus or both, refused otherwise.
+        corpus_weight: with ``fit_on=both``, the corpus's share of the loss (each source's loss is its mean over its
+            own rows, so the weight does not depend on how many rows each has).
+        corpus_max_rows: cap on corpus rows (aligned token pairs).
+        corpus_shard_rows: about this many rows per cached corpus shard (one is in memory at a time).
+        corpus_skip_first: aligned token pairs dropped at the start of every passage: the first tokens' states carry
+            attention-sink activations hundreds of times larger than the rest, which would dominate a least-squares
+            fit.
+        corpus_batch_size: corpus rows per gradient step (0: one shard per step).
     """
 
     def __init__(
@@ -96,6 +116,13 @@ class PairedDeltas(L.LightningDataModule):
         max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
         cache_dir: str | None = None,
         seed: int = 0,
+        fit_on: FitOn = "deltas",
+        corpus: CorpusSource | None = None,
+        corpus_weight: float = 0.5,
+        corpus_max_rows: int = 100_000,
+        corpus_shard_rows: int = 16_384,
+        corpus_skip_first: int = 2,
+        corpus_batch_size: int = 4096,
     ):
         super().__init__()
         self.source, self.target = source, target
@@ -120,6 +147,10 @@ class PairedDeltas(L.LightningDataModule):
             ("extraction_max_batch_tokens", extraction_max_batch_tokens, 1, False),
             ("shard_size", shard_size, 1, False),
             ("seed", seed, 0, False),
+            ("corpus_max_rows", corpus_max_rows, 1, False),
+            ("corpus_shard_rows", corpus_shard_rows, 1, False),
+            ("corpus_skip_first", corpus_skip_first, 0, False),
+            ("corpus_batch_size", corpus_batch_size, 0, False),
         ):
             whole_number(value, f"data.{option}", minimum=minimum, optional=optional)
         open_fraction(test_fraction, "data.test_fraction")
@@ -127,6 +158,9 @@ class PairedDeltas(L.LightningDataModule):
         one_of(split, ("concept", "pair"), "data.split")
         one_of(sv_method, ("caa", "repe"), "data.sv_method")
         flag(chat_template, "data.chat_template")
+        one_of(fit_on, ("deltas", "corpus", "both"), "data.fit_on")
+        _check_corpus_settings(fit_on, corpus, corpus_weight)
+        self.fit_on, self.corpus_weight, self.corpus_batch_size = fit_on, float(corpus_weight), corpus_batch_size
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
         self.split = make_split(list(concepts), val_concepts, split, val_fraction, test_concepts)
@@ -157,6 +191,19 @@ class PairedDeltas(L.LightningDataModule):
             max_text_tokens=max_text_tokens,
         )
         self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
+        self.corpus: CorpusStates | None = None
+        if corpus is not None:
+            self.corpus = CorpusStates(
+                corpus,
+                {"source": source, "target": target},
+                self.layers,
+                self.store.model,
+                self.store.cache,
+                max_rows=corpus_max_rows,
+                shard_rows=corpus_shard_rows,
+                skip_first=corpus_skip_first,
+                max_batch_tokens=extraction_max_batch_tokens,
+            )
 
     @property
     def layer_pairs(self) -> list[list[int]]:
@@ -201,7 +248,7 @@ class PairedDeltas(L.LightningDataModule):
         return self.store.keys(side, concept)
 
     def prepare_data(self) -> None:
-        self.store.extract_missing()
+        self.store.extract_missing(also=self.corpus.extract_missing if self.corpus is not None else None)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.deltas:
@@ -213,8 +260,34 @@ class PairedDeltas(L.LightningDataModule):
         paired row by row."""
         return paired_rows(self.split, self.deltas, part)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def train_dataloader(self) -> Any:
+        """Delta rows (``fit_on=deltas``, one batch of (source, target) rows), or a ``CombinedLoader`` of named
+        sources whose batches are dicts: ``{"corpus": ...}`` or ``{"corpus": ..., "deltas": ...}`` (the deltas cycled
+        alongside the corpus stream), so that the LightningModule knows which rows are token states (affine) and
+        which are differences."""
+        if self.fit_on == "deltas":
+            return self._loader("train", shuffle=True)
+        from lightning.pytorch.utilities import CombinedLoader
+
+        assert self.corpus is not None  # checked in __init__
+        rows = CorpusRows(self.corpus, self.corpus_batch_size)
+        loaders: dict[str, Any] = {"corpus": DataLoader(rows, batch_size=None)}
+        if self.fit_on == "both":
+            loaders["deltas"] = self._loader("train", shuffle=True)
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def fit_statistics(self, pair: int | None, affine: bool) -> list[FitPart]:
+        """What T is fitted on, as the parts of ``lcross.sufficient_stats.solve`` for layer pair ``pair`` (all pairs
+        pooled when None, for a shared T): the corpus's statistics (affine: token states take an intercept) and,
+        with ``fit_on=both``, the training deltas' (never affine: an intercept cancels in a difference), weighted so
+        that each source's loss counts by its mean, ``corpus_weight`` to ``1 - corpus_weight``."""
+        assert self.corpus is not None and self.fit_on != "deltas"
+        corpus = self.corpus.statistics(pair)
+        if self.fit_on == "corpus":
+            return fit_parts(corpus, affine=affine)
+        xs, xt = self.tensors("train")
+        xs, xt = (xs[:, pair], xt[:, pair]) if pair is not None else (xs.flatten(0, 1), xt.flatten(0, 1))
+        return fit_parts(corpus, (xs, xt), self.corpus_weight, affine=affine)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
@@ -261,4 +334,29 @@ class PairedDeltas(L.LightningDataModule):
             "roles": {name: self.split.role(name) for name in self.concepts},
             "chat_template": self.chat_template,
             "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas else None,
+            "fit_on": self.fit_on,
+            **({"corpus_weight": self.corpus_weight} if self.fit_on == "both" else {}),
+            **({"corpus": self.corpus.describe()} if self.corpus is not None else {}),
         }
+
+
+def _check_corpus_settings(fit_on: str, corpus: CorpusSource | None, corpus_weight: float) -> None:
+    """A corpus is needed exactly when T is fitted on it; a weight only means something with both sources."""
+    if fit_on != "deltas" and corpus is None:
+        raise LCrossInputError(
+            f"fit_on is {fit_on!r} but no corpus is given",
+            where="data.corpus",
+            fix="set data.corpus.path to a text file, a folder of them or a dataset id (e.g. data/corpus)",
+        )
+    if fit_on == "deltas" and corpus is not None:
+        raise LCrossInputError(
+            "a corpus is given but fit_on is 'deltas', so it would be read and never used",
+            where="data.fit_on",
+            fix="set data.fit_on to corpus or both, or remove data.corpus",
+        )
+    if isinstance(corpus_weight, bool) or not isinstance(corpus_weight, int | float) or not 0 < corpus_weight < 1:
+        raise LCrossInputError(
+            f"corpus_weight is {corpus_weight!r}",
+            where="data.corpus_weight",
+            fix="use a number strictly between 0 and 1 (fit_on=corpus or deltas for one source alone)",
+        )

@@ -114,9 +114,10 @@ class DeltaStore:
         """Every cache key of the concept on one side, shard by shard (layers in order within a shard)."""
         return [k for shard in range(self.n_shards(concept)) for k in self.shard_keys(side, concept, shard).values()]
 
-    def extract_missing(self) -> None:
+    def extract_missing(self, also: Callable[[Side], None] | None = None) -> None:
         """Extracts every (shard, layer) the cache lacks, all missing layers of a shard in one pass; the source model
-        is released once its shards are done."""
+        is released once its shards are done. ``also(side)`` runs after each side's deltas, while its model may still
+        be loaded (the corpus states extract there)."""
         self.cache.remove_stale_temporaries()
         needed = [
             side
@@ -130,8 +131,8 @@ class DeltaStore:
         ]
         for side in SIDES:  # every text measured before the first forward pass, also when the deltas are cached
             self.check_text_lengths(side)
-        for side in needed:
-            for name, concept in self.concepts.items():
+        for side in SIDES:
+            for name, concept in self.concepts.items() if side in needed else ():
                 for shard in range(self.n_shards(name)):
                     keys = self.shard_keys(side, name, shard)
                     missing = {layer: key for layer, key in keys.items() if self.cache.load(key) is None}
@@ -143,6 +144,8 @@ class DeltaStore:
                     with phase(what, 2 * len(pairs)) as advance:
                         meta = {"side": side, "concept": name, "shard": shard}
                         self._extract_shard(side, pairs, missing, meta, advance)
+            if also is not None:
+                also(side)
             if side == "source":
                 self.release("source")  # the source is not needed after extraction
 

@@ -45,11 +45,17 @@ class LCross(L.LightningModule):
             d_source == d_target) or ``random`` (Gaussian, std 1/sqrt(d_source)).
         init_method: closed form used for ``init=closed_form``: lstsq (the paper's), ridge or procrustes.
         init_alpha: ridge penalty for ``init_method=ridge``.
-        bias: learn an offset too (never applied to steering vectors, which are differences).
+        bias: learn an offset too (never applied to steering vectors, which are differences); None (default): on when
+            T is fitted on corpus token states (``fit_on`` corpus or both: states have a mean, deltas do not), off for
+            deltas alone. Delta rows always go through the linear part only.
         layer_pairs: the (source layer, target layer) pairs T maps (linked from the data module by the CLI): one pair
             gives one ``LinearTransform``, several give a ``LayerwiseTransform`` with one map per pair.
         share_transform: with several layer pairs, fit one map shared by all of them instead of one per pair.
         transform: the module to train, if not built from the arguments above (e.g. a pre-fitted LinearTransform).
+        fit_on: what the rows are (linked from the data module by the CLI): ``deltas``, ``corpus`` (token states,
+            affine) or ``both`` (each batch a dict of the two; the loss weighs them ``corpus_weight`` to
+            ``1 - corpus_weight``).
+        corpus_weight: the corpus's share of the loss with ``fit_on=both`` (linked from the data module).
     """
 
     def __init__(
@@ -66,12 +72,17 @@ class LCross(L.LightningModule):
         init: Init = "closed_form",
         init_method: FitMethod = "lstsq",
         init_alpha: float = 1.0,
-        bias: bool = False,
+        bias: bool | None = None,
         layer_pairs: list[list[int]] | None = None,
         share_transform: bool = False,
         transform: Transform | None = None,
+        fit_on: Literal["deltas", "corpus", "both"] = "deltas",
+        corpus_weight: float = 0.5,
     ):
         super().__init__()
+        one_of(fit_on, ("deltas", "corpus", "both"), "model.fit_on")
+        if bias is None:
+            bias = fit_on != "deltas"
         # lists, not tuples: hparams.yaml stays plain YAML (yaml.safe_load reads it)
         layer_pairs = None if layer_pairs is None else [[int(s), int(t)] for s, t in layer_pairs]
         self.save_hyperparameters(ignore=["transform"])
@@ -127,6 +138,9 @@ class LCross(L.LightningModule):
             return
         callbacks = getattr(self.trainer, "callbacks", [])
         _refuse_monitors_of_test_concepts(callbacks, getattr(datamodule, "test_concepts", []))
+        if self.hparams["fit_on"] != "deltas":
+            self._start_on_corpus(datamodule)
+            return
         xs, xt = datamodule.tensors("train")  # [n, n_layer_pairs, d]
         if xs.ndim == 2:  # a data module of one layer pair, [n, d]
             xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
@@ -154,21 +168,72 @@ class LCross(L.LightningModule):
             with torch.no_grad():
                 self.transform.bias.copy_(bias)
 
+    def _start_on_corpus(self, datamodule: Any) -> None:
+        """Rows streamed from the corpus: the closed form (and the interpolation check) from their sufficient
+        statistics, one pass over the shards, never all rows in memory."""
+        from lcross.sufficient_stats import solve
+
+        if getattr(datamodule, "fit_on", None) != self.hparams["fit_on"]:
+            raise LCrossInputError(
+                f"the model is set to fit on {self.hparams['fit_on']!r}, the data module serves "
+                f"{getattr(datamodule, 'fit_on', 'deltas')!r}",
+                where="model.fit_on",
+                fix="leave model.fit_on to the CLI, which links it from data.fit_on",
+            )
+        maps = self.transform.layer_maps()
+        shared = len(self.transform.unique_maps()) == 1 and len(maps) > 1
+        affine = self.transform.bias is not None
+        targets = [(None, self.transform.unique_maps()[0])] if shared else list(enumerate(maps))
+        for pair, single in targets:
+            parts = datamodule.fit_statistics(pair, affine=affine)
+            n_rows = int(sum(stats.n for stats, _, _ in parts))
+            warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, single.d_source)
+            if warning:
+                rank_zero_warn(warning)
+            if self.hparams["init"] != "closed_form" or self.trainer.ckpt_path is not None:
+                continue
+            method, alpha = self.hparams["init_method"], self.hparams["init_alpha"]
+            weight, bias = solve(parts, method, alpha if method == "ridge" else 0.0)
+            single.set_matrix(weight.to(self.device))
+            if single.bias is not None and bias is not None:
+                with torch.no_grad():
+                    single.bias.copy_(bias)
+
     @property
     def bias(self) -> torch.nn.Parameter | None:
         return self.transform.bias
 
     # -- training -----------------------------------------------------------------------------------------------
-    def model_step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def model_step(
+        self, batch: tuple[torch.Tensor, ...], affine: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss on (source rows, target rows). ``affine``: apply the bias (token states); delta rows of a T fitted on
+        the corpus go through the linear part only (an intercept cancels in a difference). None: as the rows of
+        ``fit_on=deltas`` always have (the bias, if T has one)."""
         xs, xt = batch[0], batch[1]
         if xs.ndim == 2:  # rows of one layer pair, [n, d]
             xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
-        pred = self(xs)
+        if affine is None or affine:
+            pred = self(xs)
+        else:
+            maps = self.transform.layer_maps()
+            pred = torch.stack([m.transfer(xs[:, i]) for i, m in enumerate(maps)], dim=1)
         loss = fit_loss(pred, xt, self.hparams["loss"], self.hparams["cosine_weight"])
         return loss, pred, xt
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self.model_step(batch)
+    def _training_loss(self, batch: Any) -> torch.Tensor:
+        """The loss of a batch: rows of deltas (a tuple), or named sources (a dict from the corpus loader): the
+        corpus's token states with the bias, the deltas without, weighed ``corpus_weight`` to the rest."""
+        if not isinstance(batch, dict):
+            return self.model_step(batch)[0]
+        losses = {name: self.model_step(rows, affine=name == "corpus")[0] for name, rows in batch.items() if rows}
+        if set(losses) == {"corpus"}:
+            return losses["corpus"]
+        weight = self.hparams["corpus_weight"]
+        return weight * losses["corpus"] + (1 - weight) * losses["deltas"]
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._training_loss(batch)
         maps = self.transform.unique_maps()
         objective = loss + penalties(maps, self.hparams["ridge"], self.hparams["orthogonality"])
         self.train_loss(loss)
@@ -177,7 +242,8 @@ class LCross(L.LightningModule):
         return objective
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        loss, pred, target = self.model_step(batch)
+        # validation rows are concept deltas: a T fitted on token states maps them with its linear part only
+        loss, pred, target = self.model_step(batch, affine=None if self.hparams["fit_on"] == "deltas" else False)
         self.val_loss(loss)
         self.val_r2(pred.flatten(0, -2), target.flatten(0, -2))
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
@@ -236,7 +302,10 @@ class LCross(L.LightningModule):
         """Where this T comes from and how it did: data and models, hyperparameters, the latest logged metrics."""
         datamodule = getattr(self.trainer, "datamodule", None)
         card = datamodule.describe() if datamodule is not None and hasattr(datamodule, "describe") else {}
-        card["fit_method"] = f"gradient descent ({self.hparams['loss']}), init {self.hparams['init']}"
+        on = {"deltas": "concept deltas", "corpus": "corpus token states", "both": "corpus token states and deltas"}
+        card["fit_method"] = (
+            f"gradient descent ({self.hparams['loss']}) on {on[self.hparams['fit_on']]}, init {self.hparams['init']}"
+        )
         card["hyperparameters"] = {k: v for k, v in self.hparams.items() if not k.startswith("_")}
         card["metrics"] = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
         return card

@@ -13,11 +13,13 @@ from typing import Any, Literal
 
 import torch
 
+from lcross.corpus_fit import fit_parts, transform_from_parts
 from lcross.errors import LCrossInputError
 from lcross.losses import LossName, fit_loss, penalties
+from lcross.sufficient_stats import GramStats
 from lcross.transform import LinearTransform
 
-Kind = Literal["closed", "gradient"]
+Kind = Literal["closed", "gradient", "corpus"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,9 @@ class Family:
 
     Attributes:
         name: how tables call it.
-        kind: ``closed`` (``LinearTransform.fit``) or ``gradient`` (``LCross`` trained by AdamW).
+        kind: ``closed`` (``LinearTransform.fit``), ``gradient`` (``LCross``'s objective by AdamW) or ``corpus``
+            (closed form from the corpus's sufficient statistics, weighed against the deltas when ``corpus_weight``
+            is set: ``lcross.corpus_fit``).
         grid: the settings to choose among (one dict each; one empty dict when there is nothing to choose).
         fixed: settings every member shares (for gradient families: ``LCross`` arguments and ``epochs``).
     """
@@ -57,20 +61,51 @@ DEFAULT_FAMILIES: tuple[Family, ...] = (
 )
 
 
-def families_named(names: list[str] | None) -> tuple[Family, ...]:
-    """The default families, or those of ``names`` (an unknown name is refused with the list)."""
+# T from plain text (needs a corpus): the corpus alone, with an intercept (the same T in every fold: no concept data
+# reaches it), least squares or ridge; and corpus and training deltas together, the corpus weighed by selection.
+CORPUS_FAMILIES: tuple[Family, ...] = (
+    Family("corpus_lstsq", "corpus", fixed={"method": "lstsq"}),
+    Family("corpus_ridge", "corpus", tuple({"alpha": a} for a in (1e3, 1e4, 1e5, 1e6)), {"method": "ridge"}),
+    Family("corpus+deltas", "corpus", tuple({"corpus_weight": w} for w in (0.1, 0.5, 0.9)), {"method": "lstsq"}),
+)
+
+
+def families_named(names: list[str] | None, corpus: bool = False) -> tuple[Family, ...]:
+    """The default families (and the corpus ones when there is a corpus), or those of ``names`` (an unknown name is
+    refused with the list)."""
     if not names:
-        return DEFAULT_FAMILIES
-    known = {f.name: f for f in DEFAULT_FAMILIES}
+        return DEFAULT_FAMILIES + (CORPUS_FAMILIES if corpus else ())
+    known = {f.name: f for f in DEFAULT_FAMILIES + CORPUS_FAMILIES}
+    needs_corpus = [n for n in names if n in {f.name for f in CORPUS_FAMILIES}]
+    if needs_corpus and not corpus:
+        raise LCrossInputError(
+            f"families {needs_corpus} fit T on a corpus, and the config has none",
+            where="--families",
+            fix="give a config with data.corpus (e.g. configs/demo_corpus.yaml), or leave those families out",
+        )
     unknown = [n for n in names if n not in known]
     if unknown:
         raise LCrossInputError(f"unknown T families {unknown}", where="--families", fix=f"use names from {list(known)}")
     return tuple(known[n] for n in names)
 
 
-def fit_family(family: Family, setting: dict[str, Any], xs: torch.Tensor, xt: torch.Tensor, seed: int = 0):
-    """T fitted on rows ``xs`` -> ``xt`` by the family with one of its settings."""
+def fit_family(
+    family: Family,
+    setting: dict[str, Any],
+    xs: torch.Tensor,
+    xt: torch.Tensor,
+    seed: int = 0,
+    corpus: GramStats | None = None,
+):
+    """T fitted on rows ``xs`` -> ``xt`` by the family with one of its settings (``corpus``: the corpus's statistics,
+    for the corpus families)."""
     options = {**family.fixed, **setting}
+    if family.kind == "corpus":
+        if corpus is None:
+            raise LCrossInputError(f"family {family.name} needs a corpus", fix="give a config with data.corpus")
+        weight = options.get("corpus_weight")
+        parts = fit_parts(corpus, None if weight is None else (xs, xt), weight)
+        return transform_from_parts(parts, options["method"], float(options.get("alpha", 0.0)))
     if family.kind == "closed":
         return LinearTransform.fit(xs, xt, method=options["method"], alpha=float(options.get("alpha", 1.0)))
     return fit_by_gradient(xs, xt, seed=seed, **options)

@@ -144,9 +144,9 @@ def test_the_test_concept_reaches_neither_the_fit_nor_the_selection(monkeypatch)
     def owners(xs):
         return {name for name, (own, _) in rows.items() if (xs[:, 0] == own[0, 0]).any()}
 
-    def fit(family, setting, xs, xt, seed=0):
+    def fit(family, setting, xs, xt, seed=0, corpus=None):
         seen.append((current["test"], owners(xs)))
-        return real_fit(family, setting, xs, xt, seed=seed)
+        return real_fit(family, setting, xs, xt, seed=seed, corpus=corpus)
 
     def cosine(transform, pair, method):
         seen.append((current["test"], owners(pair[0])))

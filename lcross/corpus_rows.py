@@ -1,0 +1,49 @@
+"""CorpusRows: the corpus's paired token-state rows streamed shard by shard, for gradient descent on T.
+
+Only one shard is in memory at a time. Each pass visits the shards in a new seeded order and each shard's rows in a
+new seeded order, so batches mix passages without ever holding the whole corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import IterableDataset
+
+from lcross.corpus_states import CorpusStates
+
+
+class CorpusRows(IterableDataset):
+    """Yields (source rows [b, n_layers, d_source], target rows [b, n_layers, d_target]) batches.
+
+    Args:
+        states: the corpus's shards (extracted before the first pass).
+        batch_size: rows per batch; 0 means one batch per shard.
+        seed: seeds the order of every pass (pass k uses seed + k).
+    """
+
+    def __init__(self, states: CorpusStates, batch_size: int, seed: int = 0):
+        super().__init__()
+        self.states, self.batch_size, self.seed = states, batch_size, seed
+        self.passes = 0
+
+    def _sizes(self) -> list[int]:
+        return [s.rows for s in self.states.plan().shards]
+
+    def __len__(self) -> int:
+        if not self.batch_size:
+            return len(self._sizes())
+        return sum(-(-rows // self.batch_size) for rows in self._sizes())
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed + self.passes)
+        self.passes += 1
+        shards = self.states.plan().shards
+        for index in torch.randperm(len(shards), generator=generator).tolist():
+            xs, xt = self.states.load_shard(shards[index])
+            order = torch.randperm(xs.shape[0], generator=generator)
+            size = self.batch_size or xs.shape[0]
+            for start in range(0, xs.shape[0], size):
+                rows = order[start : start + size]
+                yield xs[rows], xt[rows]

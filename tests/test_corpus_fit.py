@@ -1,0 +1,217 @@
+"""T fitted on a corpus's token states: the data module's shards, resumable extraction, the closed form from streamed
+statistics, gradient descent from the streaming loader, mixed sources, and the CLI end to end (tiny models)."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+import lcross.corpus_states as corpus_states
+from lcross.corpus import CorpusSource
+from lcross.datamodule import PairedDeltas
+from lcross.errors import LCrossInputError
+from lcross.models import ModelSpec
+from lcross.sufficient_stats import solve
+from lcross.system import LCross
+
+PARAGRAPHS = [
+    "The ferry left the harbour at six, and the gulls followed it past the lighthouse.",
+    "She measured the flour twice, because the recipe in her grandmother's hand was hard to read.",
+    "Rain fell all afternoon on the market square; the stallholders packed up early and went home.",
+    "He had never seen a glacier before, and the blue light inside the ice surprised him.",
+    "The committee agreed to meet again in March, once the survey of the old bridge was finished.",
+    "A small dog waited by the bakery door every morning until someone gave it a crust.",
+]
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(f"{text} (Part {i}.)" for i, text in enumerate(PARAGRAPHS * 4)), encoding="utf-8")
+    return path
+
+
+def _data(tmp_path, corpus_file, fit_on="corpus", **overrides) -> PairedDeltas:
+    options = dict(
+        source=ModelSpec("tiny-llama", tiny={"hidden_size": 24, "seed": 1}),
+        target=ModelSpec("tiny-gemma3_text", tiny={"hidden_size": 32, "seed": 2}),
+        source_layer=1,
+        target_layer=2,
+        concepts={"sentiment": "data/demo/sentiment", "size": "data/demo/size", "speed": "data/demo/speed"},
+        val_concepts=["sentiment"],
+        max_train_pairs=16,
+        max_test_items=4,
+        cache_dir=str(tmp_path / "cache"),
+        fit_on=fit_on,
+        corpus=CorpusSource(path=str(corpus_file), passage_chars=200),
+        corpus_shard_rows=400,
+        corpus_batch_size=0,
+    )
+    return PairedDeltas(**{**options, **overrides})
+
+
+def test_shards_are_whole_passages_up_to_the_cap(tmp_path, corpus_file):
+    data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
+    plan = data.corpus.plan()
+    assert plan.rows == 1000
+    assert len(plan.shards) == 2 and plan.shards[0].rows >= 400
+    # the byte tokenizer on both sides: every byte after BOS is paired, less the skipped first pairs of each passage
+    assert plan.kept["source"] == pytest.approx(plan.kept["target"])
+    data.prepare_data()
+    xs, xt = data.corpus.load_shard(plan.shards[0])
+    assert xs.shape == (plan.shards[0].rows, 1, 24) and xt.shape == (plan.shards[0].rows, 1, 32)
+
+
+def test_a_killed_extraction_resumes_at_the_first_missing_shard(tmp_path, corpus_file, monkeypatch):
+    data = _data(tmp_path, corpus_file, corpus_max_rows=1200)
+    n_shards = len(data.corpus.plan().shards)
+    real = corpus_states.token_states
+    calls = []
+
+    def dies_on_the_second_shard(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(corpus_states, "token_states", dies_on_the_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        data.prepare_data()
+    calls.clear()
+    monkeypatch.setattr(corpus_states, "token_states", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = _data(tmp_path, corpus_file, corpus_max_rows=1200)
+    again.prepare_data()
+    assert len(calls) == 2 * n_shards - 1  # the source's first shard was kept
+
+
+def _mse(stats, weight, bias) -> float:
+    return stats.residual_sum(weight.double(), None if bias is None else bias.double()) / (stats.n * weight.shape[1])
+
+
+def test_gradient_descent_from_the_streaming_loader_reaches_the_closed_form(tmp_path, corpus_file):
+    data = _data(tmp_path, corpus_file, corpus_max_rows=2000, corpus_batch_size=250)
+    data.prepare_data()
+    data.setup("fit")
+    stats = data.corpus.statistics(0)
+    weight, bias = solve([(stats, 1.0, True)], "lstsq")
+    best = _mse(stats, weight, bias)
+    model = LCross(data.d_source, data.d_target, fit_on="corpus", init="random", lr=0.3, layer_pairs=data.layer_pairs)
+    trainer = L.Trainer(
+        max_epochs=100,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[_LowerLearningRate(after=70)],
+    )
+    trainer.fit(model, datamodule=data)
+    reached = _mse(stats, model.transform.matrix().detach(), model.transform.bias.detach())
+    assert reached <= 1.01 * best, (reached, best)
+
+
+class _LowerLearningRate(L.Callback):
+    """Constant-rate Adam on mini-batches hovers around the minimum; a lower rate for the last epochs settles it."""
+
+    def __init__(self, after: int):
+        self.after = after
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.after:
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] /= 10
+
+
+def test_closed_form_start_on_both_sources_weighs_them_by_their_means(tmp_path, corpus_file):
+    data = _data(tmp_path, corpus_file, fit_on="both", corpus_weight=0.25, corpus_max_rows=800)
+    data.prepare_data()
+    data.setup("fit")
+    model = LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.25, layer_pairs=data.layer_pairs)
+    assert model.transform.bias is not None  # token states take an intercept by default
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=data)
+    # the independent reference: stack the rows, scale each source by sqrt(its weight / its rows), centre the corpus
+    xs_c = torch.cat([data.corpus.load_shard(s)[0][:, 0] for s in data.corpus.plan().shards]).double()
+    xt_c = torch.cat([data.corpus.load_shard(s)[1][:, 0] for s in data.corpus.plan().shards]).double()
+    xs_d, xt_d = (t[:, 0].double() for t in data.tensors("train"))
+    a, b = (0.25 / len(xs_c)) ** 0.5, (0.75 / len(xs_d)) ** 0.5
+    xs = torch.cat([a * (xs_c - xs_c.mean(0)), b * xs_d])
+    xt = torch.cat([a * (xt_c - xt_c.mean(0)), b * xt_d])
+    expected = torch.linalg.lstsq(xs, xt, driver="gelsd").solution
+    start = LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.25, layer_pairs=data.layer_pairs)
+    start.trainer = trainer  # the closed form alone, without the training step
+    start._start_on_corpus(data)
+    torch.testing.assert_close(start.transform.matrix().double(), expected, atol=1e-4, rtol=1e-4)
+    intercept = xt_c.mean(0) - xs_c.mean(0) @ expected
+    torch.testing.assert_close(start.transform.bias.double(), intercept, atol=1e-4, rtol=1e-4)
+    assert model.card()["fit_on"] == "both" and model.card()["corpus"]["rows"] == 800
+
+
+@pytest.mark.parametrize(
+    ("fit_on", "corpus", "weight", "message"),
+    [
+        ("corpus", None, 0.5, "no corpus is given"),
+        ("deltas", "x", 0.5, "would be read and never used"),
+        ("both", "x", 1.0, "corpus_weight is 1.0"),
+        ("corpora", "x", 0.5, "corpora"),
+    ],
+)
+def test_corpus_settings_that_would_fail_silently_are_refused(tmp_path, corpus_file, fit_on, corpus, weight, message):
+    source = None if corpus is None else CorpusSource(path=str(corpus_file))
+    with pytest.raises(LCrossInputError, match=message):
+        _data(tmp_path, corpus_file, fit_on=fit_on, corpus=source, corpus_weight=weight)
+
+
+def test_cli_fits_on_both_sources_and_the_checkpoint_loads_back_as_an_affine_t(tmp_path, corpus_file):
+    from lcross import LinearTransform, load_transform
+    from tests.conftest import fit_tiny
+
+    fit_tiny(
+        tmp_path,
+        "--data.fit_on=both",
+        f"--data.corpus.path={corpus_file}",
+        "--data.corpus_max_rows=600",
+        "--data.corpus_shard_rows=250",
+        "--data.corpus_batch_size=100",
+        "--trainer.max_epochs=2",
+        "--generation=null",
+    )
+    run = tmp_path / "logs" / "tiny" / "version_0"
+    transform = load_transform(run / "checkpoints" / "last.ckpt")
+    assert isinstance(transform, LinearTransform) and transform.bias is not None
+    card = load_transform(run / "transform").card
+    assert card["fit_on"] == "both" and card["corpus_weight"] == 0.5
+    assert card["corpus"]["rows"] == 600 and card["corpus"]["path"] == str(corpus_file)
+    assert "token states and deltas" in card["fit_method"]
+    # a steering vector is a difference: it goes through W alone, never the intercept
+    vector = torch.randn(32)
+    torch.testing.assert_close(transform.transfer(vector), vector @ transform.matrix())
+
+
+def test_corpus_families_join_the_cross_validation():
+    from lcross.crossval import crossvalidate
+    from lcross.sufficient_stats import GramStats
+    from lcross.t_families import CORPUS_FAMILIES, families_named
+
+    generator = torch.Generator().manual_seed(0)
+    true_map = torch.randn(6, 5, generator=generator)
+    corpus_x = torch.randn(500, 6, generator=generator) + 3.0  # token states have a mean
+    corpus = GramStats.empty(6, 5)
+    corpus.update(corpus_x, corpus_x @ true_map + 1.0 + 0.01 * torch.randn(500, 5, generator=generator))
+    rows = {}
+    for name in "abcd":
+        xs = torch.randn(12, 6, generator=generator) + 2 * torch.randn(6, generator=generator)  # a concept direction
+        rows[name] = (xs, xs @ true_map + 0.1 * torch.randn(12, 5, generator=generator))
+    results = crossvalidate(rows, CORPUS_FAMILIES, inner_folds=2, corpus=corpus)
+    assert len(results) == 4 * len(CORPUS_FAMILIES)
+    alone = [r.transform for r in results if r.family == "corpus_lstsq"]
+    assert all(torch.equal(t.matrix(), alone[0].matrix()) for t in alone)  # no concept data: one T for every fold
+    torch.testing.assert_close(alone[0].matrix(), true_map, atol=0.01, rtol=0.01)
+    torch.testing.assert_close(alone[0].bias, torch.full((5,), 1.0), atol=0.05, rtol=0.05)
+    assert all(r.cos > 0.9 for r in results)
+    assert {r.setting["corpus_weight"] for r in results if r.family == "corpus+deltas"} <= {0.1, 0.5, 0.9}
+    with pytest.raises(LCrossInputError, match="fit T on a corpus, and the config has none"):
+        families_named(["lstsq", "corpus_ridge"])
+    assert [f.name for f in families_named(None, corpus=True)][-3:] == [f.name for f in CORPUS_FAMILIES]
