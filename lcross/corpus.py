@@ -3,7 +3,8 @@
 A document (a ``.txt`` file, one line of a ``.jsonl`` file, one row of a dataset) is cut into passages of at most
 ``passage_chars`` characters, at paragraph breaks where possible, else at sentence ends, else at whitespace; each
 passage is read by the models on its own. Passages come in a fixed order and one file (or one streamed row) at a time,
-so a corpus larger than memory can be read, and ``max_passages`` stops reading early.
+so a corpus larger than memory can be read (a ``.txt`` file in pieces of about a million characters ending at
+paragraph breaks, a ``.jsonl`` file line by line), and ``max_passages`` stops reading early.
 """
 
 from __future__ import annotations
@@ -189,7 +190,36 @@ def _documents(source: CorpusSource) -> Iterator[str]:
         if file.suffix.lower() == JSONL_SUFFIX:
             yield from _jsonl_documents(file, source.text_field)
         else:
-            yield read_text(file)
+            yield from _text_documents(file)
+
+
+# A .txt file is read in pieces of about this many characters, each ending at a paragraph break (a blank line), so a
+# file larger than memory streams; passages never cross a paragraph break anyway.
+_TEXT_PIECE_CHARS = 1 << 20
+
+
+def _lines(file: Path) -> Iterator[str]:
+    """The file's lines, split at "\n" alone (as JSON keeps U+2028 and friends inside strings), read lazily; a file
+    that cannot be read, or is not UTF-8, is named as ``read_text`` names it."""
+    try:
+        with open(file, encoding="utf-8", newline="\n") as handle:
+            yield from handle
+    except (OSError, UnicodeDecodeError):
+        read_text(file)  # raises the named error (offset of the bad byte, permission, ...)
+        raise
+
+
+def _text_documents(file: Path) -> Iterator[str]:
+    piece: list[str] = []
+    size = 0
+    for line in _lines(file):
+        piece.append(line)
+        size += len(line)
+        if size >= _TEXT_PIECE_CHARS and not line.strip():
+            yield "".join(piece)
+            piece, size = [], 0
+    if piece:
+        yield "".join(piece)
 
 
 def _local_path(path: str) -> Path | None:
@@ -237,8 +267,8 @@ def _corpus_files(folder: Path) -> list[Path]:
 
 def _jsonl_documents(file: Path, field: str) -> Iterator[str]:
     fix = f'write one JSON object a line, with its text in "{field}" (or set data.corpus.text_field)'
-    # Split on "\n" alone: str.splitlines would also split at U+2028 and other separators JSON keeps inside strings.
-    for number, line in enumerate(read_text(file).split("\n"), start=1):
+    for number, ending in enumerate(_lines(file), start=1):
+        line = ending.removesuffix("\n")
         if not line.strip():
             continue
         row = parse_json(line, where=str(file), fix=fix, line=number)

@@ -15,7 +15,11 @@ from lcross.corpus_states import CorpusStates
 
 
 class CorpusRows(IterableDataset):
-    """Yields (source rows [b, n_layers, d_source], target rows [b, n_layers, d_target]) batches.
+    """Yields (source rows [b, n_layers, d_source], target rows [b, n_layers, d_target], scale) batches.
+
+    ``scale`` is the batch's row count over the mean batch size: a loss that is a mean over the batch's rows, times
+    ``scale``, weighs every row alike over a pass, whatever the shard sizes and the short last batch of each shard, so
+    that gradient descent and the closed form minimise the same objective.
 
     Args:
         states: the corpus's shards (extracted before the first pass).
@@ -36,14 +40,15 @@ class CorpusRows(IterableDataset):
             return len(self._sizes())
         return sum(-(-rows // self.batch_size) for rows in self._sizes())
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed + self.passes)
         self.passes += 1
         shards = self.states.plan().shards
+        mean_rows = sum(self._sizes()) / len(self)
         for index in torch.randperm(len(shards), generator=generator).tolist():
             xs, xt = self.states.load_shard(shards[index])
             order = torch.randperm(xs.shape[0], generator=generator)
             size = self.batch_size or xs.shape[0]
             for start in range(0, xs.shape[0], size):
                 rows = order[start : start + size]
-                yield xs[rows], xt[rows]
+                yield xs[rows], xt[rows], torch.tensor(len(rows) / mean_rows)

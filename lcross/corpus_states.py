@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ from lcross.errors import LCrossInputError
 from lcross.progress import phase
 from lcross.span_alignment import align
 from lcross.sufficient_stats import GramStats, accumulate
+from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, context_length
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ class CorpusStates:
     skip_first: aligned pairs dropped at the start of each passage (the first tokens' states have huge norms:
         attention sinks).
     max_batch_tokens: token budget of each extraction forward pass.
+    max_text_tokens: a passage longer than this (or than either model's context) in either model's tokens is refused
+        when planning, before any weights load.
+    seed: seeds the order in which gradient descent visits shards and rows.
     """
 
     def __init__(
@@ -90,12 +94,18 @@ class CorpusStates:
         shard_rows: int,
         skip_first: int,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+        seed: int = 0,
     ):
         self.source, self.specs, self.models, self.cache = source, dict(specs), models, cache
+        self.max_text_tokens, self.seed = max_text_tokens, seed
         self.layers = {side: list(layers[side]) for side in SIDES}
         self.max_rows, self.shard_rows, self.skip_first = max_rows, shard_rows, skip_first
         self.max_batch_tokens = max_batch_tokens
         self._plan: Plan | None = None
+        # shard index -> per passage (source ids, target ids, source positions, target positions), int32: the
+        # tokenisation and alignment of planning, reused by extraction (each passage is tokenised once per model)
+        self._aligned: dict[int, list[tuple[torch.Tensor, ...]]] = {}
         self._fingerprints: dict[str, str] = {}
         self._tokenizers: dict[str, Any] = {}
 
@@ -111,12 +121,16 @@ class CorpusStates:
             return self._plan
         shards: list[Shard] = []
         current: list[str] = []
+        aligned: list[tuple[torch.Tensor, ...]] = []
+        limits = {side: self._limit(side) for side in SIDES}
         rows = total = 0
         tokens = {"source": 0, "target": 0}
         paired = {"source": 0, "target": 0}
         with phase(f"aligning the corpus {self.source.path} for both tokenizers", unit="passages") as advance:
-            for passage in iter_passages(self.source):
+            for number, passage in enumerate(iter_passages(self.source)):
                 alignment = align(self.tokenizer("source"), self.tokenizer("target"), passage, self.skip_first)
+                for side, ids in (("source", alignment.ids_a), ("target", alignment.ids_b)):
+                    self._check_length(number, passage, len(ids), side, limits[side])
                 n = min(len(alignment.pairs), self.max_rows - total)
                 advance(1)
                 if n <= 0:
@@ -129,14 +143,20 @@ class CorpusStates:
                     tokens[side] += read
                     paired[side] += round(fraction * read)
                 current.append(passage)
+                pairs = torch.tensor(alignment.pairs[:n], dtype=torch.int32).reshape(-1, 2)
+                ids_a = torch.tensor(alignment.ids_a, dtype=torch.int32)
+                ids_b = torch.tensor(alignment.ids_b, dtype=torch.int32)
+                aligned.append((ids_a, ids_b, pairs[:, 0], pairs[:, 1]))
                 rows += n
                 total += n
                 if rows >= self.shard_rows or total >= self.max_rows:
+                    self._aligned[len(shards)] = aligned
                     shards.append(Shard(len(shards), tuple(current), rows))
-                    current, rows = [], 0
+                    current, aligned, rows = [], [], 0
                 if total >= self.max_rows:
                     break
         if current:
+            self._aligned[len(shards)] = aligned
             shards.append(Shard(len(shards), tuple(current), rows))
         if not shards:
             raise LCrossInputError(
@@ -154,6 +174,24 @@ class CorpusStates:
             100 * kept["target"],
         )
         return self._plan
+
+    def _limit(self, side: str) -> int:
+        context = context_length(self.specs[side].config())
+        return self.max_text_tokens if context is None else min(self.max_text_tokens, context)
+
+    def _check_length(self, number: int, passage: str, n_tokens: int, side: str, limit: int) -> None:
+        """A passage must fit the model's context and data.max_text_tokens: positions past the context would give
+        an index error (learned positions) or silently meaningless states (rotary)."""
+        if n_tokens <= limit:
+            return
+        chars = max(1, len(passage) * limit // (2 * n_tokens))
+        raise LCrossInputError(
+            f"passage {number} of the corpus ({len(passage)} characters, starting {passage[:40]!r}) is {n_tokens} "
+            f"tokens for the {side} model {self.specs[side].name}, over its limit of {limit} (the smaller of its "
+            "context and data.max_text_tokens)",
+            where="data.corpus.passage_chars",
+            fix=f"lower data.corpus.passage_chars (e.g. to {chars}), so that every passage fits both models",
+        )
 
     def _fingerprint(self, side: str) -> str:
         if side not in self._fingerprints:
@@ -184,7 +222,7 @@ class CorpusStates:
         return [
             shard
             for shard in self.plan().shards
-            if any(self.cache.load(key) is None for key in self.shard_keys(side, shard).values())
+            if not all(self.cache.path(key).exists() for key in self.shard_keys(side, shard).values())
         ]
 
     def extract_missing(self, side: str) -> None:
@@ -218,31 +256,30 @@ class CorpusStates:
                 self.cache.save(key, states[layer], {"kind": "corpus_states", "side": side, "shard": shard.index})
 
     def _positions(self, side: str, shard: Shard) -> tuple[list[list[int]], list[list[int]]]:
-        """Each passage's token ids on ``side`` and the indices of its aligned tokens (capped like the plan)."""
-        sequences, positions = [], []
-        left = shard.rows
-        for passage in shard.passages:
-            alignment = align(self.tokenizer("source"), self.tokenizer("target"), passage, self.skip_first)
-            pairs = alignment.pairs[:left]
-            left -= len(pairs)
-            sequences.append(list(alignment.ids_a if side == "source" else alignment.ids_b))
-            positions.append([a if side == "source" else b for a, b in pairs])
-        return sequences, positions
+        """Each passage's token ids on ``side`` and the indices of its aligned tokens (capped like the plan), from
+        the plan's tokenisation."""
+        self.plan()
+        column = 0 if side == "source" else 1
+        passages = self._aligned[shard.index]
+        return [p[column].tolist() for p in passages], [p[2 + column].tolist() for p in passages]
 
     # -- reading ----------------------------------------------------------------------------------------------------
-    def load_shard(self, shard: Shard) -> tuple[torch.Tensor, torch.Tensor]:
-        """(source rows [n, n_layers, d_source], target rows [n, n_layers, d_target])."""
+    def load_shard(self, shard: Shard, pair: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source rows [n, n_layers, d_source], target rows [n, n_layers, d_target]); with ``pair``, only that
+        layer pair's [n, d] entries are read."""
         out = []
         for side in SIDES:
-            entries = [self.cache.load(key) for key in self.shard_keys(side, shard).values()]
+            keys = list(self.shard_keys(side, shard).values())
+            entries = [self.cache.load(key) for key in (keys if pair is None else [keys[pair]])]
             if any(e is None for e in entries):
-                raise RuntimeError(f"corpus shard {shard.index} ({side}) is not cached; call extract_missing first")
-            out.append(torch.stack([e for e in entries if e is not None], dim=1))
+                raise LCrossInputError(
+                    f"corpus shard {shard.index} ({side}) is missing from the cache or was damaged",
+                    where=str(self.cache.root),
+                    fix="run the fit again: it re-extracts the missing shards",
+                )
+            stacked = torch.stack([e for e in entries if e is not None], dim=1)
+            out.append(stacked if pair is None else stacked[:, 0])
         return out[0], out[1]
-
-    def shards(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for shard in self.plan().shards:
-            yield self.load_shard(shard)
 
     def statistics(self, pair: int | None = None) -> GramStats:
         """Sufficient statistics of the rows of layer pair ``pair`` (all pairs summed, for a shared T, when None):
@@ -266,7 +303,9 @@ class CorpusStates:
     def describe(self) -> dict[str, Any]:
         plan = self.plan()
         return {
-            "path": self.source.path,
+            **asdict(self.source),
+            "max_rows": self.max_rows,
+            "shard_rows": self.shard_rows,
             "rows": plan.rows,
             "shards": len(plan.shards),
             "passages": sum(len(s.passages) for s in plan.shards),
@@ -278,8 +317,7 @@ class CorpusStates:
 
 def _loader(states: CorpusStates, shard: Shard, pair: int):
     def load() -> tuple[torch.Tensor, torch.Tensor]:
-        xs, xt = states.load_shard(shard)
-        return xs[:, pair], xt[:, pair]
+        return states.load_shard(shard, pair)
 
     return load
 

@@ -233,7 +233,10 @@ def run(
     data.prepare_data()
     data.setup("fit")
     rows = {n: (data.deltas["source"][n][:, 0], data.deltas["target"][n][:, 0]) for n in names}
-    corpus = data.corpus.statistics(0) if data.corpus is not None else None
+    corpus = None
+    if data.corpus is not None and any(f.kind == "corpus" for f in families):
+        data.prepare_corpus()
+        corpus = data.corpus.statistics(0)
     folds = crossvalidate(rows, families, data.sv_method, inner_folds, corpus=corpus)
     swing: dict[tuple[str, str], torch.Tensor] = {}
     if efficacy:
@@ -270,7 +273,7 @@ def run(
         "target": data.target.name,
         "layers": data.layer_description(),
         "concepts": list(rows),
-        **({"corpus": data.corpus.describe()} if data.corpus is not None else {}),
+        **({"corpus": data.corpus.describe()} if corpus is not None and data.corpus is not None else {}),
         "left_out_test_concepts": [c for c in data.test_concepts if c not in rows],
         "positions": positions,
         "families": [{"name": f.name, "kind": f.kind, "grid": list(f.grid), "fixed": f.fixed} for f in families],

@@ -161,9 +161,12 @@ class PairedDeltas(L.LightningDataModule):
         one_of(fit_on, ("deltas", "corpus", "both"), "data.fit_on")
         _check_corpus_settings(fit_on, corpus, corpus_weight)
         self.fit_on, self.corpus_weight, self.corpus_batch_size = fit_on, float(corpus_weight), corpus_batch_size
+        self.seed = seed
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
-        self.split = make_split(list(concepts), val_concepts, split, val_fraction, test_concepts)
+        self.split = make_split(
+            list(concepts), val_concepts, split, val_fraction, test_concepts, need_train=fit_on != "corpus"
+        )
         # Concepts are read (and checked) now, before any model loads.
         self.concepts: dict[str, Concept] = {
             name: load_concept(
@@ -203,6 +206,8 @@ class PairedDeltas(L.LightningDataModule):
                 shard_rows=corpus_shard_rows,
                 skip_first=corpus_skip_first,
                 max_batch_tokens=extraction_max_batch_tokens,
+                max_text_tokens=max_text_tokens,
+                seed=seed,
             )
 
     @property
@@ -248,7 +253,22 @@ class PairedDeltas(L.LightningDataModule):
         return self.store.keys(side, concept)
 
     def prepare_data(self) -> None:
-        self.store.extract_missing(also=self.corpus.extract_missing if self.corpus is not None else None)
+        """Extracts what the cache lacks: the deltas, and the corpus's token states when fitting on them (``predict``,
+        reports and generation need deltas only, so they never read or extract the corpus)."""
+        trainer = getattr(self, "trainer", None)
+        fitting = trainer is not None and getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
+        self._prepare(corpus=fitting and self.fit_on != "deltas")
+
+    def prepare_corpus(self) -> None:
+        """Deltas and the corpus's token states, outside a Trainer (``lcross crossval``'s corpus families)."""
+        self._prepare(corpus=True)
+
+    def _prepare(self, corpus: bool) -> None:
+        if corpus and self.corpus is not None:
+            self.corpus.plan()  # the corpus is read and aligned (and every passage measured) before any weights load
+            self.store.extract_missing(also=self.corpus.extract_missing)
+        else:
+            self.store.extract_missing()
 
     def setup(self, stage: str | None = None) -> None:
         if not self.deltas:
@@ -270,7 +290,7 @@ class PairedDeltas(L.LightningDataModule):
         from lightning.pytorch.utilities import CombinedLoader
 
         assert self.corpus is not None  # checked in __init__
-        rows = CorpusRows(self.corpus, self.corpus_batch_size)
+        rows = CorpusRows(self.corpus, self.corpus_batch_size, seed=self.seed)
         loaders: dict[str, Any] = {"corpus": DataLoader(rows, batch_size=None)}
         if self.fit_on == "both":
             loaders["deltas"] = self._loader("train", shuffle=True)
@@ -333,7 +353,7 @@ class PairedDeltas(L.LightningDataModule):
             "eval_concepts": self.eval_concepts,
             "roles": {name: self.split.role(name) for name in self.concepts},
             "chat_template": self.chat_template,
-            "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas else None,
+            "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas and self.train_concepts else 0,
             "fit_on": self.fit_on,
             **({"corpus_weight": self.corpus_weight} if self.fit_on == "both" else {}),
             **({"corpus": self.corpus.describe()} if self.corpus is not None else {}),

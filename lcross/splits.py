@@ -67,8 +67,10 @@ def make_split(
     by: SplitBy,
     val_fraction: float = 0.2,
     test: Sequence[str] | None = None,
+    need_train: bool = True,
 ) -> Split:
-    """Checks the names and builds the split (errors name the option and the fix)."""
+    """Checks the names and builds the split (errors name the option and the fix). ``need_train=False`` (T fitted
+    on a corpus alone) allows every concept to be held out."""
     held_out, test = list(held_out or []), list(test or [])
     for option, names in (("val_concepts", held_out), ("test_concepts", test)):
         unknown = [c for c in names if c not in concepts]
@@ -105,7 +107,7 @@ def make_split(
             where="data.val_concepts",
             fix="name concepts to hold out of T's training, or set split: pair",
         )
-    if len(held_out) + len(test) >= len(concepts):
+    if need_train and len(held_out) + len(test) >= len(concepts):
         raise LCrossInputError(
             "every concept is held out (val or test); none is left to train T", where="data.val_concepts"
         )

@@ -81,7 +81,7 @@ class LCross(L.LightningModule):
     ):
         super().__init__()
         one_of(fit_on, ("deltas", "corpus", "both"), "model.fit_on")
-        if bias is None:
+        if bias is None:  # resolved before the hyperparameters are saved: the card and hparams.yaml say which
             bias = fit_on != "deltas"
         # lists, not tuples: hparams.yaml stays plain YAML (yaml.safe_load reads it)
         layer_pairs = None if layer_pairs is None else [[int(s), int(t)] for s, t in layer_pairs]
@@ -138,6 +138,7 @@ class LCross(L.LightningModule):
             return
         callbacks = getattr(self.trainer, "callbacks", [])
         _refuse_monitors_of_test_concepts(callbacks, getattr(datamodule, "test_concepts", []))
+        _check_same_rows(dict(self.hparams), datamodule)
         if self.hparams["fit_on"] != "deltas":
             self._start_on_corpus(datamodule)
             return
@@ -173,13 +174,6 @@ class LCross(L.LightningModule):
         statistics, one pass over the shards, never all rows in memory."""
         from lcross.sufficient_stats import solve
 
-        if getattr(datamodule, "fit_on", None) != self.hparams["fit_on"]:
-            raise LCrossInputError(
-                f"the model is set to fit on {self.hparams['fit_on']!r}, the data module serves "
-                f"{getattr(datamodule, 'fit_on', 'deltas')!r}",
-                where="model.fit_on",
-                fix="leave model.fit_on to the CLI, which links it from data.fit_on",
-            )
         maps = self.transform.layer_maps()
         shared = len(self.transform.unique_maps()) == 1 and len(maps) > 1
         affine = self.transform.bias is not None
@@ -226,7 +220,13 @@ class LCross(L.LightningModule):
         corpus's token states with the bias, the deltas without, weighed ``corpus_weight`` to the rest."""
         if not isinstance(batch, dict):
             return self.model_step(batch)[0]
-        losses = {name: self.model_step(rows, affine=name == "corpus")[0] for name, rows in batch.items() if rows}
+        losses = {}
+        for name, rows in batch.items():
+            if not rows:
+                continue
+            loss = self.model_step(rows, affine=name == "corpus")[0]
+            # corpus batches carry their row count over the mean batch size: every row weighs alike over a pass
+            losses[name] = loss * rows[2] if len(rows) > 2 else loss
         if set(losses) == {"corpus"}:
             return losses["corpus"]
         weight = self.hparams["corpus_weight"]
@@ -327,6 +327,26 @@ def _refuse_monitors_of_test_concepts(callbacks: Any, test_concepts: list[str]) 
                 where="trainer.callbacks",
                 fix="monitor val/cos or val/loss (validation concepts), or move the concept to data.val_concepts",
             )
+
+
+def _check_same_rows(hparams: dict[str, Any], datamodule: Any) -> None:
+    """The model's idea of its rows (fit_on, corpus_weight) must be the data module's: the closed-form start comes
+    from the data module's weights and the training loss from the model's (the CLI links them; a library user may
+    not)."""
+    served = getattr(datamodule, "fit_on", "deltas")
+    if served != hparams["fit_on"]:
+        raise LCrossInputError(
+            f"the model is set to fit on {hparams['fit_on']!r}, but the data module serves {served!r}",
+            where="model.fit_on",
+            fix=f"pass LCross(fit_on={served!r}) (the CLI links it from data.fit_on)",
+        )
+    weight = getattr(datamodule, "corpus_weight", None)
+    if served == "both" and weight is not None and abs(weight - hparams["corpus_weight"]) > 1e-12:
+        raise LCrossInputError(
+            f"the model weighs the corpus {hparams['corpus_weight']}, the data module {weight}",
+            where="model.corpus_weight",
+            fix=f"pass LCross(corpus_weight={weight}) (the CLI links it from data.corpus_weight)",
+        )
 
 
 def _check_settings(**values: float) -> None:

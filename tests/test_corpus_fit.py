@@ -58,7 +58,7 @@ def test_shards_are_whole_passages_up_to_the_cap(tmp_path, corpus_file):
     assert len(plan.shards) == 2 and plan.shards[0].rows >= 400
     # the byte tokenizer on both sides: every byte after BOS is paired, less the skipped first pairs of each passage
     assert plan.kept["source"] == pytest.approx(plan.kept["target"])
-    data.prepare_data()
+    data.prepare_corpus()
     xs, xt = data.corpus.load_shard(plan.shards[0])
     assert xs.shape == (plan.shards[0].rows, 1, 24) and xt.shape == (plan.shards[0].rows, 1, 32)
 
@@ -77,11 +77,11 @@ def test_a_killed_extraction_resumes_at_the_first_missing_shard(tmp_path, corpus
 
     monkeypatch.setattr(corpus_states, "token_states", dies_on_the_second_shard)
     with pytest.raises(KeyboardInterrupt):
-        data.prepare_data()
+        data.prepare_corpus()
     calls.clear()
     monkeypatch.setattr(corpus_states, "token_states", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = _data(tmp_path, corpus_file, corpus_max_rows=1200)
-    again.prepare_data()
+    again.prepare_corpus()
     assert len(calls) == 2 * n_shards - 1  # the source's first shard was kept
 
 
@@ -91,7 +91,7 @@ def _mse(stats, weight, bias) -> float:
 
 def test_gradient_descent_from_the_streaming_loader_reaches_the_closed_form(tmp_path, corpus_file):
     data = _data(tmp_path, corpus_file, corpus_max_rows=2000, corpus_batch_size=250)
-    data.prepare_data()
+    data.prepare_corpus()
     data.setup("fit")
     stats = data.corpus.statistics(0)
     weight, bias = solve([(stats, 1.0, True)], "lstsq")
@@ -126,7 +126,7 @@ class _LowerLearningRate(L.Callback):
 
 def test_closed_form_start_on_both_sources_weighs_them_by_their_means(tmp_path, corpus_file):
     data = _data(tmp_path, corpus_file, fit_on="both", corpus_weight=0.25, corpus_max_rows=800)
-    data.prepare_data()
+    data.prepare_corpus()
     data.setup("fit")
     model = LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.25, layer_pairs=data.layer_pairs)
     assert model.transform.bias is not None  # token states take an intercept by default
@@ -215,3 +215,74 @@ def test_corpus_families_join_the_cross_validation():
     with pytest.raises(LCrossInputError, match="fit T on a corpus, and the config has none"):
         families_named(["lstsq", "corpus_ridge"])
     assert [f.name for f in families_named(None, corpus=True)][-3:] == [f.name for f in CORPUS_FAMILIES]
+
+
+def test_a_passage_longer_than_a_models_context_is_refused_before_any_weights_load(tmp_path, corpus_file):
+    long_text = tmp_path / "long.txt"
+    long_text.write_text("word " * 300, encoding="utf-8")  # 1500 bytes: 1500 tokens of the byte tokenizer
+    data = _data(
+        tmp_path,
+        corpus_file,
+        source=ModelSpec("tiny-gpt2"),  # 512 learned positions
+        corpus=CorpusSource(path=str(long_text), passage_chars=1500),
+    )
+    with pytest.raises(LCrossInputError, match=r"passage 0 of the corpus .* over its limit of 512.*passage_chars"):
+        data.prepare_corpus()
+    assert data.store.loaded() == []
+
+
+def test_a_missing_corpus_is_named_before_any_extraction(tmp_path, corpus_file):
+    data = _data(tmp_path, corpus_file, corpus=CorpusSource(path="./no/such/corpus.txt"))
+    with pytest.raises(LCrossInputError, match="no such file or folder './no/such/corpus.txt'"):
+        data.prepare_corpus()
+    assert data.store.loaded() == [] and not list((tmp_path / "cache").glob("*.safetensors"))
+
+
+def test_commands_that_need_deltas_only_never_read_the_corpus(tmp_path, corpus_file):
+    data = _data(tmp_path, corpus_file)
+    data.prepare_data()  # outside a Trainer's fit: predict, generate, report
+    assert data.corpus._plan is None
+
+
+def test_a_model_that_disagrees_with_the_data_about_its_rows_is_refused(tmp_path, corpus_file):
+    data = _data(tmp_path, corpus_file, fit_on="both", corpus_weight=0.1, corpus_max_rows=300)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    for model, message in (
+        (LCross(data.d_source, data.d_target, layer_pairs=data.layer_pairs), "serves 'both'"),
+        (
+            LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.9, layer_pairs=data.layer_pairs),
+            "weighs the corpus 0.9, the data module 0.1",
+        ),
+    ):
+        with pytest.raises(LCrossInputError, match=message):
+            trainer.fit(model, datamodule=data)
+
+
+def test_fitting_on_the_corpus_alone_needs_no_training_concept(tmp_path, corpus_file):
+    data = _data(
+        tmp_path,
+        corpus_file,
+        concepts={"sentiment": "data/demo/sentiment", "size": "data/demo/size"},
+        val_concepts=["sentiment"],
+        test_concepts=["size"],
+        corpus_max_rows=300,
+    )
+    model = LCross(data.d_source, data.d_target, fit_on="corpus", layer_pairs=data.layer_pairs)
+    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(model, data)
+    assert data.train_concepts == [] and data.describe()["n_train_rows"] == 0
+    with pytest.raises(LCrossInputError, match="none is left to train T"):
+        _data(tmp_path, corpus_file, fit_on="both", concepts={"sentiment": "data/demo/sentiment"})
+
+
+def test_streamed_batches_weigh_every_row_alike(tmp_path, corpus_file):
+    from lcross.corpus_rows import CorpusRows
+
+    data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
+    data.prepare_corpus()
+    rows = CorpusRows(data.corpus, batch_size=300)
+    batches = list(rows)
+    assert len(batches) == len(rows) and sum(len(b[0]) for b in batches) == 1000
+    # scale = rows / mean batch rows: a pass's sum of scaled batch means is the mean over all rows, times len
+    for xs, _, scale in batches:
+        assert float(scale) == pytest.approx(len(xs) * len(rows) / 1000)
+    assert [len(b[0]) for b in batches] != [len(b[0]) for b in rows]  # a new order every pass
