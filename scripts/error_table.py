@@ -31,6 +31,7 @@ from lcross import (
 )
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross.checkpoint_files import check_checkpoint
+from lcross.corpus import CorpusSource, iter_passages
 from lcross.tiny_models import byte_tokenizer, tiny_model
 from lcross.vector_files import load_vector
 
@@ -190,6 +191,17 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
         (
             "a vector of the wrong width for the transform",
             lambda: LinearTransform(4, 3).transfer(torch.ones(5)),
+        ),
+        ("fit_on corpus without a corpus", lambda: _data_module(fit_on="corpus")),
+        ("a corpus that fit_on=deltas would never read", lambda: _data_module(corpus=CorpusSource("data/corpus"))),
+        ("a corpus path that does not exist", lambda: next(iter_passages(CorpusSource("./corpora/my-text.txt")))),
+        (
+            "a corpus JSONL line without the text field",
+            lambda: next(iter_passages(CorpusSource(str(_file(tmp, "c.jsonl", '{"body": "Hello."}\n'))))),
+        ),
+        (
+            "corpus_weight outside (0, 1)",
+            lambda: _data_module(fit_on="both", corpus=CorpusSource("data/corpus"), corpus_weight=1.5),
         ),
     ]
 
