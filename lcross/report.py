@@ -250,6 +250,19 @@ def _sweep_plot(cards: list[dict[str, Any]], concept: str, key: str, out: Path) 
     return f"![{concept}]({name})"
 
 
+def _trained_on(card: dict[str, Any]) -> str:
+    """What T's rows were: the training concepts' deltas, the corpus's token states, or both."""
+    concepts = ", ".join(card.get("train_concepts", []))
+    fit_on = card.get("fit_on", "deltas")
+    if fit_on == "deltas":
+        return concepts
+    corpus = card.get("corpus", {})
+    text = f"{corpus.get('rows', '?')} token-state rows of the corpus {corpus.get('path', '?')}"
+    if fit_on == "both":
+        return f"{text} and the deltas of {concepts} (corpus weight {card.get('corpus_weight')})"
+    return f"{text} (no concept data)"
+
+
 def write_report(runs: list[str], out: str | Path, betas: list[float], config: str | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,19 +283,22 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
     ]
     for card, run in zip(cards, runs):
         concepts = ", ".join(card.get("eval_concepts", card.get("val_concepts", [])))
+        trained_on = _trained_on(card)
         if card.get("test_concepts"):  # three-way: say which concepts chose and which are only reported
             roles = (
-                f"T trained on {', '.join(card.get('train_concepts', []))}; validation concepts (they choose: "
+                f"T trained on {trained_on}; validation concepts (they choose: "
                 f"val/cos, checkpoints) {', '.join(card.get('val_concepts', []))}; test concepts (only reported, "
                 f"never trained or selected on) {', '.join(card['test_concepts'])}"
             )
         else:
-            roles = f"T trained on {', '.join(card.get('train_concepts', []))}; evaluated on {concepts}"
+            roles = f"T trained on {trained_on}; evaluated on {concepts}"
         lines.append(
             f"- `{run}`: source {short_name(card['source']['name'])} ({layer_label(card['source_layer'])}), split "
             f"{card.get('split')}, {roles}; {card.get('fit_method')}."
         )
         n_rows = card.get("n_train_rows")
+        if card.get("fit_on", "deltas") != "deltas":  # corpus rows are what T is fitted on (plus deltas with both)
+            n_rows = card.get("corpus", {}).get("rows", 0) + (n_rows or 0 if card["fit_on"] == "both" else 0)
         regularised = is_regularised(card.get("hyperparameters", {}))
         if n_rows is not None and not regularised and interpolation_warning(n_rows, card["d_source"]):
             lines.append(f"  - Warning: {interpolation_warning(n_rows, card['d_source'])}")

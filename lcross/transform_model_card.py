@@ -28,12 +28,24 @@ def model_card_text(card: dict[str, Any]) -> str:
         + (f", rank {card['rank']}" if card.get("rank") else ", full rank")
         + (", one map per layer pair" if card.get("layer_pairs") and not card.get("shared") else ""),
     ]
-    data = {k: card[k] for k in ("train_concepts", "val_concepts", "split", "sv_method", "n_train_rows") if k in card}
+    keys = ("fit_on", "train_concepts", "val_concepts", "test_concepts", "split", "sv_method", "n_train_rows")
+    data = {k: card[k] for k in keys if k in card}
+    if isinstance(card.get("corpus"), dict):
+        corpus = card["corpus"]
+        data["corpus"] = f"{corpus.get('path')}: {corpus.get('rows')} aligned token pairs"
+        if card.get("fit_on") == "both":
+            data["corpus_weight"] = card.get("corpus_weight")
     if data:
         lines += ["", "## Data", ""]
         labels = {
-            "train_concepts": "concepts T was fitted on",
+            "fit_on": "rows T was fitted on (deltas, corpus token states, or both)",
+            "corpus": "corpus",
+            "corpus_weight": "the corpus's share of the loss",
+            "train_concepts": "concepts T was fitted on"
+            if card.get("fit_on", "deltas") != "corpus"
+            else "training concepts (unused: T was fitted on the corpus alone)",
             "val_concepts": "held-out concepts (never seen by T)",
+            "test_concepts": "test concepts (never seen by T, never chosen on)",
             "split": "split",
             "sv_method": "steering-vector method",
             "n_train_rows": "training rows (paired deltas)",
