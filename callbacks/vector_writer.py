@@ -52,9 +52,27 @@ class TransferredVectors(BasePredictionWriter):
     ) -> None:
         if not trainer.is_global_zero:
             return
+        for concept, vector in prediction.items():  # every vector checked before any file is written
+            self._check_gguf_layers(vector.layers, f"concept {concept!r}")
         folder = run_folder(trainer) / self.dirname
         for concept, vector in prediction.items():
             self.written += [vector.save(folder / f"{concept}.{fmt}") for fmt in self.formats]
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Refuses, before any vector is computed, a format the target layers cannot be written in."""
+        data = getattr(trainer, "datamodule", None)
+        layers = getattr(data, "layers", {}).get("target") if data is not None else None
+        if layers is not None:
+            self._check_gguf_layers(list(layers), "data.target_layer")
+
+    def _check_gguf_layers(self, layers: list[int], what: str) -> None:
+        if "gguf" in self.formats and 0 in layers:
+            raise LCrossInputError(
+                f"{what}: target layer 0 cannot be written as a llama.cpp control vector (.gguf): llama.cpp "
+                "refuses direction.0",
+                where="vectors.formats",
+                fix="drop gguf (--vectors.formats '[safetensors]') or transfer into a later target layer",
+            )
 
 
 def run_folder(trainer: L.Trainer) -> Path:

@@ -108,6 +108,11 @@ class Concept:
         extra = [p for items in self.test_sets.values() for p in items]
         return [(type(p).__name__, *astuple(p)) for p in [*self.train, *self.test, *extra]]
 
+    def training_contents(self) -> list[tuple[str, ...]]:
+        """The training pairs by content: what reaches T's fit (or a selection metric) when the concept trains or
+        validates. Its evaluation items never do."""
+        return [(type(p).__name__, *astuple(p)) for p in self.train]
+
     def fingerprint(self) -> str:
         """A hash of everything in the concept that can change activations or metrics."""
         # It keys the cache of extracted activations, which are read from train and test only: open_ended and

@@ -228,8 +228,9 @@ def run(
         )
     names = [c for c in data.concepts if include_test_concepts or c not in data.test_concepts]
     contents = {n: data.concepts[n].contents() for n in names}
+    used = {n: data.concepts[n].training_contents() for n in names}
     for test, remaining in loco_folds(names):  # every fold's test concept must be unseen by the rest
-        check_held_out_is_unseen(Split("concept", tuple(remaining), (test,), (test,)), contents)
+        check_held_out_is_unseen(Split("concept", tuple(remaining), (test,), (test,)), contents, used)
     data.prepare_data()
     data.setup("fit")
     rows = {n: (data.deltas["source"][n][:, 0], data.deltas["target"][n][:, 0]) for n in names}

@@ -174,7 +174,11 @@ class PairedDeltas(L.LightningDataModule):
             )
             for name, src in concepts.items()
         }
-        check_held_out_is_unseen(self.split, {n: c.contents() for n, c in self.concepts.items()})
+        check_held_out_is_unseen(
+            self.split,
+            {n: c.contents() for n, c in self.concepts.items()},
+            {n: c.training_contents() for n, c in self.concepts.items()},
+        )
         # Read from the configs (no weights loaded) so the CLI can link them into the model's constructor.
         self.d_source, self.d_target = source.hidden_size(), target.hidden_size()
         sides: tuple[tuple[Side, ModelSpec], ...] = (("source", source), ("target", target))

@@ -29,7 +29,9 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yields a temporary path beside ``final``; on success renames it into place, on failure removes it.
 
     The rename is atomic on one file system, so a reader sees either the old file, the complete new one, or none.
-    Works for files and for directories.
+    Works for files and for directories: an existing folder is first renamed aside (into the temporary folder, which
+    is then removed), never deleted in place, so a process killed while replacing it leaves the old folder whole
+    (aside, where ``remove_stale_temporaries`` finds it) or the new one, never a half-deleted mix.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -37,8 +39,15 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if final.is_dir() and tmp.is_dir():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            aside = tmp.parent / f"{final.name}.old"
+            os.replace(final, aside)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                os.replace(aside, final)  # put the old folder back
+                raise
+        else:
+            os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 

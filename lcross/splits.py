@@ -133,17 +133,23 @@ def vector_rows(split: Split, concept: str, n: int) -> slice:
     return split.rows(concept, n, "train") if split.by == "pair" else slice(0, n)
 
 
-def check_held_out_is_unseen(split: Split, pairs: Mapping[str, Sequence[Hashable]]) -> None:
-    """With split="concept", refuses a held-out concept whose pairs or test items also occur in a training concept
-    (the same file under two names, or overlapping files): T would be trained on what it is evaluated on.
+def check_held_out_is_unseen(
+    split: Split, pairs: Mapping[str, Sequence[Hashable]], used: Mapping[str, Sequence[Hashable]] | None = None
+) -> None:
+    """With split="concept", refuses a held-out concept whose pairs or test items also occur among what a training
+    concept trains T on (the same file under two names, or overlapping files): T would be trained on what it is
+    evaluated on.
 
-    ``pairs``: concept -> every pair and test item of it, as hashable values (compared by content)."""
+    ``pairs``: concept -> every pair and test item of it, as hashable values (compared by content).
+    ``used``: concept -> what of it reaches a fit or a selection metric when it trains or validates (its training
+    pairs: its evaluation items never do); default ``pairs``."""
     if split.by != "concept":
         return
-    seen_by_role = {name: set(pairs[name]) for name in split.train_concepts}
+    used = pairs if used is None else used
+    seen_by_role = {name: set(used[name]) for name in split.train_concepts}
     checks = [(held, seen_by_role) for held in split.val_concepts]
     # a test concept must not hide in a training or a validation concept either (selection would see it)
-    selection = {**seen_by_role, **{name: set(pairs[name]) for name in split.val_concepts}}
+    selection = {**seen_by_role, **{name: set(used[name]) for name in split.val_concepts}}
     checks += [(held, selection) for held in split.test_concepts]
     for held, trained in checks:
         for name, seen in trained.items():

@@ -28,8 +28,8 @@ def model_card_text(card: dict[str, Any]) -> str:
         + (f", rank {card['rank']}" if card.get("rank") else ", full rank")
         + (", one map per layer pair" if card.get("layer_pairs") and not card.get("shared") else ""),
     ]
-    keys = ("fit_on", "train_concepts", "val_concepts", "test_concepts", "split", "sv_method", "n_train_rows")
-    data = {k: card[k] for k in keys if k in card}
+    fields = ("fit_on", "train_concepts", "val_concepts", "test_concepts", "split", "sv_method", "n_train_rows")
+    data = {k: card[k] for k in fields if k in card}
     if isinstance(card.get("corpus"), dict):
         corpus = card["corpus"]
         data["corpus"] = f"{corpus.get('path')}: {corpus.get('rows')} aligned token pairs"

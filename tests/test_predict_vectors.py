@@ -61,3 +61,22 @@ def test_predict_without_a_checkpoint_file_is_refused(tmp_path, monkeypatch, cap
     assert console(args) == 2
     assert "predict needs the checkpoint of a finished fit" in capsys.readouterr().err
     assert not (tmp_path / "vectors").exists()
+
+
+def test_a_gguf_at_target_layer_0_is_refused_before_any_file_is_written(tmp_path):
+    from types import SimpleNamespace
+
+    writer = TransferredVectors(formats=["safetensors", "gguf"])
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(layers={"source": [3], "target": [0]}),
+        is_global_zero=True,
+        ckpt_path=str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+        default_root_dir=str(tmp_path),
+    )
+    with pytest.raises(LCrossInputError, match="target layer 0 cannot be written as a llama.cpp control vector"):
+        writer.on_predict_start(trainer, None)
+    vectors = {"a": SteeringVector({1: torch.ones(4)}), "b": SteeringVector({0: torch.ones(4)})}
+    with pytest.raises(LCrossInputError, match="concept 'b'"):
+        writer.write_on_batch_end(trainer, None, vectors, None, None, 0)
+    assert not (tmp_path / "run").exists()  # not even concept a's files
+    TransferredVectors(formats=["safetensors"]).on_predict_start(trainer, None)  # layer 0 is fine without gguf

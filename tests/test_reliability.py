@@ -400,3 +400,56 @@ def test_temporaries_of_killed_writers_are_swept_from_the_model_cache(tmp_path):
     os.utime(stale, (old, old))
     assert remove_stale_temporaries(tmp_path) == 1
     assert not stale.exists() and fresh.exists()  # a write in progress is left alone
+
+
+def test_replacing_a_folder_never_deletes_the_old_one_in_place(tmp_path, monkeypatch):
+    import os
+
+    from lcross.files import atomic_path
+
+    final = tmp_path / "export"
+    final.mkdir()
+    (final / "weights").write_text("old")
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        (tmp / "weights").write_text("new")
+    assert (final / "weights").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["export"]
+    # the new folder cannot be moved in: the old one is put back whole
+    real = os.replace
+    calls = []
+
+    def second_rename_fails(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError("disk went away")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="disk went away"):
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            (tmp / "weights").write_text("newer")
+    assert (final / "weights").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_sharing_only_evaluation_items_with_a_training_concept_is_not_leakage(tmp_path):
+    """A training concept's evaluation items never reach T: a held-out concept that reuses one is not refused, one
+    that reuses a training pair is."""
+    import json
+
+    pair = {"prompt": "The weather today is", "positive": " sunny", "negative": " gloomy"}
+    rows = [{"prompt": f"Item {i} looks", "positive": " fine", "negative": " broken"} for i in range(6)]
+    for name, train, test in (
+        ("a", rows[:3], [pair]),
+        ("b", rows[3:], [pair]),
+        ("c", rows[3:4] + [{**rows[0], "prompt": "Another"}] * 2, [pair]),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+        (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
+    paths = {n: str(tmp_path / n) for n in "abc"}
+    build = dict(source=_TINY_SOURCE, target=_TINY_TARGET, source_layer=1, target_layer=2, cache_dir=str(tmp_path))
+    PairedDeltas(concepts={"a": paths["a"], "b": paths["b"]}, val_concepts=["b"], **build)
+    with pytest.raises(lcross.LCrossInputError, match="held-out concept 'c' shares 1 pair"):
+        PairedDeltas(concepts={"b": paths["b"], "c": paths["c"]}, val_concepts=["c"], **build)
