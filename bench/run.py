@@ -184,11 +184,20 @@ def bench_extraction_bound(name, model, tokenizer, pairs, layer, peak):
     """The issue-10 row: CAA pairs with the chat template, lcross against the FLOP bound of the tokens it must
     process (each prompt once), a batched full forward, and lcross without packing (one text per row)."""
     extract_deltas(model, tokenizer, pairs[:4], layer, chat_template=True)  # warm-up (and the packing self-check)
-    t_lcross, ours = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, chat_template=True), 2)
-    t_plain, plain = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, chat_template=True, pack_pairs=False))
-    t_batched, batched = timed(lambda: batched_full_forward(model, tokenizer, pairs, layer, chat_template=True))
     lengths = unique_token_lengths(tokenizer, pairs, chat_template=True)
     flops = flops_to_block(model.config, layer, lengths)
+    # The VM's throughput drifts (the same 2048^2 matmul measured 160 to 250 GFLOP/s minutes apart), so each lcross
+    # timing is paired with a peak measured just before it, and the over-limit figure is the median of the rounds.
+    rounds = []
+    for _ in range(3):
+        round_peak = matmul_peak(torch.device("cpu"), torch.float32, seconds=0.5)
+        took, ours = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, chat_template=True))
+        rounds.append((took, round_peak))
+    t_lcross = min(t for t, _ in rounds)
+    over_limits = sorted(t / (flops / p) for t, p in rounds)
+    t_plain, plain = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, chat_template=True, pack_pairs=False))
+    t_batched, batched = timed(lambda: batched_full_forward(model, tokenizer, pairs, layer, chat_template=True))
+    peak = max(p for _, p in rounds)
     bound = flops / peak
     row = {
         "model": name,
@@ -199,7 +208,8 @@ def bench_extraction_bound(name, model, tokenizer, pairs, layer, peak):
         "flops": flops,
         "matmul_peak_flops": peak,
         "seconds": {"lcross": t_lcross, "lcross_unpacked": t_plain, "batched_full_forward": t_batched, "bound": bound},
-        "over_limit": t_lcross / bound,
+        "over_limit": over_limits[1],
+        "over_limit_rounds": over_limits,
         "speedup_vs_batched_full": t_batched / t_lcross,
         "speedup_vs_unpacked": t_plain / t_lcross,
         "max_abs_diff_vs_unpacked": float((ours - plain).abs().max()),
