@@ -43,9 +43,5 @@ def transform_from_parts(parts: list[FitPart], method: FitMethod = "lstsq", alph
     """A frozen LinearTransform (with the intercept when a part is affine) solving the parts' objective."""
     weight, bias = solve(parts, method, alpha)
     transform = LinearTransform(weight.shape[0], weight.shape[1], bias=bias is not None)
-    transform.set_matrix(weight.float())
-    if bias is not None:
-        assert transform.bias is not None
-        with torch.no_grad():
-            transform.bias.copy_(bias.float())
+    transform.set_fit(weight, bias)
     return transform.frozen()

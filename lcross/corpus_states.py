@@ -26,7 +26,7 @@ from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, token_states
 from lcross.corpus import CorpusSource, corpus_fingerprint, iter_passages
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.errors import LCrossInputError
-from lcross.progress import phase
+from lcross.progress import batch_advancer, phase
 from lcross.span_alignment import align
 from lcross.sufficient_stats import GramStats, accumulate
 from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, context_length
@@ -123,6 +123,7 @@ class CorpusStates:
         current: list[str] = []
         aligned: list[tuple[torch.Tensor, ...]] = []
         limits = {side: self._limit(side) for side in SIDES}
+        special = {side: set(getattr(self.tokenizer(side), "all_special_ids", None) or []) for side in SIDES}
         rows = total = 0
         tokens = {"source": 0, "target": 0}
         paired = {"source": 0, "target": 0}
@@ -135,13 +136,9 @@ class CorpusStates:
                 advance(1)
                 if n <= 0:
                     continue
-                for side, ids, fraction in (
-                    ("source", alignment.ids_a, alignment.kept_a),
-                    ("target", alignment.ids_b, alignment.kept_b),
-                ):
-                    read = _non_special(ids, self.tokenizer(side))
-                    tokens[side] += read
-                    paired[side] += round(fraction * read)
+                for side, ids in (("source", alignment.ids_a), ("target", alignment.ids_b)):
+                    tokens[side] += sum(1 for i in ids if i not in special[side])
+                    paired[side] += len(alignment.pairs)  # one token of each side per pair
                 current.append(passage)
                 pairs = torch.tensor(alignment.pairs[:n], dtype=torch.int32).reshape(-1, 2)
                 ids_a = torch.tensor(alignment.ids_a, dtype=torch.int32)
@@ -235,14 +232,7 @@ class CorpusStates:
             sequences, positions = self._positions(side, shard)
             keys = self.shard_keys(side, shard)
             what = f"extracting {side} corpus states (shard {shard.index} of {len(self.plan().shards)})"
-            with phase(what, shard.rows, unit="rows") as go:
-                seen = 0
-
-                def on_batch(done: int, _total: int) -> None:
-                    nonlocal seen
-                    go(done - seen)
-                    seen = done
-
+            with phase(what, shard.rows, unit="rows") as advance:
                 states = token_states(
                     model,
                     tokenizer,
@@ -250,7 +240,7 @@ class CorpusStates:
                     positions,
                     list(keys),
                     max_batch_tokens=self.max_batch_tokens,
-                    on_batch=on_batch,
+                    on_batch=batch_advancer(advance),
                 )
             for layer, key in keys.items():
                 self.cache.save(key, states[layer], {"kind": "corpus_states", "side": side, "shard": shard.index})
@@ -320,8 +310,3 @@ def _loader(states: CorpusStates, shard: Shard, pair: int):
         return states.load_shard(shard, pair)
 
     return load
-
-
-def _non_special(ids: Sequence[int], tokenizer: Any) -> int:
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    return sum(1 for i in ids if i not in special)

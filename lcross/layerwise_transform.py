@@ -129,11 +129,7 @@ class LayerwiseTransform(TransformFiles, torch.nn.Module):
 
     @staticmethod
     def _set(module: LinearTransform, xs: torch.Tensor, xt: torch.Tensor, method: FitMethod, alpha: float) -> None:
-        weight, bias = fit_map(xs, xt, method, alpha, bias=module.bias is not None)
-        module.set_matrix(weight.to(module.matrix().device))
-        if bias is not None and module.bias is not None:
-            with torch.no_grad():
-                module.bias.copy_(bias)
+        module.set_fit(*fit_map(xs, xt, method, alpha, bias=module.bias is not None))
 
     # -- configuration and files ----------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

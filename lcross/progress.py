@@ -48,3 +48,15 @@ def show_progress_logs(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("[lcross %(asctime)s] %(message)s", datefmt="%H:%M:%S"))
         log.addHandler(handler)
     log.setLevel(level)
+
+
+def batch_advancer(advance: Callable[[int], None]) -> Callable[[int, int], None]:
+    """Turns extraction's ``on_batch(done, total)`` calls into ``advance(newly done)`` of a ``phase``."""
+    seen = 0
+
+    def on_batch(done: int, _total: int) -> None:
+        nonlocal seen
+        advance(done - seen)
+        seen = done
+
+    return on_batch

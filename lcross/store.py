@@ -18,7 +18,7 @@ from lcross.concepts import Concept, TextPair
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.layers import as_layer_list, layer_label
 from lcross.models import ModelSpec, load_model
-from lcross.progress import phase
+from lcross.progress import batch_advancer, phase
 from lcross.sharded_extraction import extract_deltas_sharded
 from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens, check_text_lengths, context_length
 
@@ -201,7 +201,7 @@ class DeltaStore:
             batch_size=self.extraction_batch_size,
             max_batch_tokens=self.extraction_max_batch_tokens,
             chat_template=self.chat_template,
-            on_batch=_advancer(advance),
+            on_batch=batch_advancer(advance),
             max_text_tokens=self.max_text_tokens,
         )
         for layer, key in keys.items():
@@ -230,15 +230,3 @@ TEMPLATE_ROOM = 512
 def _longest_bytes(item: Any) -> int:
     """UTF-8 length of the longer of a pair's two texts (prompt and completion together)."""
     return max(len("".join(text).encode("utf-8")) for text in item.texts())
-
-
-def _advancer(advance: Callable[[int], None]) -> Callable[[int, int], None]:
-    """Turns ``on_batch(done, total)`` calls into ``advance(newly done)``."""
-    seen = 0
-
-    def on_batch(done: int, _total: int) -> None:
-        nonlocal seen
-        advance(done - seen)
-        seen = done
-
-    return on_batch

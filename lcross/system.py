@@ -162,12 +162,7 @@ class LCross(L.LightningModule):
         if isinstance(self.transform, LayerwiseTransform):
             self.transform.fit_closed_form(xs, xt, method, alpha)
             return
-        weight, bias = fit_map(xs[:, 0], xt[:, 0], method, alpha, bias=self.bias is not None)
-        self.transform.set_matrix(weight.to(self.device))
-        if bias is not None:
-            assert self.transform.bias is not None  # fit_map returns a bias only when T has one
-            with torch.no_grad():
-                self.transform.bias.copy_(bias)
+        self.transform.set_fit(*fit_map(xs[:, 0], xt[:, 0], method, alpha, bias=self.bias is not None))
 
     def _start_on_corpus(self, datamodule: Any) -> None:
         """Rows streamed from the corpus: the closed form (and the interpolation check) from their sufficient
@@ -187,11 +182,7 @@ class LCross(L.LightningModule):
             if self.hparams["init"] != "closed_form" or self.trainer.ckpt_path is not None:
                 continue
             method, alpha = self.hparams["init_method"], self.hparams["init_alpha"]
-            weight, bias = solve(parts, method, alpha if method == "ridge" else 0.0)
-            single.set_matrix(weight.to(self.device))
-            if single.bias is not None and bias is not None:
-                with torch.no_grad():
-                    single.bias.copy_(bias)
+            single.set_fit(*solve(parts, method, alpha if method == "ridge" else 0.0))
 
     @property
     def bias(self) -> torch.nn.Parameter | None:

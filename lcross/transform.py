@@ -113,6 +113,13 @@ class LinearTransform(TransformFiles, torch.nn.Module):
             self.left.copy_((u[:, : self.rank] * root).to(self.left.dtype))
             self.right.copy_((root[:, None] * vh[: self.rank]).to(self.right.dtype))
 
+    def set_fit(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Loads a fitted map: W (see ``set_matrix``), and the intercept when one was fitted and T has one."""
+        self.set_matrix(weight.to(self.matrix().device, self.matrix().dtype))
+        if bias is not None and self.bias is not None:
+            with torch.no_grad():
+                self.bias.copy_(bias)
+
     def reset_random(self, seed: int = 0) -> None:
         """Gaussian entries with std 1/sqrt(fan-in): the starting point of ``init=random``."""
         generator = torch.Generator().manual_seed(seed)
@@ -137,11 +144,7 @@ class LinearTransform(TransformFiles, torch.nn.Module):
         transform = cls(weight.shape[0], weight.shape[1], bias=bias, card={"fit_method": method}).to(weight.dtype)
         if method == "ridge":
             transform.card["alpha"] = alpha
-        transform.set_matrix(weight)
-        if b is not None:
-            assert transform.bias is not None  # fit_map returns a bias only for bias=True
-            with torch.no_grad():
-                transform.bias.copy_(b)
+        transform.set_fit(weight, b)
         return transform
 
     # -- configuration and files ----------------------------------------------------------------------------------

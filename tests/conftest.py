@@ -84,3 +84,16 @@ def reference_ids(tokenizer, text: str, chat_template: bool = False) -> torch.Te
         text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
     return tokenizer(text, return_tensors="pt").input_ids
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """The Hub and datasets offline for the test, also when the process imported them online: a name that is no
+    local path then fails at once instead of after network retries."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

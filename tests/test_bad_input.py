@@ -113,16 +113,9 @@ def test_a_concept_without_a_usable_source_is_named(source):
         load_concept(source, "mood")
 
 
-def test_a_bare_word_that_is_no_file_and_no_dataset_says_both(tmp_path, monkeypatch):
+def test_a_bare_word_that_is_no_file_and_no_dataset_says_both(tmp_path, monkeypatch, offline_hub):
     """Offline (as here, and as CI is), a misspelt concept path is neither a file nor a reachable dataset."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    import datasets.config
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(LCrossInputError) as err:
         load_concept("sentimnet", "sentiment")
     message = str(err.value)

@@ -159,16 +159,9 @@ def test_the_passages_are_the_same_on_every_read(tmp_path):
 # -- datasets -----------------------------------------------------------------------------------------------------
 
 
-def test_an_unknown_dataset_id_is_named(tmp_path, monkeypatch):
+def test_an_unknown_dataset_id_is_named(tmp_path, monkeypatch, offline_hub):
     """Offline (as here, and as CI is), an id that is no local path is neither a file nor a reachable dataset."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    import datasets.config
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(LCrossInputError) as err:
         _passages("no-such-owner/no-such-corpus")
     message = str(err.value)
