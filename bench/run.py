@@ -140,17 +140,24 @@ def unique_token_lengths(tokenizer, pairs, chat_template: bool) -> list[int]:
     ]
 
 
-def flops_to_block(config, layer: int, lengths: list[int]) -> float:
+def flops_to_block(config, layer: int, lengths: list[int], read_tokens: int | None = None) -> float:
     """Matmul FLOPs of blocks 0..layer over texts of these lengths: 2 x block weights per token, plus the attention
-    scores and weighted values (2 x 2 x context x heads x head_dim per token, causal: half the square)."""
+    scores and weighted values (2 x 2 x context x heads x head_dim per token, causal: half the square).
+
+    ``read_tokens``: the work extraction does, where block ``layer``'s MLP and attention output projection run on
+    the read tokens only (``lcross.last_block``); None counts the whole of every block for every token."""
     text = config.get_text_config()
     d, heads = text.hidden_size, text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or d // heads
     kv = getattr(text, "num_key_value_heads", None) or heads
-    weights = d * head_dim * (2 * heads + 2 * kv) + 3 * d * text.intermediate_size
+    qkv = d * head_dim * (heads + 2 * kv)
+    per_token = d * head_dim * heads + 3 * d * text.intermediate_size  # attention output projection and MLP
     tokens = sum(lengths)
     attention = sum(2 * 2 * n * (n + 1) / 2 * heads * head_dim for n in lengths)
-    return (layer + 1) * (2 * weights * tokens + attention)
+    full = (layer + 1) * (2 * (qkv + per_token) * tokens + attention)
+    if read_tokens is None:
+        return full
+    return full - 2 * per_token * (tokens - read_tokens)
 
 
 # -- benchmarks ---------------------------------------------------------------------------------------------------
@@ -186,6 +193,8 @@ def bench_extraction_bound(name, model, tokenizer, pairs, layer, peak):
     extract_deltas(model, tokenizer, pairs[:4], layer, chat_template=True)  # warm-up (and the packing self-check)
     lengths = unique_token_lengths(tokenizer, pairs, chat_template=True)
     flops = flops_to_block(model.config, layer, lengths)
+    # the work lcross does: the last block's MLP and output projection on the two read tokens of each pair only
+    flops_done = flops_to_block(model.config, layer, lengths, read_tokens=2 * len(pairs))
     # The VM's throughput drifts (the same 2048^2 matmul measured 160 to 250 GFLOP/s minutes apart), so each lcross
     # timing is paired with a peak measured just before it, and the over-limit figure is the median of the rounds.
     rounds = []
@@ -195,6 +204,7 @@ def bench_extraction_bound(name, model, tokenizer, pairs, layer, peak):
         rounds.append((took, round_peak))
     t_lcross = min(t for t, _ in rounds)
     over_limits = sorted(t / (flops / p) for t, p in rounds)
+    over_work = sorted(t / (flops_done / p) for t, p in rounds)
     t_plain, plain = timed(lambda: extract_deltas(model, tokenizer, pairs, layer, chat_template=True, pack_pairs=False))
     t_batched, batched = timed(lambda: batched_full_forward(model, tokenizer, pairs, layer, chat_template=True))
     peak = max(p for _, p in rounds)
@@ -206,10 +216,12 @@ def bench_extraction_bound(name, model, tokenizer, pairs, layer, peak):
         "layer": layer,
         "unique_tokens": sum(lengths),
         "flops": flops,
+        "flops_done": flops_done,
         "matmul_peak_flops": peak,
         "seconds": {"lcross": t_lcross, "lcross_unpacked": t_plain, "batched_full_forward": t_batched, "bound": bound},
         "over_limit": over_limits[1],
         "over_limit_rounds": over_limits,
+        "over_work_done": over_work[1],
         "speedup_vs_batched_full": t_batched / t_lcross,
         "speedup_vs_unpacked": t_plain / t_lcross,
         "max_abs_diff_vs_unpacked": float((ours - plain).abs().max()),
@@ -218,7 +230,8 @@ def bench_extraction_bound(name, model, tokenizer, pairs, layer, peak):
     print(
         f"extraction {name.split('/')[-1]} CAA corrigible, chat template ({len(pairs)} pairs, layer {layer}, "
         f"{sum(lengths)} unique tokens): {row['over_limit']:.2f}x the FLOP bound {bound:.2f} s at "
-        f"{peak / 1e9:.0f} GFLOP/s (target <= 1.5), {row['speedup_vs_batched_full']:.2f}x vs batched full forward "
+        f"{peak / 1e9:.0f} GFLOP/s (target <= 1.5; {row['over_work_done']:.2f}x the FLOPs it does), "
+        f"{row['speedup_vs_batched_full']:.2f}x vs batched full forward "
         f"(target >= 5), {row['speedup_vs_unpacked']:.2f}x vs one text per row; max |diff| vs batched "
         f"{row['max_abs_diff_vs_batched']:.1e}",
         flush=True,
@@ -495,6 +508,7 @@ def main() -> None:
 
     results["summary"] = {
         "cpu_extraction_over_limit": results["extraction_bound"]["over_limit"],
+        "cpu_extraction_over_work_done": results["extraction_bound"]["over_work_done"],
         "cpu_extraction_speedup_vs_batched": results["extraction_bound"]["speedup_vs_batched_full"],
         "cpu_sweep_ratio": results["efficacy"]["ratio"],
         "warm_cache_ratio": results["cache"]["ratio"],

@@ -7,8 +7,9 @@ Extraction computes only what it needs:
   holds as many short rows as fit and the largest batch comes first: an out-of-memory error shows at once, and then
   halves the budget and retries instead of ending the run;
 - the forward pass stops right after the deepest requested block (no later blocks, no lm_head, no hidden-state
-  tuples), and only the last-token row of each text is kept, on the device: one copy to the CPU at the end, no host
-  synchronisation per batch (input copies come from pinned memory on CUDA);
+  tuples); in that block the MLP and attention's output projection run only on the tokens read
+  (``lcross.last_block``); only the last-token row of each text is kept, on the device: one copy to the CPU at the
+  end, no host synchronisation per batch (input copies come from pinned memory on CUDA);
 - texts are tokenised with one tokenizer call per list, each prompt once.
 Position ids are explicit, so a text gets the same activations whatever it is batched with and whichever side the
 tokenizer pads on.
@@ -16,6 +17,7 @@ tokenizer pads on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +28,7 @@ import torch
 
 from lcross.concepts import ContrastivePair, Pair, TextPair
 from lcross.errors import LCrossInputError
+from lcross.last_block import reading_only, worth_it
 from lcross.layers import block_output, check_layer, decoder_blocks
 from lcross.packing import SECOND_TAIL, Row, collate, model_inputs, pack, packing_supported, single
 from lcross.prompting import Encoded, encode_many
@@ -253,8 +256,14 @@ def states_of_rows(
         index = (index[0].to(device, non_blocking=True), index[1].to(device, non_blocking=True))
         captured: dict[int, torch.Tensor] = {}
         handles = [blocks[l].register_forward_hook(_capture(l, l == layers[-1], index, captured)) for l in layers]
+        width = collated.input_ids.shape[1]
+        trimmed = (
+            reading_only(blocks[layers[-1]], *index)
+            if worth_it(len(where_rows), len(batch), width)
+            else contextlib.nullcontext()
+        )
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), trimmed:
                 model(**model_inputs(model, collated, device, packed=paired), use_cache=False)
         except _StopForward:
             pass

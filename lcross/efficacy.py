@@ -3,13 +3,15 @@
 A contrastive pair is scored by its margin, log p(positive | prompt) - log p(negative | prompt); the behaviour-matching
 probability is sigmoid(margin) = p(pos) / (p(pos) + p(neg)). Sweeps run the blocks before the steering layer once per
 batch and replay only the later blocks per (vector, beta); the replay checks itself against a full forward pass on
-its first batch and falls back to full passes if the two disagree (a block that takes its inputs differently).
+the first batch it sweeps for a model and layer, and falls back to full passes if the two disagree (a block that takes
+its inputs differently). In the last block, only the scored positions run the MLP (``lcross.last_block``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -18,6 +20,7 @@ import torch
 
 from lcross.concepts import ContrastivePair
 from lcross.errors import LCrossInputError
+from lcross.last_block import reading_only, worth_it
 from lcross.layers import block_output, check_layer, decoder_blocks, final_norm
 from lcross.metrics import behavior_matching_probability
 from lcross.packing import Row, collate, model_inputs, pack, packing_supported, single
@@ -186,8 +189,9 @@ def _pair_scores(
     encoded = encode_pairs(tokenizer, pairs, chat_template)
     out = torch.zeros(2 * len(encoded), dtype=torch.float64)
     packed = packing_supported(model) if pack_pairs is None else pack_pairs
+    blocks = decoder_blocks(model)
     for batch in _batches(model, tokenizer, encoded, batch_size, next(model.parameters()).device, packed):
-        with apply_steering(model, steering, batch.prompt_end), torch.inference_mode():
+        with apply_steering(model, steering, batch.prompt_end), torch.inference_mode(), _scored_only(blocks[-1], batch):
             hidden = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
             _score(model, hidden, batch, out, skip_shared)
     return out.view(-1, 2)
@@ -328,10 +332,14 @@ def _sweep_reusing_prefix(
     param = next(model.parameters())
     unsteered = torch.zeros(2 * len(encoded), dtype=torch.float64)
     steered = {(n, b): torch.zeros(2 * len(encoded), dtype=torch.float64) for n in vectors for b in betas}
-    trusted: bool | None = None  # decided on the first batch
+    # Whether replaying the recorded block calls gives the full pass's result is a property of the model's code, not
+    # of the data: decided on the first batch this model (with these blocks, dtype and device) is swept from this
+    # layer, then remembered, like the packing self-check.
+    trust_key = _replay_key(model, blocks, first)
+    trusted: bool | None = _replay_trusted.get(model, {}).get(trust_key)
     packed = packing_supported(model) if pack_pairs is None else pack_pairs
     for batch in _batches(model, tokenizer, encoded, batch_size, param.device, packed):
-        with torch.inference_mode(), _recording_block_calls(blocks, first) as record:
+        with torch.inference_mode(), _recording_block_calls(blocks, first) as record, _scored_only(blocks[-1], batch):
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
         with torch.inference_mode():
             _score(model, final, batch, unsteered, skip_shared=True)
@@ -347,7 +355,8 @@ def _sweep_reusing_prefix(
                 try:
                     hidden = record.output + mask * shifts[first] if first in shifts else record.output
                     for index, (block, call) in enumerate(zip(blocks[first + 1 :], record.calls), start=first + 1):
-                        hidden = block_output(call.replay(block, hidden))
+                        with _scored_only(block, batch) if index == len(blocks) - 1 else contextlib.nullcontext():
+                            hidden = block_output(call.replay(block, hidden))
                         if index in shifts:
                             hidden = hidden + mask * shifts[index]
                 except (RuntimeError, TypeError) as err:  # a block that takes its inputs another way
@@ -355,10 +364,12 @@ def _sweep_reusing_prefix(
                         raise
                     log.warning("replaying the blocks after the steering layer failed (%s); using full passes", err)
                     trusted = False
+                    _replay_trusted.setdefault(model, {})[trust_key] = trusted
                     _score_full(model, batch, steering, out)
                     continue
                 if trusted is None:
                     trusted = _replay_matches_full(model, batch, norm(hidden), steering, out.shape[0])
+                    _replay_trusted.setdefault(model, {})[trust_key] = trusted
                     if not trusted:
                         _score_full(model, batch, steering, out)
                         continue
@@ -367,10 +378,28 @@ def _sweep_reusing_prefix(
     return unsteered.view(-1, 2)[:, 0] - unsteered.view(-1, 2)[:, 1], margins
 
 
+_replay_trusted: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, bool]] = weakref.WeakKeyDictionary()
+
+
+def _replay_key(model: torch.nn.Module, blocks: torch.nn.ModuleList, first: int) -> tuple:
+    param = next(model.parameters())
+    implementation = getattr(model.config, "_attn_implementation", None)
+    return first, implementation, param.dtype, param.device, tuple(id(block) for block in blocks[first + 1 :])
+
+
 def _score_full(model: torch.nn.Module, batch: _Batch, steering: Sequence[Steering], out: torch.Tensor) -> None:
-    with apply_steering(model, steering, batch.prompt_end):
+    with apply_steering(model, steering, batch.prompt_end), _scored_only(decoder_blocks(model)[-1], batch):
         final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
     _score(model, final, batch, out, skip_shared=True)
+
+
+def _scored_only(last: torch.nn.Module, batch: _Batch) -> contextlib.AbstractContextManager:
+    """In the last block, the MLP and attention's output projection run on the scored positions only
+    (``lcross.last_block``): the final hidden state is read nowhere else."""
+    ids = batch.inputs["input_ids"]
+    if worth_it(len(batch.rows), ids.shape[0], ids.shape[1]):
+        return reading_only(last, batch.rows, batch.cols)
+    return contextlib.nullcontext()
 
 
 def _replay_matches_full(
