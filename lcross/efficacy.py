@@ -31,6 +31,9 @@ from lcross.steering_vector import SteeringVector
 
 log = logging.getLogger(__name__)
 
+# The variants of a sweep replayed at once: at most this many tokens (variants x batch rows x width) per pass.
+REPLAY_MAX_TOKENS = 4096
+
 # How far the replayed suffix may drift from a full forward pass (in margin units, nats) before it is not trusted.
 REPLAY_TOLERANCE = 1e-3
 
@@ -338,44 +341,85 @@ def _sweep_reusing_prefix(
     trust_key = _replay_key(model, blocks, first)
     trusted: bool | None = _replay_trusted.get(model, {}).get(trust_key)
     packed = packing_supported(model) if pack_pairs is None else pack_pairs
+    keys = list(steered)
     for batch in _batches(model, tokenizer, encoded, batch_size, param.device, packed):
         with torch.inference_mode(), _recording_block_calls(blocks, first) as record, _scored_only(blocks[-1], batch):
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
+        tokens = batch.inputs["input_ids"].numel()
+        per_group = max(1, REPLAY_MAX_TOKENS // tokens)
         with torch.inference_mode():
             _score(model, final, batch, unsteered, skip_shared=True)
-            for (name, beta), out in steered.items():
-                steering = _steerings(vectors[name], beta, positions)
+            for start in range(0, len(keys), per_group):
+                group = keys[start : start + per_group]
+                steerings = [_steerings(vectors[name], beta, positions) for name, beta in group]
                 if trusted is False:
-                    _score_full(model, batch, steering, out)
+                    for key, steering in zip(group, steerings):
+                        _score_full(model, batch, steering, steered[key])
                     continue
-                shifts = {
-                    layer: (beta * v).to(device=param.device, dtype=param.dtype) for layer, v in vectors[name].items()
-                }
-                mask = position_mask(record.output, positions, batch.prompt_end)
+                shifts = [
+                    {layer: (beta * v).to(device=param.device, dtype=param.dtype) for layer, v in vectors[name].items()}
+                    for name, beta in group
+                ]
                 try:
-                    hidden = record.output + mask * shifts[first] if first in shifts else record.output
-                    for index, (block, call) in enumerate(zip(blocks[first + 1 :], record.calls), start=first + 1):
-                        with _scored_only(block, batch) if index == len(blocks) - 1 else contextlib.nullcontext():
-                            hidden = block_output(call.replay(block, hidden))
-                        if index in shifts:
-                            hidden = hidden + mask * shifts[index]
+                    finals = _replay(
+                        blocks, record, first, shifts, position_mask(record.output, positions, batch.prompt_end), batch
+                    )
                 except (RuntimeError, TypeError) as err:  # a block that takes its inputs another way
                     if trusted:
                         raise
                     log.warning("replaying the blocks after the steering layer failed (%s); using full passes", err)
                     trusted = False
                     _replay_trusted.setdefault(model, {})[trust_key] = trusted
-                    _score_full(model, batch, steering, out)
+                    for key, steering in zip(group, steerings):
+                        _score_full(model, batch, steering, steered[key])
                     continue
+                finals = [norm(h) for h in finals]
                 if trusted is None:
-                    trusted = _replay_matches_full(model, batch, norm(hidden), steering, out.shape[0])
+                    # the group's last variant: a replay that mixed up the variants' rows shows there
+                    trusted = _replay_matches_full(model, batch, finals[-1], steerings[-1], unsteered.shape[0])
                     _replay_trusted.setdefault(model, {})[trust_key] = trusted
                     if not trusted:
-                        _score_full(model, batch, steering, out)
+                        for key, steering in zip(group, steerings):
+                            _score_full(model, batch, steering, steered[key])
                         continue
-                _score(model, norm(hidden), batch, out, skip_shared=True)
+                for key, hidden in zip(group, finals):
+                    _score(model, hidden, batch, steered[key], skip_shared=True)
     margins = {key: (v.view(-1, 2)[:, 0] - v.view(-1, 2)[:, 1]) for key, v in steered.items()}
     return unsteered.view(-1, 2)[:, 0] - unsteered.view(-1, 2)[:, 1], margins
+
+
+def _replay(
+    blocks: torch.nn.ModuleList,
+    record: _Record,
+    first: int,
+    shifts: Sequence[Mapping[int, torch.Tensor]],
+    mask: torch.Tensor | float,
+    batch: _Batch,
+) -> list[torch.Tensor]:
+    """Runs the blocks after ``first`` once for a group of variants stacked along the batch axis (bigger matrix
+    products than one variant at a time: the replayed batch is short A/B prompts), from the recorded output of block
+    ``first``, adding each variant's shift at each of its layers; returns each variant's last hidden state (before
+    the final norm), [batch, width, d] each."""
+    n, base = len(shifts), record.output
+    rows = batch.inputs["input_ids"].shape[0]
+    d = base.shape[-1]
+
+    def stacked(layer: int) -> torch.Tensor:
+        # [n, 1, 1, d]: each variant's shift at this layer (zero where it has none)
+        return torch.stack([s[layer] if layer in s else base.new_zeros(d) for s in shifts]).view(n, 1, 1, d)
+
+    hidden = base.unsqueeze(0) + mask * stacked(first) if any(first in s for s in shifts) else base.unsqueeze(0)
+    hidden = hidden.expand(n, *base.shape).reshape(n * rows, *base.shape[1:])
+    read_rows = torch.cat([batch.rows + k * rows for k in range(n)])
+    read_cols = batch.cols.repeat(n)
+    last = len(blocks) - 1
+    for index, (block, call) in enumerate(zip(blocks[first + 1 :], record.calls), start=first + 1):
+        trim = index == last and worth_it(len(read_rows), n * rows, base.shape[1])
+        with reading_only(block, read_rows, read_cols) if trim else contextlib.nullcontext():
+            hidden = block_output(call.repeated(n, rows).replay(block, hidden))
+        if any(index in s for s in shifts):
+            hidden = (hidden.view(n, rows, *base.shape[1:]) + mask * stacked(index)).view(n * rows, *base.shape[1:])
+    return list(hidden.view(n, *base.shape).unbind(0))
 
 
 _replay_trusted: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, bool]] = weakref.WeakKeyDictionary()
@@ -426,6 +470,26 @@ class _Call:
 
     args: tuple
     kwargs: dict[str, Any]
+
+    def repeated(self, n: int, rows: int) -> _Call:
+        """The call for ``n`` copies of the batch stacked along the batch axis: every argument tensor of two or more
+        dimensions whose first one is the batch's ``rows`` (masks, position ids, rotary tables) is tiled ``n`` times;
+        the rest (cache positions, flags) is passed as is."""
+        if n == 1:
+            return self
+
+        def tile(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                if value.dim() >= 2 and value.shape[0] == rows:
+                    return value.repeat(n, *([1] * (value.dim() - 1)))
+                return value
+            if isinstance(value, tuple | list):
+                return type(value)(tile(v) for v in value)
+            if isinstance(value, dict):
+                return {k: tile(v) for k, v in value.items()}
+            return value
+
+        return _Call(tuple(tile(a) for a in self.args), {k: tile(v) for k, v in self.kwargs.items()})
 
     def replay(self, block: torch.nn.Module, hidden: torch.Tensor) -> Any:
         if self.args:

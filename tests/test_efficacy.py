@@ -164,3 +164,35 @@ def test_replay_passes_a_keyword_hidden_state_by_keyword():
     hidden = torch.ones(2, 3)
     out = _Call((), {"hidden_states": torch.zeros(2, 3), "scale": 2.0}).replay(KeywordBlock(), hidden)
     assert torch.equal(out, 2 * hidden) and seen["scale"] == 2.0
+
+
+@pytest.mark.parametrize("max_tokens", [1, 400, 100_000])  # every variant alone, a few at a time, all at once
+def test_variants_replayed_together_give_the_naive_metrics(tiny, pairs, monkeypatch, max_tokens):
+    import lcross.efficacy as efficacy
+    from lcross import SteeringVector
+
+    model, tokenizer = tiny
+    d = model.config.hidden_size
+    g = torch.Generator().manual_seed(2)
+    vectors = {
+        "one_layer": torch.randn(d, generator=g),
+        "two_layers": SteeringVector({1: torch.randn(d, generator=g), 3: torch.randn(d, generator=g)}),
+        "later": SteeringVector({2: torch.randn(d, generator=g)}),  # its first layer is after the sweep's first
+    }
+    betas = [-2.0, -1.0, 1.0, 3.0]
+    monkeypatch.setattr(efficacy, "REPLAY_MAX_TOKENS", max_tokens)
+    replayed: list[int] = []
+    real = efficacy._replay
+    monkeypatch.setattr(efficacy, "_replay", lambda *a: replayed.append(len(a[3])) or real(*a))
+    kwargs = dict(positions="after_prompt", batch_size=4)
+    fast = steering_sweep(model, tokenizer, pairs, 1, vectors, betas, **kwargs)
+    naive = steering_sweep(model, tokenizer, pairs, 1, vectors, betas, reuse_prefix=False, **kwargs)
+    assert sum(replayed) == len(vectors) * len(betas) * 2  # two batches of two packed pairs
+    if max_tokens == 1:
+        assert max(replayed) == 1
+    elif max_tokens == 400:  # a batch of two packed pairs is 100-200 byte tokens
+        assert 1 < max(replayed) < 12
+    else:
+        assert replayed == [12, 12]
+    for name in vectors:
+        torch.testing.assert_close(fast.items[name], naive.items[name], atol=1e-5, rtol=0)
