@@ -1,12 +1,13 @@
 """CorpusRows: the corpus's paired token-state rows streamed shard by shard, for gradient descent on T.
 
 Only one shard is in memory at a time. Each pass visits the shards in a new seeded order and each shard's rows in a
-new seeded order, so batches mix passages without ever holding the whole corpus.
+new seeded order, so batches mix passages without ever holding the whole corpus. The order of pass k depends on the
+seed and k alone: a fit resumed from a checkpoint at epoch k sees the batches an uninterrupted fit would have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils.data import IterableDataset
@@ -25,11 +26,13 @@ class CorpusRows(IterableDataset):
         states: the corpus's shards (extracted before the first pass).
         batch_size: rows per batch; 0 means one batch per shard.
         seed: seeds the order of every pass (pass k uses seed + k).
+        epoch: returns the index of the pass about to start (the trainer's current epoch, so that a resumed fit
+            continues the sequence of orders); None counts this object's own passes from 0.
     """
 
-    def __init__(self, states: CorpusStates, batch_size: int, seed: int = 0):
+    def __init__(self, states: CorpusStates, batch_size: int, seed: int = 0, epoch: Callable[[], int] | None = None):
         super().__init__()
-        self.states, self.batch_size, self.seed = states, batch_size, seed
+        self.states, self.batch_size, self.seed, self.epoch = states, batch_size, seed, epoch
         self.passes = 0
 
     def _sizes(self) -> list[int]:
@@ -41,7 +44,8 @@ class CorpusRows(IterableDataset):
         return sum(-(-rows // self.batch_size) for rows in self._sizes())
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(self.seed + self.passes)
+        index = self.epoch() if self.epoch is not None else self.passes
+        generator = torch.Generator().manual_seed(self.seed + index)
         self.passes += 1
         shards = self.states.plan().shards
         mean_rows = sum(self._sizes()) / len(self)

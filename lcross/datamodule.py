@@ -294,7 +294,10 @@ class PairedDeltas(L.LightningDataModule):
         from lightning.pytorch.utilities import CombinedLoader
 
         assert self.corpus is not None  # checked in __init__
-        rows = CorpusRows(self.corpus, self.corpus_batch_size, seed=self.seed)
+        # Seeded by the trainer's epoch: a fit resumed at epoch k sees the orders an uninterrupted one would.
+        trainer = self.trainer
+        epoch = (lambda: trainer.current_epoch) if trainer is not None else None
+        rows = CorpusRows(self.corpus, self.corpus_batch_size, seed=self.seed, epoch=epoch)
         loaders: dict[str, Any] = {"corpus": DataLoader(rows, batch_size=None)}
         if self.fit_on == "both":
             loaders["deltas"] = self._loader("train", shuffle=True)

@@ -312,3 +312,24 @@ def test_the_fingerprint_counts_boundaries_and_order():
     assert corpus_fingerprint(["é"]) == hashlib.sha256("2:é".encode()).hexdigest()  # UTF-8 bytes are counted
     variants = [["ab", "c"], ["a", "bc"], ["c", "ab"], ["abc"], ["ab", "c", ""], []]
     assert len({corpus_fingerprint(v) for v in variants}) == len(variants)
+
+
+def test_a_text_file_streams_in_pieces_that_end_at_paragraph_breaks(tmp_path, monkeypatch):
+    import lcross.corpus as corpus
+
+    paragraphs = [f"Paragraph {i} says something about boats and the weather on day {i}." for i in range(60)]
+    path = tmp_path / "long.txt"
+    path.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    source = CorpusSource(path=str(path), passage_chars=300)
+    monkeypatch.setattr(corpus, "_TEXT_PIECE_CHARS", 200)
+    read: list[str] = []
+    real_lines = corpus._lines
+    monkeypatch.setattr(corpus, "_lines", lambda file: (read.append(line) or line for line in real_lines(file)))
+    stream = iter_passages(source)
+    first = next(stream)
+    assert first.startswith("Paragraph 0 ") and len(read) < 20  # it comes before the file is read through
+    passages = [first, *stream]
+    assert len(read) == 2 * len(paragraphs) - 1
+    # pieces end at paragraph breaks: every paragraph whole, once, in order, in passages within the limit
+    assert [p for passage in passages for p in passage.split("\n\n")] == paragraphs
+    assert max(len(p) for p in passages) <= 300

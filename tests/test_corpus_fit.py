@@ -286,3 +286,65 @@ def test_streamed_batches_weigh_every_row_alike(tmp_path, corpus_file):
     for xs, _, scale in batches:
         assert float(scale) == pytest.approx(len(xs) * len(rows) / 1000)
     assert [len(b[0]) for b in batches] != [len(b[0]) for b in rows]  # a new order every pass
+
+
+class _BatchLog(L.Callback):
+    """Records, per epoch, a fingerprint of every corpus batch a fit trains on."""
+
+    def __init__(self):
+        self.seen: dict[int, list[float]] = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.seen.setdefault(trainer.current_epoch, []).append(float(batch["corpus"][0].double().sum()))
+
+
+def test_a_resumed_fit_streams_the_batches_an_uninterrupted_fit_would(tmp_path, corpus_file):
+    def fit(epochs: int, resume=None):
+        data = _data(tmp_path, corpus_file, corpus_max_rows=1000, corpus_batch_size=300)
+        model = LCross(data.d_source, data.d_target, fit_on="corpus", init="random", layer_pairs=data.layer_pairs)
+        log = _BatchLog()
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            default_root_dir=tmp_path,
+            callbacks=[log],
+        )
+        trainer.fit(model, datamodule=data, ckpt_path=resume)
+        return trainer, log.seen
+
+    _, whole = fit(3)
+    first, _ = fit(1)
+    first.save_checkpoint(tmp_path / "epoch1.ckpt")
+    _, resumed = fit(3, resume=tmp_path / "epoch1.ckpt")
+    assert sorted(resumed) == [1, 2]
+    assert resumed[1] == whole[1] and resumed[2] == whole[2]
+    assert whole[1] != whole[2]  # a new order every pass
+
+
+def test_each_passage_is_tokenised_once_per_model(tmp_path, corpus_file, monkeypatch):
+    from transformers import PreTrainedTokenizerBase
+
+    from lcross.corpus import iter_passages
+
+    data = _data(tmp_path, corpus_file, corpus_max_rows=100_000)
+    passages = set(iter_passages(data.corpus.source))
+    calls: list[str] = []
+    real = PreTrainedTokenizerBase.__call__
+
+    def counting(self, text=None, *args, **kwargs):
+        for t in [text] if isinstance(text, str) else list(text or []):
+            if isinstance(t, str) and t in passages:
+                calls.append(t)
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", counting)
+    data.corpus.plan()
+    assert sorted(calls) == sorted(2 * list(passages))  # planning: once by each model's tokenizer
+    calls.clear()
+    data.prepare_corpus()  # extraction feeds the plan's token ids to the models
+    assert calls == [] and not data.corpus.missing("source") and not data.corpus.missing("target")
