@@ -36,11 +36,17 @@ from lcross.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_text_lengths, cont
 
 log = logging.getLogger(__name__)
 
-# Tokens per forward pass (rows x padded width). On the 2-core CPU VM, SmolLM2-135M extracting CAA pairs ran about
-# 15% faster at 2048-4096 than at 8192 (activations that stay in cache; /tmp timing, two rounds each, 2026-11-26);
-# 4096 tokens of a 7B model are still [4096 x 4096] matmuls on a GPU (the paper configs set 8192 there). An
-# out-of-memory error halves it.
-DEFAULT_MAX_BATCH_TOKENS = 4096
+# Tokens per forward pass (rows x padded width) when none is given, by device. On the 2-core CPU VM, SmolLM2-135M
+# extracting the 290 CAA corrigible pairs (chat template, layer 15) took a median 17.5 s at 1024 against 18.7 at 512,
+# 18.9 at 2048 and 19.6 at 4096 (interleaved rounds, 2026-11-26: activations that stay in cache); 8192 tokens of a 7B
+# model on a GPU are [8192 x 4096] matrix products that keep it busy. An out-of-memory error halves it.
+CPU_MAX_BATCH_TOKENS = 1024
+CUDA_MAX_BATCH_TOKENS = 8192
+
+
+def default_max_batch_tokens(device: torch.device | str) -> int:
+    """The token budget per forward pass used when none is given: 1024 on CPU, 8192 on an accelerator."""
+    return CPU_MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else CUDA_MAX_BATCH_TOKENS
 
 
 class _StopForward(Exception):
@@ -55,7 +61,7 @@ def extract_deltas(
     layer: int,
     *,
     batch_size: int | None = ...,
-    max_batch_tokens: int = ...,
+    max_batch_tokens: int | None = ...,
     chat_template: bool = ...,
     on_batch: Callable[[int, int], None] | None = ...,
     pack_pairs: bool | None = ...,
@@ -71,7 +77,7 @@ def extract_deltas(
     layer: Sequence[int],
     *,
     batch_size: int | None = ...,
-    max_batch_tokens: int = ...,
+    max_batch_tokens: int | None = ...,
     chat_template: bool = ...,
     on_batch: Callable[[int, int], None] | None = ...,
     pack_pairs: bool | None = ...,
@@ -86,7 +92,7 @@ def extract_deltas(
     layer: int | Sequence[int],
     *,
     batch_size: int | None = None,
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    max_batch_tokens: int | None = None,
     chat_template: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
     pack_pairs: bool | None = None,
@@ -103,8 +109,9 @@ def extract_deltas(
         layer: a block index, or a list of them.
         batch_size: at most this many texts per forward pass (a packed pair counts as two); None: no cap beyond
             ``max_batch_tokens``.
-        max_batch_tokens: at most this many tokens per forward pass (rows x padded width; a longer row goes alone).
-            Halved and retried on a CUDA out-of-memory error.
+        max_batch_tokens: at most this many tokens per forward pass (rows x padded width; a longer row goes alone);
+            None: 1024 on CPU, 8192 on CUDA (``default_max_batch_tokens``). Halved and retried on a CUDA out-of-memory
+            error.
         chat_template: format prompts with the tokenizer's chat template.
         on_batch: called with (texts done, texts total) after each forward pass.
         pack_pairs: pack each pair's two texts into one row; None (default) packs when the model's attention
@@ -159,7 +166,7 @@ def last_token_states(
     layers: Iterable[int],
     *,
     batch_size: int | None = None,
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    max_batch_tokens: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     paired: bool = False,
 ) -> dict[int, torch.Tensor]:
@@ -194,7 +201,7 @@ def token_states(
     positions: Sequence[Sequence[int]],
     layers: Iterable[int],
     *,
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    max_batch_tokens: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[int, torch.Tensor]:
     """Hidden states of chosen tokens of whole texts (corpus rows): for each token id list ``sequences[i]``, the states
@@ -223,7 +230,7 @@ def states_of_rows(
     layers: Iterable[int],
     *,
     batch_size: int | None = None,
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    max_batch_tokens: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[int, torch.Tensor]:
     """The core of extraction: runs ``rows`` (each with the output indices of the states it yields, one per entry of
@@ -243,7 +250,7 @@ def states_of_rows(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     kept: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     order: list[int] = []
-    budget, done = max_batch_tokens, 0
+    budget, done = max_batch_tokens or default_max_batch_tokens(device), 0
     while pending:
         batch = _take(pending, budget, batch_size)
         collated = collate([r for r, _ in batch], pad_id, left, pin=pin)
@@ -326,12 +333,13 @@ def _capture(layer: int, deepest: bool, index: tuple[torch.Tensor, torch.Tensor]
     return hook
 
 
-def _check_limits(batch_size: int | None, max_batch_tokens: int) -> None:
+def _check_limits(batch_size: int | None, max_batch_tokens: int | None) -> None:
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise LCrossInputError(f"batch_size is {batch_size!r}", fix="use a positive number of texts, or None")
-    if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
+    if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
         raise LCrossInputError(
-            f"max_batch_tokens is {max_batch_tokens!r}", fix="use a positive number of tokens per forward pass"
+            f"max_batch_tokens is {max_batch_tokens!r}",
+            fix="use a positive number of tokens per forward pass, or None for the device's default",
         )
 
 

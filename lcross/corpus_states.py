@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, token_states
+from lcross.activations import token_states
 from lcross.corpus import CorpusSource, corpus_fingerprint, iter_passages
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.errors import LCrossInputError
@@ -76,7 +76,8 @@ class CorpusStates:
     shard_rows: about this many rows per shard (a shard holds whole passages).
     skip_first: aligned pairs dropped at the start of each passage (the first tokens' states have huge norms:
         attention sinks).
-    max_batch_tokens: token budget of each extraction forward pass.
+    max_batch_tokens: token budget of each extraction forward pass (None: the device's default, as in
+        ``extract_deltas``).
     max_text_tokens: a passage longer than this (or than either model's context) in either model's tokens is refused
         when planning, before any weights load.
     seed: seeds the order in which gradient descent visits shards and rows.
@@ -93,7 +94,7 @@ class CorpusStates:
         max_rows: int,
         shard_rows: int,
         skip_first: int,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_tokens: int | None = None,
         max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
         seed: int = 0,
     ):

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, extract_deltas
+from lcross.activations import extract_deltas
 from lcross.concepts import Pair
 from lcross.delta_cache import DeltaCache
 from lcross.files import atomic_path
@@ -36,7 +36,7 @@ class _DeltaExtractor(L.LightningModule):
         chat_template: bool,
         batch_size: int | None,
         shard_dir: str,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_tokens: int | None = None,
     ):
         super().__init__()
         self.spec, self.pairs, self.layers = spec, list(pairs), list(layers)
@@ -80,7 +80,7 @@ def extract_deltas_sharded(
     trainer_kwargs: dict[str, Any],
     chat_template: bool = False,
     batch_size: int | None = None,
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    max_batch_tokens: int | None = None,
     pairs_per_step: int = 64,
 ) -> torch.Tensor:
     """Extracts the deltas of ``pairs`` with ``L.Trainer(**trainer_kwargs).predict`` and stores them under ``key``.

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import torch
 
-from lcross.activations import DEFAULT_MAX_BATCH_TOKENS, encode_texts, extract_deltas
+from lcross.activations import encode_texts, extract_deltas
 from lcross.concepts import Concept, TextPair
 from lcross.delta_cache import DeltaCache, cache_key
 from lcross.layers import as_layer_list, layer_label
@@ -41,7 +41,8 @@ class DeltaStore:
         chat_template: format prompts with each model's chat template.
         cache: where deltas are kept.
         extraction_batch_size: at most this many texts per forward pass (None: no cap beyond the token budget).
-        extraction_max_batch_tokens: at most this many tokens per forward pass (halved on a CUDA out-of-memory error).
+        extraction_max_batch_tokens: at most this many tokens per forward pass (None: 1024 on CPU, 8192 on CUDA;
+            halved on a CUDA out-of-memory error).
         shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
         extraction_trainer: if set, ``L.Trainer(**extraction_trainer).predict`` extracts each shard across processes.
         max_text_tokens: refuse any text longer than this (or than the model's context) before extraction.
@@ -57,7 +58,7 @@ class DeltaStore:
         cache: DeltaCache,
         extraction_batch_size: int | None,
         shard_size: int,
-        extraction_max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        extraction_max_batch_tokens: int | None = None,
         extraction_trainer: dict[str, Any] | None = None,
         max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
     ):
