@@ -110,8 +110,8 @@ def extract_deltas(
         batch_size: at most this many texts per forward pass (a packed pair counts as two); None: no cap beyond
             ``max_batch_tokens``.
         max_batch_tokens: at most this many tokens per forward pass (rows x padded width; a longer row goes alone);
-            None: 1024 on CPU, 8192 on CUDA (``default_max_batch_tokens``). Halved and retried on a CUDA out-of-memory
-            error.
+            None: 1024 on CPU, 8192 on an accelerator (``default_max_batch_tokens``). Halved and retried on a CUDA
+            out-of-memory error.
         chat_template: format prompts with the tokenizer's chat template.
         on_batch: called with (texts done, texts total) after each forward pass.
         pack_pairs: pack each pair's two texts into one row; None (default) packs when the model's attention

@@ -65,8 +65,8 @@ class PairedDeltas(L.LightningDataModule):
         extraction_batch_size: at most this many texts per forward pass during extraction (a pair packed into one
             row counts as two); None: batches are sized by ``extraction_max_batch_tokens`` alone (recommended).
         extraction_max_batch_tokens: at most this many tokens (rows x padded width) per extraction forward pass;
-            None (the default): 1024 on CPU, 8192 on CUDA, the fastest measured on each. Halved and retried on a CUDA
-            out-of-memory error.
+            None (the default): 1024 on CPU (the fastest measured on a 2-core VM), 8192 on CUDA and other
+            accelerators. Halved and retried on a CUDA out-of-memory error.
         shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
         extraction_trainer: if set, extraction runs as ``L.Trainer(**extraction_trainer).predict`` split across
             processes, GPUs or nodes (e.g. ``{accelerator: gpu, devices: 8, strategy: ddp_spawn}``); each rank writes

@@ -336,10 +336,10 @@ def _sweep_reusing_prefix(
     unsteered = torch.zeros(2 * len(encoded), dtype=torch.float64)
     steered = {(n, b): torch.zeros(2 * len(encoded), dtype=torch.float64) for n in vectors for b in betas}
     # Whether replaying the recorded block calls gives the full pass's result is a property of the model's code, not
-    # of the data: decided on the first batch this model (with these blocks, dtype and device) is swept from this
-    # layer, then remembered, like the packing self-check.
+    # of the data: decided, for one variant at a time and for several stacked, on the first batch this model (with
+    # these blocks, dtype and device) is swept from this layer, then remembered, like the packing self-check.
+    known = _replay_trusted.setdefault(model, {})
     trust_key = _replay_key(model, blocks, first)
-    trusted: bool | None = _replay_trusted.get(model, {}).get(trust_key)
     packed = packing_supported(model) if pack_pairs is None else pack_pairs
     keys = list(steered)
     for batch in _batches(model, tokenizer, encoded, batch_size, param.device, packed):
@@ -352,6 +352,8 @@ def _sweep_reusing_prefix(
             for start in range(0, len(keys), per_group):
                 group = keys[start : start + per_group]
                 steerings = [_steerings(vectors[name], beta, positions) for name, beta in group]
+                kind = (*trust_key, len(group) > 1)  # stacked replays are checked on their own
+                trusted = known.get(kind)
                 if trusted is False:
                     for key, steering in zip(group, steerings):
                         _score_full(model, batch, steering, steered[key])
@@ -364,21 +366,21 @@ def _sweep_reusing_prefix(
                     finals = _replay(
                         blocks, record, first, shifts, position_mask(record.output, positions, batch.prompt_end), batch
                     )
+                except torch.OutOfMemoryError:
+                    raise  # not a property of the model's code: nothing to remember
                 except (RuntimeError, TypeError) as err:  # a block that takes its inputs another way
                     if trusted:
                         raise
                     log.warning("replaying the blocks after the steering layer failed (%s); using full passes", err)
-                    trusted = False
-                    _replay_trusted.setdefault(model, {})[trust_key] = trusted
+                    known[kind] = False
                     for key, steering in zip(group, steerings):
                         _score_full(model, batch, steering, steered[key])
                     continue
                 finals = [norm(h) for h in finals]
                 if trusted is None:
                     # the group's last variant: a replay that mixed up the variants' rows shows there
-                    trusted = _replay_matches_full(model, batch, finals[-1], steerings[-1], unsteered.shape[0])
-                    _replay_trusted.setdefault(model, {})[trust_key] = trusted
-                    if not trusted:
+                    known[kind] = _replay_matches_full(model, batch, finals[-1], steerings[-1], unsteered.shape[0])
+                    if not known[kind]:
                         for key, steering in zip(group, steerings):
                             _score_full(model, batch, steering, steered[key])
                         continue

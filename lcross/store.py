@@ -41,8 +41,8 @@ class DeltaStore:
         chat_template: format prompts with each model's chat template.
         cache: where deltas are kept.
         extraction_batch_size: at most this many texts per forward pass (None: no cap beyond the token budget).
-        extraction_max_batch_tokens: at most this many tokens per forward pass (None: 1024 on CPU, 8192 on CUDA;
-            halved on a CUDA out-of-memory error).
+        extraction_max_batch_tokens: at most this many tokens per forward pass (None: 1024 on CPU, 8192 on an
+            accelerator; halved on a CUDA out-of-memory error).
         shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
         extraction_trainer: if set, ``L.Trainer(**extraction_trainer).predict`` extracts each shard across processes.
         max_text_tokens: refuse any text longer than this (or than the model's context) before extraction.

@@ -348,3 +348,25 @@ def test_each_passage_is_tokenised_once_per_model(tmp_path, corpus_file, monkeyp
     calls.clear()
     data.prepare_corpus()  # extraction feeds the plan's token ids to the models
     assert calls == [] and not data.corpus.missing("source") and not data.corpus.missing("target")
+
+
+def test_a_stream_restarted_within_an_epoch_gets_a_new_order(tmp_path, corpus_file):
+    from lcross.corpus_rows import CorpusRows
+
+    data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
+    data.prepare_corpus()
+
+    def orders(epochs):
+        epoch = iter(epochs)
+        now = [0]
+        rows = CorpusRows(data.corpus, batch_size=300, epoch=lambda: now[0])
+        out = []
+        for e in epochs:
+            now[0] = e
+            out.append([float(b[0].double().sum()) for b in rows])
+        del epoch
+        return out
+
+    within = orders([0, 0, 1])  # a CombinedLoader cycling the corpus twice in epoch 0, then epoch 1
+    assert within[0] != within[1]  # the restart does not repeat the order
+    assert orders([0])[0] == within[0] and orders([1])[0] == within[2]  # an epoch's first pass depends on it alone

@@ -121,3 +121,17 @@ def test_sweep_checks_its_replay_once_per_model_and_layer(tiny_llama, pairs):
     finally:
         handle.remove()
     torch.testing.assert_close(sweeps[0].items["v"], sweeps[1].items["v"], atol=0, rtol=0)
+
+
+def test_an_out_of_memory_replay_is_raised_and_not_remembered(tiny_llama, pairs, monkeypatch):
+    import lcross.efficacy as efficacy
+
+    model, tokenizer = tiny_model("llama", seed=6), tiny_llama[1]
+
+    def out_of_memory(*_args):
+        raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+
+    monkeypatch.setattr(efficacy, "_replay", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        steering_sweep(model, tokenizer, pairs, 1, {"v": torch.ones(32)}, [1.0, 2.0], batch_size=16)
+    assert not efficacy._replay_trusted.get(model)  # a later sweep still tries the replay
