@@ -17,7 +17,6 @@ tokenizer pads on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +27,7 @@ import torch
 
 from lcross.concepts import ContrastivePair, Pair, TextPair
 from lcross.errors import LCrossInputError
-from lcross.last_block import reading_only, worth_it
+from lcross.last_block import reading_only_when_worth_it
 from lcross.layers import block_output, check_layer, decoder_blocks
 from lcross.packing import SECOND_TAIL, Row, collate, model_inputs, pack, packing_supported, single
 from lcross.prompting import Encoded, encode_many
@@ -264,11 +263,7 @@ def states_of_rows(
         captured: dict[int, torch.Tensor] = {}
         handles = [blocks[l].register_forward_hook(_capture(l, l == layers[-1], index, captured)) for l in layers]
         width = collated.input_ids.shape[1]
-        trimmed = (
-            reading_only(blocks[layers[-1]], *index)
-            if worth_it(len(where_rows), len(batch), width)
-            else contextlib.nullcontext()
-        )
+        trimmed = reading_only_when_worth_it(blocks[layers[-1]], *index, len(batch), width)
         try:
             with torch.inference_mode(), trimmed:
                 model(**model_inputs(model, collated, device, packed=paired), use_cache=False)

@@ -20,7 +20,7 @@ import torch
 
 from lcross.concepts import ContrastivePair
 from lcross.errors import LCrossInputError
-from lcross.last_block import reading_only, worth_it
+from lcross.last_block import reading_only_when_worth_it
 from lcross.layers import block_output, check_layer, decoder_blocks, final_norm
 from lcross.metrics import behavior_matching_probability
 from lcross.packing import Row, collate, model_inputs, pack, packing_supported, single
@@ -403,7 +403,7 @@ def _replay(
     ``first``, adding each variant's shift at each of its layers; returns each variant's last hidden state (before
     the final norm), [batch, width, d] each."""
     n, base = len(shifts), record.output
-    rows = batch.inputs["input_ids"].shape[0]
+    rows, width = batch.inputs["input_ids"].shape
     d = base.shape[-1]
 
     def stacked(layer: int) -> torch.Tensor:
@@ -416,8 +416,9 @@ def _replay(
     read_cols = batch.cols.repeat(n)
     last = len(blocks) - 1
     for index, (block, call) in enumerate(zip(blocks[first + 1 :], record.calls), start=first + 1):
-        trim = index == last and worth_it(len(read_rows), n * rows, base.shape[1])
-        with reading_only(block, read_rows, read_cols) if trim else contextlib.nullcontext():
+        # the last block's per-token parts run on the scored positions only
+        trimmed = reading_only_when_worth_it(block, read_rows, read_cols, n * rows, width) if index == last else None
+        with trimmed or contextlib.nullcontext():
             hidden = block_output(call.repeated(n, rows).replay(block, hidden))
         if any(index in s for s in shifts):
             hidden = (hidden.view(n, rows, *base.shape[1:]) + mask * stacked(index)).view(n * rows, *base.shape[1:])
@@ -442,10 +443,7 @@ def _score_full(model: torch.nn.Module, batch: _Batch, steering: Sequence[Steeri
 def _scored_only(last: torch.nn.Module, batch: _Batch) -> contextlib.AbstractContextManager:
     """In the last block, the MLP and attention's output projection run on the scored positions only
     (``lcross.last_block``): the final hidden state is read nowhere else."""
-    ids = batch.inputs["input_ids"]
-    if worth_it(len(batch.rows), ids.shape[0], ids.shape[1]):
-        return reading_only(last, batch.rows, batch.cols)
-    return contextlib.nullcontext()
+    return reading_only_when_worth_it(last, batch.rows, batch.cols, *batch.inputs["input_ids"].shape)
 
 
 def _replay_matches_full(

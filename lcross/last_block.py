@@ -37,9 +37,14 @@ def per_token_parts(block: torch.nn.Module) -> list[torch.nn.Module]:
     return parts
 
 
-def worth_it(n_read: int, batch: int, width: int) -> bool:
-    """Whether reading ``n_read`` tokens of a [batch, width] pass is few enough to gather them."""
-    return 0 < n_read <= MAX_READ_FRACTION * batch * width
+def reading_only_when_worth_it(
+    block: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor, batch: int, width: int
+) -> contextlib.AbstractContextManager:
+    """``reading_only`` for a [batch, width] pass, or nothing when the read tokens are more than
+    ``MAX_READ_FRACTION`` of it (gathering them would save too little)."""
+    if 0 < rows.numel() <= MAX_READ_FRACTION * batch * width:
+        return reading_only(block, rows, cols)
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
