@@ -263,7 +263,10 @@ def states_of_rows(
         captured: dict[int, torch.Tensor] = {}
         handles = [blocks[l].register_forward_hook(_capture(l, l == layers[-1], index, captured)) for l in layers]
         width = collated.input_ids.shape[1]
-        trimmed = reading_only_when_worth_it(blocks[layers[-1]], *index, len(batch), width)
+        # each read position once (two texts of a pair can end at the same token), deduplicated here on the host
+        read = torch.tensor(sorted(set(zip(where_rows, where_cols))), dtype=torch.long).reshape(-1, 2).T.contiguous()
+        read = (read.pin_memory() if pin else read).to(device, non_blocking=True)
+        trimmed = reading_only_when_worth_it(blocks[layers[-1]], read[0], read[1], len(batch), width)
         try:
             with torch.inference_mode(), trimmed:
                 model(**model_inputs(model, collated, device, packed=paired), use_cache=False)

@@ -50,7 +50,9 @@ def reading_only_when_worth_it(
 @contextlib.contextmanager
 def reading_only(block: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor) -> Iterator[bool]:
     """Within this context, ``block``'s per-token parts run only on the tokens at (``rows``, ``cols``) of its
-    [batch, width, d] input; yields whether they do (False: the block has no such parts).
+    [batch, width, d] input; yields whether they do (False: the block has no such parts). Positions should be
+    distinct (a repeated one is computed twice, to the same value); they are not deduplicated here, which on a GPU
+    would wait for the device.
 
     The hooks are removed on exit, whatever happens inside."""
     parts = per_token_parts(block)
@@ -63,9 +65,7 @@ def reading_only(block: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor)
         if hidden.dim() != 3:
             return None
         if index is None:
-            width = hidden.shape[1]
-            flat = torch.unique(rows.to(hidden.device) * width + cols.to(hidden.device))
-            index = (flat // width, flat % width)
+            index = (rows.to(hidden.device), cols.to(hidden.device))
         shape.append(hidden.shape)
         return (hidden[index].unsqueeze(0), *args[1:])
 

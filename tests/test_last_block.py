@@ -135,3 +135,17 @@ def test_an_out_of_memory_replay_is_raised_and_not_remembered(tiny_llama, pairs,
     with pytest.raises(torch.OutOfMemoryError):
         steering_sweep(model, tokenizer, pairs, 1, {"v": torch.ones(32)}, [1.0, 2.0], batch_size=16)
     assert not efficacy._replay_trusted.get(model)  # a later sweep still tries the replay
+
+
+def test_a_position_read_twice_is_computed_once():
+    from lcross.concepts import ContrastivePair
+
+    model, tokenizer = tiny_model("llama", seed=3), byte_tokenizer()
+    seen: list[int] = []
+    handle = model.model.layers[2].mlp.register_forward_hook(lambda _m, args, _o: seen.append(args[0].shape[-2]))
+    try:
+        same = extract_deltas(model, tokenizer, [ContrastivePair("Hi there", " yes", " yes")], 2, pack_pairs=True)
+    finally:
+        handle.remove()
+    assert seen == [1]  # both texts end at the same token of the packed row
+    assert torch.equal(same, torch.zeros_like(same))
