@@ -3,7 +3,7 @@ script: bad input exits 2 with its message; --debug shows the traceback."""
 
 import sys
 
-from lcross.cli import console
+from lcross.cli.main import console
 
 if __name__ == "__main__":
     sys.exit(console())

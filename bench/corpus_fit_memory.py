@@ -45,9 +45,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lcross.delta_cache import DeltaCache  # noqa: E402
+from lcross.extraction.cache import DeltaCache  # noqa: E402
 from lcross.files import atomic_path  # noqa: E402
-from lcross.sufficient_stats import GramStats, accumulate, solve  # noqa: E402
+from lcross.transform.sufficient_stats import GramStats, accumulate, solve  # noqa: E402
 
 TARGET_MB = 1024  # the target: under 1 GB above the models
 NOISE = 0.1  # of y = x W_true + NOISE * N(0, 1); the ridge W must then land within a few NOISE / sqrt(rows) of W_true

@@ -37,9 +37,9 @@ from bench.run import (  # noqa: E402
     unique_token_lengths,
 )
 from lcross import extract_deltas, load_concept  # noqa: E402
-from lcross.activations import encode_texts  # noqa: E402
-from lcross.packing import packing_supported  # noqa: E402
-from lcross.prompting import encode  # noqa: E402
+from lcross.extraction.activations import encode_texts  # noqa: E402
+from lcross.models.packing import packing_supported  # noqa: E402
+from lcross.models.prompting import encode  # noqa: E402
 
 CAA = ROOT / "data" / "caa"
 BEHAVIOURS = (
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
-    from lcross.models import load_model
+    from lcross.models.loading import load_model
 
     _, tokenizer = load_model(SOURCE)  # only its tokenizer (chat template, offline)
     per = None if args.max_pairs is None else math.ceil(args.max_pairs / len(BEHAVIOURS))

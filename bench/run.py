@@ -30,12 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lcross import LinearTransform, ModelSpec, PairedDeltas, extract_deltas, load_concept, load_model  # noqa: E402
-from lcross.activations import pad_batch  # noqa: E402
-from lcross.aggregators import caa_vector  # noqa: E402
-from lcross.efficacy import steering_sweep  # noqa: E402
-from lcross.generation import generate, generate_grid  # noqa: E402
-from lcross.prompting import encode  # noqa: E402
-from lcross.steering import Steering  # noqa: E402
+from lcross.evaluation.ab import steering_sweep  # noqa: E402
+from lcross.models.prompting import (  # noqa: E402
+    encode,
+    pad_batch,
+)
+from lcross.steering.aggregators import caa_vector  # noqa: E402
+from lcross.steering.generation import generate, generate_grid  # noqa: E402
+from lcross.steering.hooks import Steering  # noqa: E402
 
 SOURCE, TARGET = "HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m"
 LAYERS = {SOURCE: 15, TARGET: 9}  # middle blocks of 30 and 18
@@ -130,8 +132,8 @@ def sync(device: torch.device) -> None:
 
 def unique_token_lengths(tokenizer, pairs, chat_template: bool) -> list[int]:
     """Per pair, the tokens extraction must process: the prompt once, then each completion's own tokens."""
-    from lcross.activations import encode_texts
-    from lcross.packing import common_prefix
+    from lcross.extraction.activations import encode_texts
+    from lcross.models.packing import common_prefix
 
     texts = encode_texts(tokenizer, pairs, chat_template)
     return [
@@ -145,7 +147,7 @@ def flops_to_block(config, layer: int, lengths: list[int], read_tokens: int | No
     scores and weighted values (2 x 2 x context x heads x head_dim per token, causal: half the square).
 
     ``read_tokens``: the work extraction does, where block ``layer``'s MLP and attention output projection run on
-    the read tokens only (``lcross.last_block``); None counts the whole of every block for every token."""
+    the read tokens only (``lcross.models.last_block``); None counts the whole of every block for every token."""
     text = config.get_text_config()
     d, heads = text.hidden_size, text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or d // heads
@@ -337,7 +339,7 @@ def bench_gradient_descent(xs, xt, max_epochs):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from lcross.system import LCross
+    from lcross.training.module import LCross
 
     n, d_t = xt.shape
     alpha = 1e4

@@ -9,7 +9,7 @@ import lightning as L
 
 from lcross.callbacks.generation_efficacy import GenerationEfficacy
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
-from lcross.tensorboard_views import hparams_view
+from lcross.training.tensorboard import hparams_view
 
 
 class ExportTransform(L.Callback):

@@ -20,19 +20,19 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lcross.comparison import comparison_variants, comparison_vectors, random_vectors
 from lcross.errors import LCrossInputError
-from lcross.evaluation_data import EvaluationData
+from lcross.evaluation.data import EvaluationData
+from lcross.evaluation.judges import JUDGES, Judge, make_judge
+from lcross.evaluation.variants import comparison_variants, comparison_vectors, random_vectors
+from lcross.extraction.store import Side
 from lcross.files import atomic_path
-from lcross.generation import generate_grid
-from lcross.judges import JUDGES, Judge, make_judge
-from lcross.layerwise_transform import Transform
 from lcross.progress import phase
 from lcross.results import RANDOM_FAMILIES, ConceptEfficacy, Sweep, Variant
-from lcross.steering import Positions, Steering
-from lcross.steering_vector import SteeringVector
-from lcross.store import Side
-from lcross.tensorboard_views import register_charts
+from lcross.steering.generation import generate_grid
+from lcross.steering.hooks import Positions, Steering
+from lcross.steering.vector import SteeringVector
+from lcross.training.tensorboard import register_charts
+from lcross.transform.layerwise import Transform
 
 Key = tuple[str, float]  # (variant, beta); ("unsteered", 0.0) for the model without steering
 UNSTEERED = "unsteered"
@@ -43,7 +43,8 @@ class GenerationEfficacy(L.Callback):
 
     Args:
         judge: how answers are scored: ``vader`` (sentiment, offline), ``refusal``, ``lexicon``, ``llm`` or
-            ``classifier`` (see ``lcross.judges``); or one per concept, ``{happiness: vader, fear: lexicon}``.
+            ``classifier`` (see ``lcross.evaluation.judges``); or one per concept,
+            ``{happiness: vader, fear: lexicon}``.
         judge_args: keyword arguments for the judge (e.g. ``{words: female, against: male}`` for ``lexicon``,
             ``{spec: <model>, concept_description: ...}`` for ``llm``); with a judge per concept, per concept too
             (``{fear: {words: fear, mode: any}}``; a concept left out gets its judge's defaults).

@@ -18,14 +18,13 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lcross.comparison import comparison_variants, comparison_vectors, random_vectors
-from lcross.efficacy import steering_sweep
 from lcross.errors import LCrossInputError
-from lcross.evaluation_data import EvaluationData
-from lcross.layers import layer_label
-from lcross.layerwise_transform import Transform
-from lcross.plots import sweep_figure
+from lcross.evaluation.ab import steering_sweep
+from lcross.evaluation.data import EvaluationData
+from lcross.evaluation.variants import comparison_variants, comparison_vectors, random_vectors
+from lcross.models.layers import layer_label
 from lcross.progress import phase
+from lcross.report.plots import sweep_figure
 from lcross.results import (
     RANDOM_FAMILIES,
     ConceptEfficacy,
@@ -37,8 +36,9 @@ from lcross.results import (
     sweep_curves,
 )
 from lcross.setting_checks import flag, one_of, whole_number
-from lcross.steering import POSITIONS, Positions
-from lcross.tensorboard_views import register_charts
+from lcross.steering.hooks import POSITIONS, Positions
+from lcross.training.tensorboard import register_charts
+from lcross.transform.layerwise import Transform
 
 
 class SteeringEfficacy(L.Callback):

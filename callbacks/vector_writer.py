@@ -16,7 +16,8 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lcross.errors import LCrossInputError
-from lcross.vector_files import SUFFIXES
+from lcross.formats import save_vector
+from lcross.formats.vector_files import SUFFIXES
 
 
 class TransferredVectors(BasePredictionWriter):
@@ -56,7 +57,7 @@ class TransferredVectors(BasePredictionWriter):
             self._check_gguf_layers(vector.layers, f"concept {concept!r}")
         folder = run_folder(trainer) / self.dirname
         for concept, vector in prediction.items():
-            self.written += [vector.save(folder / f"{concept}.{fmt}") for fmt in self.formats]
+            self.written += [save_vector(vector, folder / f"{concept}.{fmt}") for fmt in self.formats]
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Refuses, before any vector is computed, a format the target layers cannot be written in."""

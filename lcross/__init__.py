@@ -1,59 +1,43 @@
 """lcross: transfer concept steering vectors between language models (L-Cross Modulation, Huang et al. 2025).
 
-The core (concepts, models, activations, steering, the transform) is plain PyTorch. ``LCross`` (the
-LightningModule) and ``PairedDeltas`` (the DataModule) are imported lazily so that ``import lcross`` stays light.
+The library is plain PyTorch in packages named for their concern (``lcross.models``, ``lcross.concepts``,
+``lcross.steering``, ``lcross.extraction``, ``lcross.transform``, ``lcross.formats``, ``lcross.corpus``,
+``lcross.evaluation``), with the Lightning layers in ``lcross.training`` and the commands in ``lcross.cli``. The names
+below are the everyday ones; each loads its module on first use, so ``import lcross`` imports no framework.
 """
 
-from lcross.activations import extract_deltas
-from lcross.aggregators import caa_vector, repe_vector, steering_vector
-from lcross.concepts import Concept, ContrastivePair, load_concept
-from lcross.efficacy import completion_logprobs, steering_sweep
-from lcross.errors import LCrossInputError
-from lcross.generation import generate, generate_grid
-from lcross.layerwise_transform import LayerwiseTransform
-from lcross.loading import load_transform
-from lcross.metrics import BehaviorMatching, behavior_matching_probability
-from lcross.models import ModelSpec, load_model
-from lcross.steering import Steering, apply_steering, steer
-from lcross.steering_vector import SteeringVector
-from lcross.transform import LinearTransform
+from lcross.exports import lazy_exports
 
-__all__ = [
-    "BehaviorMatching",
-    "Concept",
-    "ContrastivePair",
-    "LCross",
-    "LCrossInputError",
-    "LayerwiseTransform",
-    "LinearTransform",
-    "ModelSpec",
-    "PairedDeltas",
-    "Steering",
-    "SteeringVector",
-    "apply_steering",
-    "behavior_matching_probability",
-    "caa_vector",
-    "completion_logprobs",
-    "extract_deltas",
-    "generate",
-    "generate_grid",
-    "load_concept",
-    "load_model",
-    "load_transform",
-    "repe_vector",
-    "steer",
-    "steering_sweep",
-    "steering_vector",
-]
-
-
-def __getattr__(name: str):
-    if name == "LCross":
-        from lcross.system import LCross
-
-        return LCross
-    if name == "PairedDeltas":
-        from lcross.datamodule import PairedDeltas
-
-        return PairedDeltas
-    raise AttributeError(f"module 'lcross' has no attribute {name!r}")
+_EXPORTS = {
+    "BehaviorMatching": "lcross.evaluation.metrics",
+    "Concept": "lcross.concepts.pairs",
+    "ContrastivePair": "lcross.concepts.pairs",
+    "LCross": "lcross.training.module",
+    "LCrossInputError": "lcross.errors",
+    "LayerwiseTransform": "lcross.transform.layerwise",
+    "LinearTransform": "lcross.transform.linear",
+    "ModelSpec": "lcross.models.loading",
+    "PairedDeltas": "lcross.training.datamodule",
+    "Steering": "lcross.steering.hooks",
+    "SteeringVector": "lcross.steering.vector",
+    "TextPair": "lcross.concepts.pairs",
+    "apply_steering": "lcross.steering.hooks",
+    "behavior_matching_probability": "lcross.evaluation.metrics",
+    "caa_vector": "lcross.steering.aggregators",
+    "completion_logprobs": "lcross.evaluation.ab",
+    "extract_deltas": "lcross.extraction.activations",
+    "generate": "lcross.steering.generation",
+    "generate_grid": "lcross.steering.generation",
+    "load_concept": "lcross.concepts.loading",
+    "load_model": "lcross.models.loading",
+    "load_transform": "lcross.transform.loading",
+    "load_vector": "lcross.formats.vector_files",
+    "make_judge": "lcross.evaluation.judges",
+    "repe_vector": "lcross.steering.aggregators",
+    "save_vector": "lcross.formats.vector_files",
+    "steer": "lcross.steering.hooks",
+    "steering_sweep": "lcross.evaluation.ab",
+    "steering_vector": "lcross.steering.aggregators",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -83,8 +83,8 @@ class Sweep:
 
     def separate_random(self) -> Sweep:
         """Moves the rows named ``<family>/<k>`` out of ``items`` into ``random[family]`` (draws in k order). The
-        ``random_T`` variant's row, when present, is draw 0 of ``random_T`` (``lcross.comparison`` draws it with the
-        first seeds), so the single-draw figure and the distribution share it."""
+        ``random_T`` variant's row, when present, is draw 0 of ``random_T`` (``lcross.evaluation.variants``
+        draws it with the first seeds), so the single-draw figure and the distribution share it."""
         draws: dict[str, dict[int, torch.Tensor]] = {}
         kept: dict[Variant, torch.Tensor] = {}
         for name, rows in self.items.items():

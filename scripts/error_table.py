@@ -30,10 +30,10 @@ from lcross import (
     steer,
 )
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
-from lcross.checkpoint_files import check_checkpoint
-from lcross.corpus import CorpusSource, iter_passages
-from lcross.tiny_models import byte_tokenizer, tiny_model
-from lcross.vector_files import load_vector
+from lcross.corpus.passages import CorpusSource, iter_passages
+from lcross.formats.vector_files import load_vector
+from lcross.models.tiny import byte_tokenizer, tiny_model
+from lcross.training.checkpoints import check_checkpoint
 
 AB = {
     "question": "Agree?\n\nChoices:\n (A) Yes\n (B) No",

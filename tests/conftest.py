@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lcross.concepts import ContrastivePair
-from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.concepts.pairs import ContrastivePair
+from lcross.models.tiny import byte_tokenizer, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -52,7 +52,7 @@ def needs_shared(*parts: str) -> Path:
 
 def fit_tiny(root: Path, *extra: str):
     """One `main.py fit --config configs/tiny.yaml` into ``root`` (logs and cache), run from the repo root."""
-    from lcross.cli import main
+    from lcross.cli.fit import main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)
@@ -77,7 +77,7 @@ def tiny_run(tmp_path_factory):
 
 
 def reference_ids(tokenizer, text: str, chat_template: bool = False) -> torch.Tensor:
-    """[1, n] token ids of one text, tokenised independently of lcross.prompting: plain, or as a user turn in the
+    """[1, n] token ids of one text, tokenised independently of lcross.models.prompting: plain, or as a user turn in the
     chat template with the reply left open."""
     if chat_template:
         chat = [{"role": "user", "content": text}]

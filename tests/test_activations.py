@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, extract_deltas
-from lcross.activations import last_token_states
-from lcross.prompting import encode
+from lcross.extraction.activations import last_token_states
+from lcross.models.prompting import encode
 
 
 def _reference_last_state(model, tokenizer, text: str, layer: int) -> torch.Tensor:

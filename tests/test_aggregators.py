@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lcross import caa_vector, repe_vector
-from lcross.aggregators import steering_vector
+from lcross.steering.aggregators import steering_vector
 
 
 def test_caa_vector_is_the_mean_of_the_deltas():

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from lcross.bootstrap import bootstrap_ci
-from lcross.interpolation import interpolation_warning
-from lcross.transform_analysis import (
+from lcross.report.transform_analysis import (
     compare_transforms,
     correlation,
     frobenius_distance,
@@ -17,6 +16,7 @@ from lcross.transform_analysis import (
     ssim,
     ssim_clipped,
 )
+from lcross.transform.interpolation import interpolation_warning
 
 from .conftest import ROOT
 
@@ -42,7 +42,7 @@ def test_interpolation_warning_fires_exactly_when_n_is_at_most_d():
 
 @pytest.mark.parametrize("init_method,warns", [("lstsq", True), ("ridge", False)])
 def test_fit_warns_about_the_interpolation_trap_unless_regularised(tmp_path, monkeypatch, init_method, warns):
-    from lcross.cli import main
+    from lcross.cli.fit import main
 
     monkeypatch.chdir(ROOT)
     with warnings.catch_warnings(record=True) as caught:
@@ -119,7 +119,7 @@ def test_clipped_ssim_is_not_fooled_by_outliers():
 
 
 def test_report_from_a_tiny_run(tmp_path, monkeypatch, tiny_run):
-    from lcross.report import main as report
+    from lcross.cli.report import main as report
 
     monkeypatch.chdir(ROOT)
     _, run = tiny_run

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, ModelSpec, load_concept, load_transform
-from lcross.models import load_model
+from lcross.models.loading import load_model
 
 PAIR = {"prompt": "The film was", "positive": " good", "negative": " bad"}
 
@@ -300,14 +300,14 @@ def test_a_text_over_the_models_context_names_the_context(tiny_llama):
 
 
 def test_the_data_module_measures_every_text_before_any_model_loads(tmp_path, monkeypatch):
-    import lcross.store
+    import lcross.extraction.store
     from lcross import PairedDeltas
 
     folder = tmp_path / "long"
     folder.mkdir()
     _jsonl(folder / "train.jsonl", [PAIR, {**PAIR, "positive": " fine"}, {**PAIR, "positive": " great"}])
     _jsonl(folder / "test.jsonl", [PAIR, {**PAIR, "prompt": "word " * 300}])
-    monkeypatch.setattr(lcross.store, "load_model", lambda spec: pytest.fail("a model loaded"))
+    monkeypatch.setattr(lcross.extraction.store, "load_model", lambda spec: pytest.fail("a model loaded"))
     data = PairedDeltas(
         ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1}),
         ModelSpec("tiny-gemma3_text", tiny={"hidden_size": 48, "seed": 2}),
@@ -351,7 +351,7 @@ def test_max_text_tokens_below_one_is_refused_at_construction(tmp_path, value):
 def test_texts_are_measured_when_the_deltas_are_cached_and_in_every_test_set(tmp_path, monkeypatch):
     """Open-ended prompts and further test sets do not key the delta cache: a long one added to a cached concept is
     still refused, before any model loads."""
-    import lcross.store
+    import lcross.extraction.store
     from lcross import PairedDeltas
 
     folder = tmp_path / "mood"
@@ -376,7 +376,7 @@ def test_texts_are_measured_when_the_deltas_are_cached_and_in_every_test_set(tmp
         )
 
     data().prepare_data()  # the cache now holds every delta
-    monkeypatch.setattr(lcross.store, "load_model", lambda spec: pytest.fail("a model loaded"))
+    monkeypatch.setattr(lcross.extraction.store, "load_model", lambda spec: pytest.fail("a model loaded"))
     (folder / "open_ended.jsonl").write_text(json.dumps({"prompt": "word " * 300}) + "\n")
     with pytest.raises(LCrossInputError, match=r"mood open-ended prompt 0: the text is 1,5\d\d tokens"):
         data().prepare_data()

@@ -5,7 +5,7 @@ import torch
 
 from lcross import LCrossInputError, LinearTransform, ModelSpec, PairedDeltas, load_transform, steering_sweep
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
-from lcross.evaluation_data import EvaluationData
+from lcross.evaluation.data import EvaluationData
 from lcross.results import Variant
 
 from .conftest import DEMO_DATA, fit_tiny
@@ -89,7 +89,7 @@ def test_generation_callbacks_with_different_judges_or_concepts_have_their_own_s
 
 def test_one_generation_callback_judges_each_concept_with_its_own_judge():
     from lcross.callbacks.generation_efficacy import GenerationEfficacy
-    from lcross.judges import LexiconJudge, SentimentJudge
+    from lcross.evaluation.judges import LexiconJudge, SentimentJudge
 
     both = GenerationEfficacy(judge={"happiness": "vader", "fear": "lexicon"}, judge_args={"fear": {"words": "fear"}})
     assert both.concepts == ["happiness", "fear"]  # the concepts named by the judges

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, load_transform
-from lcross.checkpoint_files import AtomicCheckpointIO, is_intact, resumable_checkpoint
-from lcross.cli import console
+from lcross.cli.main import console
+from lcross.training.checkpoints import AtomicCheckpointIO, is_intact, resumable_checkpoint
 
 from .conftest import ROOT, fit_tiny
 
@@ -46,7 +46,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_names_the_folder(tmp_p
 KILLED_WRITER = """
 import os, signal, sys, torch
 sys.path.insert(0, {root!r})
-from lcross.checkpoint_files import AtomicCheckpointIO
+from lcross.training.checkpoints import AtomicCheckpointIO
 real_save = torch.save
 
 def dying_save(obj, handle, *args, **kwargs):
@@ -81,7 +81,7 @@ def test_resume_skips_a_torn_last_checkpoint_for_the_newest_intact_one(tmp_path,
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])  # a copy killed halfway
     (checkpoints / ".last.ckpt.abc123.tmp").write_bytes(b"left by a killed write")
-    with caplog.at_level(logging.WARNING, logger="lcross.checkpoint_files"):
+    with caplog.at_level(logging.WARNING, logger="lcross.training.checkpoints"):
         fit_tiny(tmp_path, "--ckpt_path=last")
     assert "torn checkpoint(s) ['last.ckpt'] skipped: resuming from" in caplog.text
     assert "epoch=2-step=3.ckpt" in caplog.text
@@ -157,7 +157,7 @@ def test_fitting_with_a_runs_own_config_gets_a_new_run_folder(tiny_run, tmp_path
     config.write_text(text)
     before = config.read_bytes()
     monkeypatch.chdir(ROOT)
-    from lcross.cli import main
+    from lcross.cli.fit import main
 
     main(["fit", "--config", str(config), "--trainer.max_epochs=1", *QUIET])
     assert config.read_bytes() == before  # the finished run is left alone

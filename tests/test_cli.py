@@ -6,7 +6,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lcross import LinearTransform, load_transform
-from lcross.cli import main
+from lcross.cli.fit import main
 
 from .conftest import ROOT
 
@@ -80,7 +80,7 @@ def test_generation_is_logged_judged_and_carded(tiny_run):
 
 
 def test_console_script_exits_0_and_generate_subcommand(tmp_path, capsys):
-    from lcross.cli import console
+    from lcross.cli.main import console
 
     vector = tmp_path / "v.pt"
     torch.save(torch.ones(32) * 3, vector)  # tiny-gemma3_text has width 32
@@ -93,7 +93,7 @@ def test_console_script_exits_0_and_generate_subcommand(tmp_path, capsys):
 
 
 def test_bad_input_is_one_message_and_exit_2_unless_debug(tmp_path, monkeypatch, capsys):
-    from lcross.cli import console
+    from lcross.cli.main import console
     from lcross.errors import LCrossInputError
 
     monkeypatch.chdir(ROOT)
@@ -111,7 +111,7 @@ def test_bad_input_is_one_message_and_exit_2_unless_debug(tmp_path, monkeypatch,
 
 
 def test_a_fit_shows_its_phases_and_ends_with_a_labelled_summary(tmp_path, monkeypatch, capsys):
-    from lcross.cli import console
+    from lcross.cli.main import console
 
     monkeypatch.chdir(ROOT)
     argv = ["fit", "--config", "configs/tiny.yaml", "--trainer.max_epochs=1", f"--data.cache_dir={tmp_path / 'c'}"]
@@ -181,8 +181,8 @@ def test_tensorboard_groups_each_concepts_vectors_and_fills_the_hparams_tab(tiny
 def test_the_summary_names_each_concepts_judge_when_they_differ(tiny_run, tmp_path):
     import copy
 
-    from lcross.run_summary import run_summary
-    from lcross.transform_files import CARD_NAME
+    from lcross.report.run_summary import run_summary
+    from lcross.transform.files import CARD_NAME
 
     _, run = tiny_run
     card = json.loads((run / "transform" / CARD_NAME).read_text())
@@ -198,9 +198,9 @@ def test_the_summary_names_each_concepts_judge_when_they_differ(tiny_run, tmp_pa
 
 def _trainer_of(*args):
     """The Trainer the CLI builds for configs/tiny.yaml plus ``args`` (no fit)."""
-    from lcross.cli import LCrossCLI
-    from lcross.datamodule import PairedDeltas
-    from lcross.system import LCross
+    from lcross.cli.fit import LCrossCLI
+    from lcross.training.datamodule import PairedDeltas
+    from lcross.training.module import LCross
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)

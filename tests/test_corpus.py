@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lcross.corpus import CorpusSource, corpus_fingerprint, iter_passages, split_passages
+from lcross.corpus.passages import CorpusSource, corpus_fingerprint, iter_passages, split_passages
 from lcross.errors import LCrossInputError
 
 
@@ -315,7 +315,7 @@ def test_the_fingerprint_counts_boundaries_and_order():
 
 
 def test_a_text_file_streams_in_pieces_that_end_at_paragraph_breaks(tmp_path, monkeypatch):
-    import lcross.corpus as corpus
+    import lcross.corpus.passages as corpus
 
     paragraphs = [f"Paragraph {i} says something about boats and the weather on day {i}." for i in range(60)]
     path = tmp_path / "long.txt"

@@ -7,13 +7,13 @@ import lightning as L
 import pytest
 import torch
 
-import lcross.corpus_states as corpus_states
-from lcross.corpus import CorpusSource
-from lcross.datamodule import PairedDeltas
+import lcross.corpus.states as corpus_states
+from lcross.corpus.passages import CorpusSource
 from lcross.errors import LCrossInputError
-from lcross.models import ModelSpec
-from lcross.sufficient_stats import solve
-from lcross.system import LCross
+from lcross.models.loading import ModelSpec
+from lcross.training.datamodule import PairedDeltas
+from lcross.training.module import LCross
+from lcross.transform.sufficient_stats import solve
 
 PARAGRAPHS = [
     "The ferry left the harbour at six, and the gulls followed it past the lighthouse.",
@@ -191,9 +191,9 @@ def test_cli_fits_on_both_sources_and_the_checkpoint_loads_back_as_an_affine_t(t
 
 
 def test_corpus_families_join_the_cross_validation():
-    from lcross.crossval import crossvalidate
-    from lcross.sufficient_stats import GramStats
-    from lcross.t_families import CORPUS_FAMILIES, families_named
+    from lcross.training.crossval import crossvalidate
+    from lcross.training.families import CORPUS_FAMILIES, families_named
+    from lcross.transform.sufficient_stats import GramStats
 
     generator = torch.Generator().manual_seed(0)
     true_map = torch.randn(6, 5, generator=generator)
@@ -275,7 +275,7 @@ def test_fitting_on_the_corpus_alone_needs_no_training_concept(tmp_path, corpus_
 
 
 def test_streamed_batches_weigh_every_row_alike(tmp_path, corpus_file):
-    from lcross.corpus_rows import CorpusRows
+    from lcross.corpus.rows import CorpusRows
 
     data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
     data.prepare_corpus()
@@ -329,7 +329,7 @@ def test_a_resumed_fit_streams_the_batches_an_uninterrupted_fit_would(tmp_path, 
 def test_each_passage_is_tokenised_once_per_model(tmp_path, corpus_file, monkeypatch):
     from transformers import PreTrainedTokenizerBase
 
-    from lcross.corpus import iter_passages
+    from lcross.corpus.passages import iter_passages
 
     data = _data(tmp_path, corpus_file, corpus_max_rows=100_000)
     passages = set(iter_passages(data.corpus.source))
@@ -351,7 +351,7 @@ def test_each_passage_is_tokenised_once_per_model(tmp_path, corpus_file, monkeyp
 
 
 def test_a_stream_restarted_within_an_epoch_gets_a_new_order(tmp_path, corpus_file):
-    from lcross.corpus_rows import CorpusRows
+    from lcross.corpus.rows import CorpusRows
 
     data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
     data.prepare_corpus()

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, ModelSpec, PairedDeltas, extract_deltas, load_model
-from lcross.delta_cache import DeltaCache
+from lcross.extraction.cache import DeltaCache
 
 from .conftest import DEMO_DATA
 

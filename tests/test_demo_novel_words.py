@@ -10,8 +10,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lcross import LCrossInputError, load_concept
-from lcross.report import write_report
-from lcross.run_summary import run_summary
+from lcross.report.run_summary import run_summary
+from lcross.report.writer import write_report
 
 from .conftest import DEMO_DATA
 

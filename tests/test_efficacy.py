@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lcross import BehaviorMatching, LCrossInputError, behavior_matching_probability, steer
-from lcross.efficacy import completion_logprobs, completion_margins, steering_sweep
-from lcross.steering import Steering
+from lcross.evaluation.ab import completion_logprobs, completion_margins, steering_sweep
+from lcross.steering.hooks import Steering
 
 
 def _reference_logprob(model, tokenizer, prompt, completion, steering=None):
@@ -138,12 +138,12 @@ class _ContextBlock(torch.nn.Module):
 
 
 def test_replay_checks_itself_and_falls_back_to_full_passes(tiny_llama, pairs, caplog):
-    from lcross.tiny_models import tiny_model
+    from lcross.models.tiny import tiny_model
 
     model, tokenizer = tiny_model("llama", seed=3), tiny_llama[1]
     model.model.layers[3] = _ContextBlock(model.model.layers[3], model)
     vectors = {"v": torch.randn(32, generator=torch.Generator().manual_seed(0))}
-    with caplog.at_level("WARNING", logger="lcross.efficacy"):
+    with caplog.at_level("WARNING", logger="lcross.evaluation.ab"):
         fast = steering_sweep(model, tokenizer, pairs, 1, vectors, [-1.0, 1.0], batch_size=3)
     assert "falls back to full passes" in caplog.text
     naive = steering_sweep(model, tokenizer, pairs, 1, vectors, [-1.0, 1.0], batch_size=3, reuse_prefix=False)
@@ -152,7 +152,7 @@ def test_replay_checks_itself_and_falls_back_to_full_passes(tiny_llama, pairs, c
 
 
 def test_replay_passes_a_keyword_hidden_state_by_keyword():
-    from lcross.efficacy import _Call
+    from lcross.evaluation.ab import _Call
 
     seen = {}
 
@@ -168,7 +168,7 @@ def test_replay_passes_a_keyword_hidden_state_by_keyword():
 
 @pytest.mark.parametrize("max_tokens", [1, 400, 100_000])  # every variant alone, a few at a time, all at once
 def test_variants_replayed_together_give_the_naive_metrics(tiny, pairs, monkeypatch, max_tokens):
-    import lcross.efficacy as efficacy
+    import lcross.evaluation.ab as efficacy
     from lcross import SteeringVector
 
     model, tokenizer = tiny

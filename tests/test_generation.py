@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, Steering, SteeringVector
-from lcross.generation import generate, generate_grid
-from lcross.tiny_models import byte_tokenizer
+from lcross.models.tiny import byte_tokenizer
+from lcross.steering.generation import generate, generate_grid
 
 from .conftest import reference_ids
 

@@ -10,7 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from lcross.errors import LCrossInputError
-from lcross.judges import (
+from lcross.evaluation.judges import (
     FEMALE_TERMS,
     HARMBENCH_PROMPT,
     MALE_TERMS,
@@ -22,7 +22,7 @@ from lcross.judges import (
     make_judge,
     parse_score,
 )
-from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.models.tiny import byte_tokenizer, tiny_model
 
 MINI_TEMPLATE = (
     "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}\n{% endfor %}"
@@ -410,7 +410,7 @@ def test_make_judge_bad_names_and_options():
 
 
 def test_agreement_matches_hand_computed_correlations():
-    from lcross.judge_agreement import agreement
+    from lcross.evaluation.judge_agreement import agreement
 
     a = torch.tensor([0.1, 0.4, 0.35, 0.8, float("nan")])
     b = torch.tensor([2.0, 6.0, 7.0, 9.0, 5.0])  # a 0-10 judge; the NaN row of a is left out
@@ -425,7 +425,7 @@ def test_agreement_matches_hand_computed_correlations():
 
 
 def test_agreement_of_a_run_with_its_own_judge_is_perfect(tiny_run, capsys):
-    from lcross.judge_agreement import main
+    from lcross.cli.judge_agreement import main
 
     _, run = tiny_run
     main([str(run), "--concept", "sentiment", "--judge", "vader"])

@@ -1,4 +1,4 @@
-"""The last block of a pass computes its per-token parts on the read tokens only (lcross.last_block).
+"""The last block of a pass computes its per-token parts on the read tokens only (lcross.models.last_block).
 
 References: the same Hugging Face block (or model) run plainly, with no hooks; extraction against a plain forward with
 output_hidden_states.
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from lcross import extract_deltas
-from lcross.efficacy import steering_sweep
-from lcross.last_block import per_token_parts, reading_only
-from lcross.packing import packing_supported
-from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.evaluation.ab import steering_sweep
+from lcross.models.last_block import per_token_parts, reading_only
+from lcross.models.packing import packing_supported
+from lcross.models.tiny import byte_tokenizer, tiny_model
 from tests.conftest import reference_ids
 
 
@@ -124,7 +124,7 @@ def test_sweep_checks_its_replay_once_per_model_and_layer(tiny_llama, pairs):
 
 
 def test_an_out_of_memory_replay_is_raised_and_not_remembered(tiny_llama, pairs, monkeypatch):
-    import lcross.efficacy as efficacy
+    import lcross.evaluation.ab as efficacy
 
     model, tokenizer = tiny_model("llama", seed=6), tiny_llama[1]
 
@@ -138,7 +138,7 @@ def test_an_out_of_memory_replay_is_raised_and_not_remembered(tiny_llama, pairs,
 
 
 def test_a_position_read_twice_is_computed_once():
-    from lcross.concepts import ContrastivePair
+    from lcross.concepts.pairs import ContrastivePair
 
     model, tokenizer = tiny_model("llama", seed=3), byte_tokenizer()
     seen: list[int] = []

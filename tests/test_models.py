@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, ModelSpec, extract_deltas, load_model
-from lcross.models import TINY_PREFIX
+from lcross.models.loading import TINY_PREFIX
 
 from .conftest import needs_shared
 

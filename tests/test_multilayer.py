@@ -13,16 +13,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, TensorDataset
 
 from lcross import LCrossInputError, LinearTransform, ModelSpec, PairedDeltas, load_transform, steering_sweep
-from lcross.activations import extract_deltas
-from lcross.comparison import comparison_vectors
-from lcross.efficacy import completion_margins
-from lcross.layers import parse_layers
-from lcross.layerwise_transform import LayerwiseTransform
-from lcross.metrics import behavior_matching_probability
-from lcross.models import load_model
+from lcross.evaluation.ab import completion_margins
+from lcross.evaluation.metrics import behavior_matching_probability
+from lcross.evaluation.variants import comparison_vectors
+from lcross.extraction.activations import extract_deltas
+from lcross.models.layers import parse_layers
+from lcross.models.loading import load_model
 from lcross.results import Variant
-from lcross.steering_vector import SteeringVector
-from lcross.system import LCross
+from lcross.steering.vector import SteeringVector
+from lcross.training.module import LCross
+from lcross.transform.layerwise import LayerwiseTransform
 
 from .conftest import DEMO_DATA, fit_tiny
 

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from lcross import extract_deltas
-from lcross.activations import last_token_states
-from lcross.concepts import ContrastivePair, TextPair
-from lcross.efficacy import completion_logprobs
-from lcross.packing import pack, packing_supported
-from lcross.prompting import Encoded
-from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.concepts.pairs import ContrastivePair, TextPair
+from lcross.evaluation.ab import completion_logprobs
+from lcross.extraction.activations import last_token_states
+from lcross.models.packing import pack, packing_supported
+from lcross.models.prompting import Encoded
+from lcross.models.tiny import byte_tokenizer, tiny_model
 from tests.conftest import reference_ids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def test_out_of_memory_halves_the_token_budget_and_retries(tiny_llama, caplog):
 
     handle = model.model.layers[0].register_forward_pre_hook(allocator)
     try:
-        with caplog.at_level(logging.WARNING, logger="lcross.activations"):
+        with caplog.at_level(logging.WARNING, logger="lcross.extraction.activations"):
             deltas = extract_deltas(model, tokenizer, PAIRS, 2, max_batch_tokens=10**4)
     finally:
         handle.remove()
@@ -189,7 +189,7 @@ def test_a_model_ignoring_custom_masks_falls_back_to_one_text_per_row(caplog):
     model.model.register_forward_pre_hook(drop_custom_masks, with_kwargs=True)
     seen: list[int] = []
     model.model.layers[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
-    with caplog.at_level(logging.WARNING, logger="lcross.packing"):
+    with caplog.at_level(logging.WARNING, logger="lcross.models.packing"):
         deltas = extract_deltas(model, tokenizer, PAIRS, 2, max_batch_tokens=10**4)
         scores = completion_logprobs(model, tokenizer, PAIRS, batch_size=8)
     assert "ignores custom 4-D masks" in caplog.text

@@ -10,8 +10,9 @@ import torch
 
 from lcross import LCrossInputError, SteeringVector, load_transform
 from lcross.callbacks.vector_writer import TransferredVectors
-from lcross.cli import main
-from lcross.report import data_module_from_config
+from lcross.cli.fit import main
+from lcross.formats import load_vector
+from lcross.training.config import data_module_from_config
 
 from .conftest import ROOT
 
@@ -41,7 +42,7 @@ def test_predict_writes_each_concepts_transferred_vector_into_the_run(tiny_run, 
         source = data.steering_vector("source", concept)[data.layers["source"][0]].float()
         expected = source @ transform.matrix().float()  # the linear part, no bias: an independent product
         for suffix in ("safetensors", "gguf", "pt"):
-            vector = SteeringVector.load(run / "vectors" / f"{concept}.{suffix}")
+            vector = load_vector(run / "vectors" / f"{concept}.{suffix}")
             assert vector.layers == [data.layers["target"][0]]
             torch.testing.assert_close(vector[data.layers["target"][0]].float(), expected, rtol=1e-5, atol=1e-6)
 
@@ -54,7 +55,7 @@ def test_unknown_vector_formats_are_refused():
 @pytest.mark.parametrize("ckpt", [None, "last"])
 def test_predict_without_a_checkpoint_file_is_refused(tmp_path, monkeypatch, capsys, ckpt):
     """Without one, T would be the untrained one and the vectors would land in the current folder."""
-    from lcross.cli import console
+    from lcross.cli.main import console
 
     monkeypatch.chdir(tmp_path)
     args = ["predict", "--config", str(ROOT / "configs" / "tiny.yaml")] + ([f"--ckpt_path={ckpt}"] if ckpt else [])

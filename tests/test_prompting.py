@@ -1,7 +1,7 @@
 from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
-from lcross.prompting import encode
+from lcross.models.prompting import encode
 
 
 def _merging_tokenizer():

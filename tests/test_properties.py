@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lcross import LCrossInputError, ModelSpec, PairedDeltas, caa_vector, extract_deltas, load_concept
-from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.models.tiny import byte_tokenizer, tiny_model
 
 FIELDS = [
     "prompt",
@@ -189,7 +189,7 @@ model_settings = st.fixed_dictionaries(
 @given(options=model_settings)
 @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_any_model_setting_is_refused_by_name_or_builds_a_finite_transform(options):
-    from lcross.system import LCross
+    from lcross.training.module import LCross
 
     try:
         system = LCross(4, 3, **options)

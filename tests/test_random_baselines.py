@@ -11,13 +11,13 @@ import torch
 from lcross import LCrossInputError, LinearTransform, SteeringVector, steering_sweep
 from lcross.callbacks.generation_efficacy import GenerationEfficacy
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
-from lcross.comparison import DIRECTION_SEED_OFFSET, comparison_vectors, random_vectors
-from lcross.concepts import Concept, ContrastivePair
-from lcross.evaluation_data import EvaluationData
-from lcross.plots import sweep_figure
-from lcross.report import random_table
+from lcross.concepts.pairs import Concept, ContrastivePair
+from lcross.evaluation.data import EvaluationData
+from lcross.evaluation.variants import DIRECTION_SEED_OFFSET, comparison_vectors, random_vectors
+from lcross.models.tiny import byte_tokenizer, tiny_model
+from lcross.report.plots import sweep_figure
 from lcross.results import ConceptEfficacy, Sweep, Variant, random_bands, rank_against_random
-from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.tables import random_table
 
 K = 20
 

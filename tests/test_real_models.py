@@ -8,8 +8,8 @@ from itertools import pairwise
 import pytest
 
 from lcross import LinearTransform, PairedDeltas, steering_sweep
-from lcross.models import ModelSpec
-from lcross.packaged_models import packaged_gguf
+from lcross.models.loading import ModelSpec
+from lcross.models.packaged import packaged_gguf
 
 from .conftest import DEMO_DATA
 
@@ -106,8 +106,8 @@ def test_multi_layer_extraction_and_steering_on_real_weights(demo, tmp_path):
     a three-layer sweep equals full steered passes with one hook per layer, on Gemma's real weights."""
     import torch
 
-    from lcross.activations import extract_deltas
-    from lcross.steering_vector import SteeringVector
+    from lcross.extraction.activations import extract_deltas
+    from lcross.steering.vector import SteeringVector
 
     several = PairedDeltas(
         ModelSpec(SOURCE),

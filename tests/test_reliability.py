@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lcross
-import lcross.store
+import lcross.extraction.store
 from lcross import ModelSpec, PairedDeltas, extract_deltas, load_model, load_transform
 
 from .conftest import DEMO_DATA, ROOT, fit_tiny
@@ -36,7 +36,7 @@ def _dm(cache_dir):
 KILLER = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
-import lcross.delta_cache as dc
+import lcross.extraction.cache as dc
 from tests.test_reliability import _dm
 
 mode, saves = sys.argv[1], []
@@ -54,8 +54,8 @@ def dying_save(tensors, path, metadata=None):
 
 dc.save_file = dying_save
 if mode == "mid_forward":
-    from lcross.models import load_model as real_load
-    import lcross.store as dmod
+    from lcross.models.loading import load_model as real_load
+    import lcross.extraction.store as dmod
     def load_and_arm(spec):
         model, tok = real_load(spec)
         def hook(*args):
@@ -89,8 +89,10 @@ def test_sigkill_during_extraction_leaves_nothing_read_as_valid(tmp_path, mode, 
     assert len(valid) == 1  # the entry finished before the kill survives; the interrupted one does not
 
     extracted = []
-    real_extract = lcross.store.extract_deltas
-    monkeypatch.setattr(lcross.store, "extract_deltas", lambda *a, **k: extracted.append(1) or real_extract(*a, **k))
+    real_extract = lcross.extraction.store.extract_deltas
+    monkeypatch.setattr(
+        lcross.extraction.store, "extract_deltas", lambda *a, **k: extracted.append(1) or real_extract(*a, **k)
+    )
     survivors.prepare_data()  # resumes: only what is missing is extracted
     assert len(extracted) == 2 * len(CONCEPTS) - len(valid)
     survivors.setup("fit")
@@ -251,7 +253,7 @@ _TINY_TARGET = ModelSpec("tiny-gemma3_text", tiny={"hidden_size": 48, "seed": 2}
 
 
 def test_a_damaged_dequantised_model_is_detected_and_rebuilt(tmp_path, monkeypatch):
-    from lcross import models
+    from lcross.models import loading as models
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -372,7 +374,7 @@ def test_an_export_is_checked_against_its_weights_before_anything_is_allocated(t
 
 
 def test_a_cache_entry_that_cannot_be_removed_is_recomputed_or_named(tmp_path):
-    from lcross.delta_cache import DeltaCache
+    from lcross.extraction.cache import DeltaCache
 
     cache = DeltaCache(tmp_path / "deltas")
     (tmp_path / "deltas").mkdir()

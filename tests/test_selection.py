@@ -11,10 +11,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from lcross import LCrossInputError, ModelSpec, PairedDeltas
-from lcross.crossval import crossvalidate, inner_validation, loco_folds, run
-from lcross.splits import make_split
-from lcross.system import LCross
-from lcross.t_families import DEFAULT_FAMILIES, Family, families_named, fit_by_gradient
+from lcross.concepts.splits import make_split
+from lcross.training.crossval import crossvalidate, inner_validation, loco_folds, run
+from lcross.training.families import DEFAULT_FAMILIES, Family, families_named, fit_by_gradient
+from lcross.training.module import LCross
 
 from .conftest import DEMO_DATA, ROOT
 
@@ -129,7 +129,7 @@ def test_folds_test_every_concept_exactly_once_and_validate_inside_the_rest():
 
 def test_the_test_concept_reaches_neither_the_fit_nor_the_selection(monkeypatch):
     """Each concept's rows carry its index in column 0, so every fit and every scoring can say whose rows it saw."""
-    import lcross.crossval as crossval
+    import lcross.training.crossval as crossval
 
     generator = torch.Generator().manual_seed(0)
     rows = {}
@@ -187,7 +187,7 @@ def test_gradient_fits_reach_what_lcross_trained_by_lightning_reaches():
 def test_every_default_family_fits_and_the_names_are_checked():
     generator = torch.Generator().manual_seed(2)
     xs, xt = torch.randn(50, 40, generator=generator), torch.randn(50, 36, generator=generator)
-    from lcross.t_families import fit_family
+    from lcross.training.families import fit_family
 
     for family in DEFAULT_FAMILIES:
         transform = fit_family(family, family.grid[0], xs, xt)

@@ -3,8 +3,8 @@
 import torch
 
 from lcross import ModelSpec, PairedDeltas, extract_deltas, load_concept, load_model
-from lcross.delta_cache import DeltaCache
-from lcross.sharded_extraction import extract_deltas_sharded
+from lcross.extraction.cache import DeltaCache
+from lcross.extraction.sharded import extract_deltas_sharded
 
 from .conftest import DEMO_DATA
 

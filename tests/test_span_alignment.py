@@ -7,8 +7,8 @@ import pytest
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from lcross.corpus.alignment import align, aligned_positions, token_ends
 from lcross.errors import LCrossInputError
-from lcross.span_alignment import align, aligned_positions, token_ends
 
 WORDS_TEXT = "the unbelievable cats sat."
 # c a f é ␠ 🙂 ␠ 日 本 語 . \n \n ␠ ␠ o k: 17 characters; é, 🙂, 日, 本, 語 are 2, 4, 3, 3, 3 bytes in UTF-8
@@ -197,8 +197,8 @@ HARDER = "Café naïve — 日本語 🙂 ꙮ \U0001d538x\n\n  two  spaces\tand 
 
 @pytest.fixture(scope="module")
 def demo_tokenizers():
-    from lcross.models import ModelSpec
-    from lcross.packaged_models import packaged_gguf
+    from lcross.models.loading import ModelSpec
+    from lcross.models.packaged import packaged_gguf
 
     names = ("HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m")
     if any(packaged_gguf(name) is None for name in names):

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torchmetrics.regression import R2Score
 
-from lcross import sufficient_stats
-from lcross.closed_form import fit_map
 from lcross.errors import LCrossInputError
-from lcross.sufficient_stats import GramStats, accumulate, solve
+from lcross.transform import sufficient_stats
+from lcross.transform.closed_form import fit_map
+from lcross.transform.sufficient_stats import GramStats, accumulate, solve
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, extract_deltas, load_concept
-from lcross.concepts import TextPair
-from lcross.text_pairs import EMOTION_TEMPLATE, EMOTIONS, emotion_pairs, list_pairs, stereoset_pairs
+from lcross.concepts.pairs import TextPair
+from lcross.concepts.text_pairs import EMOTION_TEMPLATE, EMOTIONS, emotion_pairs, list_pairs, stereoset_pairs
 
 from .conftest import ROOT, reference_ids
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lcross.activations import token_states
-from lcross.tiny_models import byte_tokenizer, tiny_model
+from lcross.extraction.activations import token_states
+from lcross.models.tiny import byte_tokenizer, tiny_model
 
 TEXTS = ["The kettle sang on the stove.", "Rain.", "A much longer sentence about the harbour at dawn, and gulls."]
 

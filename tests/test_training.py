@@ -5,7 +5,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lcross import LCross, LinearTransform, load_transform
-from lcross.losses import orthogonality_penalty
+from lcross.transform.losses import orthogonality_penalty
 
 
 def _data(n=256, d_s=16, d_t=8, seed=0):
@@ -76,7 +76,7 @@ def test_checkpoint_loads_back_as_the_same_transform(tmp_path):
 
 
 def test_cosine_loss_ignores_scale():
-    from lcross.losses import fit_loss
+    from lcross.transform.losses import fit_loss
 
     pred = torch.randn(4, 3)
     assert fit_loss(3 * pred, pred, "cosine").item() == pytest.approx(0.0, abs=1e-6)

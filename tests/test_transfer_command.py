@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from lcross import LayerwiseTransform, LCrossInputError, LinearTransform, SteeringVector, load_transform
-from lcross.cli import console
-from lcross.transfer_command import newest_run, transfer_vector
+from lcross.cli.main import console
+from lcross.cli.transfer import newest_run, transfer_vector
+from lcross.formats import load_vector, save_vector
 from tests.conftest import ROOT
 
 
@@ -36,7 +37,7 @@ def test_transfer_writes_the_vector_T_maps_it_to(tmp_path, capsys):
     export = _export(tmp_path)
     weight = load_file(export / "transform.safetensors")["weight"]  # the stored matrix, read independently
     source = SteeringVector.single(torch.randn(32, generator=torch.Generator().manual_seed(0)), 1, model="src-m")
-    source.save(tmp_path / "src.gguf")
+    save_vector(source, tmp_path / "src.gguf")
     for out in ("out.gguf", "out.safetensors", "out.pt"):
         argv = ["transfer", "--transform", str(export), "--vector", str(tmp_path / "src.gguf")]
         assert console([*argv, "--out", str(tmp_path / out)]) == 0
@@ -47,7 +48,7 @@ def test_transfer_writes_the_vector_T_maps_it_to(tmp_path, capsys):
     torch.testing.assert_close(direction, expected)
     torch.testing.assert_close(direction, load_transform(export).transfer(source)[2])  # T.transfer of the input
     for out in ("out.safetensors", "out.pt"):
-        written = SteeringVector.load(tmp_path / out)
+        written = load_vector(tmp_path / out)
         assert written.layers == [2] and written.model == "tgt-m" and "src-m" in written.transform
         torch.testing.assert_close(written[2], expected)
 
@@ -59,7 +60,8 @@ def test_python_dash_m_lcross_transfer_and_a_bare_tensor_with_its_layer(tmp_path
     command = [
         sys.executable,
         "-m",
-        "lcross.transfer",
+        "lcross",
+        "transfer",
         "--transform",
         str(export),
         "--vector",
@@ -70,7 +72,7 @@ def test_python_dash_m_lcross_transfer_and_a_bare_tensor_with_its_layer(tmp_path
     )
     assert done.returncode == 0, done.stderr
     weight = load_file(export / "transform.safetensors")["weight"]
-    torch.testing.assert_close(SteeringVector.load(tmp_path / "o.safetensors")[2], direction @ weight)
+    torch.testing.assert_close(load_vector(tmp_path / "o.safetensors")[2], direction @ weight)
 
 
 def test_a_per_layer_transform_maps_the_layers_picked(tmp_path):
@@ -79,12 +81,12 @@ def test_a_per_layer_transform_maps_the_layers_picked(tmp_path):
         single.reset_random(seed=i)
     export = transform.save_pretrained(tmp_path / "t")
     g = torch.Generator().manual_seed(2)
-    SteeringVector({l: torch.randn(8, generator=g) for l in (1, 2, 3)}).save(tmp_path / "v.safetensors")
+    save_vector(SteeringVector({l: torch.randn(8, generator=g) for l in (1, 2, 3)}), tmp_path / "v.safetensors")
     argv = ["transfer", "--transform", str(export), "--vector", str(tmp_path / "v.safetensors")]
     assert console([*argv, "--layer", "1", "--layer", "2", "--out", str(tmp_path / "o.gguf")]) == 0
     stored = load_file(export / "transform.safetensors")
-    source = SteeringVector.load(tmp_path / "v.safetensors")
-    written = SteeringVector.load(tmp_path / "o.gguf")
+    source = load_vector(tmp_path / "v.safetensors")
+    written = load_vector(tmp_path / "o.gguf")
     assert written.layers == [4, 5]
     torch.testing.assert_close(written[4], source[1] @ stored["maps.1_4.weight"])
     torch.testing.assert_close(written[5], source[2] @ stored["maps.2_5.weight"])
@@ -99,11 +101,11 @@ def test_bad_inputs_name_the_fix(tmp_path, capsys):
         assert "Fix:" in err and not (tmp_path / "o.gguf").exists()
         return err
 
-    SteeringVector.single(torch.ones(40), 1).save(tmp_path / "wide.gguf")
+    save_vector(SteeringVector.single(torch.ones(40), 1), tmp_path / "wide.gguf")
     assert "width 40" in refused("--vector", str(tmp_path / "wide.gguf"))
-    SteeringVector.single(torch.ones(32), 3).save(tmp_path / "l3.gguf")
+    save_vector(SteeringVector.single(torch.ones(32), 3), tmp_path / "l3.gguf")
     assert "no map for layer(s) [3]" in refused("--vector", str(tmp_path / "l3.gguf"))
-    SteeringVector({1: torch.ones(32), 3: torch.ones(32)}).save(tmp_path / "two.gguf")
+    save_vector(SteeringVector({1: torch.ones(32), 3: torch.ones(32)}), tmp_path / "two.gguf")
     assert "--layer 1" in refused("--vector", str(tmp_path / "two.gguf"))
     torch.save({"a": [1, 2]}, tmp_path / "bad.pt")
     assert "not a tensor or a dict of tensors" in refused("--vector", str(tmp_path / "bad.pt"))
@@ -129,20 +131,20 @@ def test_a_fitted_run_gives_its_concepts_vectors(tiny_run, tmp_path):
     shutil.copytree(original, run)  # the shared run folder stays as other tests expect it
     out = tmp_path / "sentiment.safetensors"
     assert console(["transfer", "--run", str(run), "--concept", "sentiment", "--out", str(out)]) == 0
-    from lcross.report import data_module_from_config
+    from lcross.training.config import data_module_from_config
 
     data = data_module_from_config(str(run / "config.yaml"))
     data.prepare_data()
     data.setup()
     source = data.steering_vector("source", "sentiment")
     weight = load_file(run / "transform" / "transform.safetensors")["weight"]
-    written = SteeringVector.load(out)
+    written = load_vector(out)
     assert written.layers == [2] and written.concept == "sentiment"  # tiny.yaml: source layer 1 -> target layer 2
     torch.testing.assert_close(written[2], source[1].float() @ weight.float())
     # with no concept: every evaluation concept into the run folder, in the formats asked for
     assert console(["transfer", "--run", str(run), "--format", "gguf", "--format", "pt"]) == 0
     assert sorted(p.name for p in (run / "vectors").iterdir()) == ["sentiment.gguf", "sentiment.pt"]
-    torch.testing.assert_close(SteeringVector.load(run / "vectors" / "sentiment.gguf")[2], written[2])
+    torch.testing.assert_close(load_vector(run / "vectors" / "sentiment.gguf")[2], written[2])
 
 
 def test_newest_run_of_a_config(tmp_path):

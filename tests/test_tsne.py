@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lcross import LCrossInputError
-from lcross.tsne import _affinities, tsne_2d
+from lcross.report.tsne import _affinities, tsne_2d
 
 
 def _clusters(seed=0):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, SteeringVector
+from lcross.formats import from_steering_vectors, load_vector, save_vector, to_steering_vectors
 
 
 def _vector(dtype=torch.float32, width=32):
@@ -32,7 +33,7 @@ def _same(a: SteeringVector, b: SteeringVector) -> None:
 @pytest.mark.parametrize("suffix", [".gguf", ".safetensors", ".pt"])
 def test_round_trips_are_exact(tmp_path, suffix):
     vector = _vector()
-    _same(SteeringVector.load(vector.save(tmp_path / f"v{suffix}")), vector)
+    _same(load_vector(save_vector(vector, tmp_path / f"v{suffix}")), vector)
     assert not list(tmp_path.glob(".v*"))  # the atomic write left no temporary behind
 
 
@@ -40,18 +41,18 @@ def test_round_trips_are_exact(tmp_path, suffix):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_safetensors_and_pt_keep_the_dtype(tmp_path, suffix, dtype):
     vector = _vector(dtype)
-    _same(SteeringVector.load(vector.save(tmp_path / f"v{suffix}")), vector)
+    _same(load_vector(save_vector(vector, tmp_path / f"v{suffix}")), vector)
 
 
 def test_gguf_is_float32_by_format(tmp_path):
     vector = _vector(torch.float64)
-    loaded = SteeringVector.load(vector.save(tmp_path / "v.gguf"))
+    loaded = load_vector(save_vector(vector, tmp_path / "v.gguf"))
     assert all(loaded[l].dtype == torch.float32 and torch.equal(loaded[l], vector[l].float()) for l in vector.layers)
 
 
 def test_gguf_py_reads_the_exported_file_as_a_llama_cpp_control_vector(tmp_path):
     vector = _vector()
-    reader = gguf.GGUFReader(vector.save(tmp_path / "v.gguf"))
+    reader = gguf.GGUFReader(save_vector(vector, tmp_path / "v.gguf"))
     assert reader.get_field("general.architecture").contents() == "controlvector"
     assert reader.get_field("controlvector.model_hint").contents() == "tiny-llama"
     assert reader.get_field("controlvector.layer_count").contents() == 2
@@ -82,7 +83,7 @@ def test_a_repeng_control_vector_loads_unchanged_and_steers_the_block_it_names(t
     # repeng's default layers: every block but block 0, counted from the end (-1 .. -(n-1)), normalised to 3, 2, 1
     directions = {layer: rng.standard_normal(32).astype(np.float32) for layer in (3, 2, 1)}
     _write_like_repeng(tmp_path / "repeng.gguf", "llama", directions)
-    vector = SteeringVector.load(tmp_path / "repeng.gguf")
+    vector = load_vector(tmp_path / "repeng.gguf")
     assert vector.layers == [1, 2, 3] and vector.model == "llama"
     for layer, direction in directions.items():
         assert torch.equal(vector[layer], torch.from_numpy(direction))
@@ -112,7 +113,7 @@ def _hooked_logits(model, ids, directions, shift):
 
 def test_layer_0_cannot_be_written_for_llama_cpp(tmp_path):
     with pytest.raises(LCrossInputError, match="direction.0.*Fix: drop layer 0"):
-        SteeringVector({0: torch.ones(4), 1: torch.ones(4)}).save(tmp_path / "v.gguf")
+        save_vector(SteeringVector({0: torch.ones(4), 1: torch.ones(4)}), tmp_path / "v.gguf")
     assert not (tmp_path / "v.gguf").exists()
 
 
@@ -124,10 +125,10 @@ def test_a_gguf_that_is_not_a_control_vector_is_refused(tmp_path):
     writer.write_tensors_to_file()
     writer.close()
     with pytest.raises(LCrossInputError, match="architecture is 'llama', not 'controlvector'.*Fix: give a control"):
-        SteeringVector.load(tmp_path / "model.gguf")
+        load_vector(tmp_path / "model.gguf")
     (tmp_path / "junk.gguf").write_bytes(b"<html>not a gguf</html>")
     with pytest.raises(LCrossInputError, match="not a GGUF file"):
-        SteeringVector.load(tmp_path / "junk.gguf")
+        load_vector(tmp_path / "junk.gguf")
 
 
 class _Payload:  # a pickled object: weights_only refuses to build it
@@ -138,19 +139,19 @@ class _Payload:  # a pickled object: weights_only refuses to build it
 def test_a_pt_file_that_is_not_tensors_is_refused(tmp_path, content):
     torch.save(content, tmp_path / "v.pt")
     with pytest.raises(LCrossInputError, match="Fix:"):
-        SteeringVector.load(tmp_path / "v.pt")
+        load_vector(tmp_path / "v.pt")
 
 
 def test_plain_tensors_from_other_tools_load(tmp_path):
     direction = torch.randn(8)
     torch.save(direction, tmp_path / "bare.pt")
-    assert torch.equal(SteeringVector.load(tmp_path / "bare.pt", layer=5)[5], direction)
+    assert torch.equal(load_vector(tmp_path / "bare.pt", layer=5)[5], direction)
     with pytest.raises(LCrossInputError, match="without a layer.*Fix: pass the layer"):
-        SteeringVector.load(tmp_path / "bare.pt")
+        load_vector(tmp_path / "bare.pt")
     torch.save({9: direction, "direction.10": -direction}, tmp_path / "keyed.pt")
-    assert SteeringVector.load(tmp_path / "keyed.pt").layers == [9, 10]
+    assert load_vector(tmp_path / "keyed.pt").layers == [9, 10]
     with pytest.raises(LCrossInputError, match="unknown vector format '.npy'"):
-        SteeringVector.load(tmp_path / "v.npy")
+        load_vector(tmp_path / "v.npy")
 
 
 # -- the steering-vectors library -------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def test_the_steering_vectors_library_gives_the_same_logits_as_lcross(tiny):
     width = model.config.hidden_size
     g = torch.Generator().manual_seed(1)
     vector = SteeringVector({1: torch.randn(width, generator=g), 2: torch.randn(width, generator=g)})
-    converted = vector.to_steering_vectors()
+    converted = to_steering_vectors(vector)
     assert isinstance(converted, steering_vectors.SteeringVector) and converted.layer_type == "decoder_block"
     ids = tokenizer(["The film was", "Hi"], return_tensors="pt", padding=True).input_ids
     with torch.no_grad():
@@ -171,7 +172,7 @@ def test_the_steering_vectors_library_gives_the_same_logits_as_lcross(tiny):
             theirs = model(ids).logits
         assert torch.equal(model(ids).logits, plain)  # both restored the model exactly
     assert torch.equal(ours, theirs) and not torch.allclose(ours, plain)
-    back = SteeringVector.from_steering_vectors(converted, concept="c")
+    back = from_steering_vectors(converted, concept="c")
     assert back.layers == [1, 2] and all(torch.equal(back[l], vector[l]) for l in back.layers)
     assert back.method == "steering-vectors" and back.concept == "c"
 
@@ -179,14 +180,14 @@ def test_the_steering_vectors_library_gives_the_same_logits_as_lcross(tiny):
 def test_from_steering_vectors_resolves_negative_layers_and_refuses_other_layer_types():
     steering_vectors = pytest.importorskip("steering_vectors")
     other = steering_vectors.SteeringVector({-1: torch.ones(4)}, layer_type="decoder_block")
-    assert SteeringVector.from_steering_vectors(other, num_layers=4).layers == [3]
+    assert from_steering_vectors(other, num_layers=4).layers == [3]
     with pytest.raises(LCrossInputError, match="counts from the end.*Fix: pass num_layers"):
-        SteeringVector.from_steering_vectors(other)
+        from_steering_vectors(other)
     with pytest.raises(LCrossInputError, match="'mlp' outputs"):
-        SteeringVector.from_steering_vectors(steering_vectors.SteeringVector({1: torch.ones(4)}, layer_type="mlp"))
+        from_steering_vectors(steering_vectors.SteeringVector({1: torch.ones(4)}, layer_type="mlp"))
 
 
 def test_a_missing_steering_vectors_library_names_the_install_command(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "steering_vectors", None)  # import fails as when not installed
     with pytest.raises(LCrossInputError, match="pip install --no-deps steering-vectors"):
-        SteeringVector({1: torch.ones(4)}).to_steering_vectors()
+        to_steering_vectors(SteeringVector({1: torch.ones(4)}))

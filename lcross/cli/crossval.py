@@ -1,0 +1,43 @@
+"""`lcross crossval`: leave-one-concept-out comparison of families of T (``lcross.training.crossval``).
+
+lcross crossval --config configs/demo.yaml --out results/crossval_demo
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lcross.progress import show_progress_logs
+from lcross.training.crossval import run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lcross crossval", description="Leave-one-concept-out comparison of T families (see module docs)."
+    )
+    parser.add_argument("--config", required=True, help="a fit config (models, layers, concepts, cache)")
+    parser.add_argument("--out", required=True, help="folder for crossval.json and crossval.md")
+    parser.add_argument("--families", nargs="*", help="family names (default: all; see lcross.training.families)")
+    parser.add_argument("--beta", type=float, default=1.0, help="steering strength of the swing (default 1)")
+    parser.add_argument("--inner-folds", type=int, default=2, help="validation concepts per fold (default 2)")
+    parser.add_argument("--max-items", type=int, help="cap on held-out items per test concept")
+    parser.add_argument("--no-efficacy", action="store_true", help="R^2 and cosine only: no target model is loaded")
+    parser.add_argument(
+        "--include-test-concepts",
+        action="store_true",
+        help="also fold over the config's data.test_concepts (left out by default: they are only ever reported)",
+    )
+    args = parser.parse_args(argv)
+    show_progress_logs()
+    path = run(
+        args.config,
+        args.out,
+        args.families,
+        args.beta,
+        args.inner_folds,
+        not args.no_efficacy,
+        args.max_items,
+        args.include_test_concepts,
+    )
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,166 @@
+"""The command line: a LightningCLI over LCross and PairedDeltas, with the data's hidden sizes linked into the model.
+
+The two efficacy callbacks are sections of their own, added with LightningCLI's ``add_lightning_class_args``:
+``efficacy`` (A/B sweeps, ``SteeringEfficacy``) and ``generation`` (judged answers, ``GenerationEfficacy``). A config
+fills them with the callbacks' arguments (``efficacy: {betas: [-1, 1]}``), the command line changes any of them
+(``--efficacy.betas '[-2, 2]'``), ``--efficacy null`` drops one, and ``fit --efficacy.help SteeringEfficacy`` lists
+every option with its description.
+
+python main.py fit --config configs/tiny.yaml
+python main.py fit --config configs/demo.yaml --print_config
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lcross.callbacks.generation_efficacy import GenerationEfficacy
+from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.callbacks.vector_writer import TransferredVectors
+from lcross.errors import LCrossInputError
+from lcross.files import claim_version, remove_stale_temporaries
+from lcross.report.run_summary import run_summary
+from lcross.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
+from lcross.training.datamodule import PairedDeltas
+from lcross.training.module import LCross
+
+
+class LCrossCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # The widths of T come from the models' configs, read by the data module before any weights load.
+        parser.link_arguments("data.d_source", "model.d_source", apply_on="instantiate")
+        parser.link_arguments("data.d_target", "model.d_target", apply_on="instantiate")
+        # So do the layer pairs T maps: one map for one pair, one per pair (or one shared) for several.
+        parser.link_arguments("data.layer_pairs", "model.layer_pairs", apply_on="instantiate")
+        # And what T's rows are (concept deltas, corpus token states or both, weighed): its loss and bias follow.
+        parser.link_arguments("data.fit_on", "model.fit_on", apply_on="instantiate")
+        parser.link_arguments("data.corpus_weight", "model.corpus_weight", apply_on="instantiate")
+        # The efficacy callbacks: optional sections (absent or null: not run), every option set on the command line.
+        parser.add_lightning_class_args(SteeringEfficacy, "efficacy", subclass_mode=True, required=False)
+        parser.add_lightning_class_args(GenerationEfficacy, "generation", subclass_mode=True, required=False)
+        # predict: where and in which formats the transferred vectors are written (default: safetensors and gguf)
+        parser.add_lightning_class_args(TransferredVectors, "vectors", required=False)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None)."""
+        keys = self._parser(self.subcommand).callback_keys
+        extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
+        if self.subcommand == "predict":
+            # predict reads a finished run (its config.yaml, its checkpoint): it writes no new run folder or config,
+            # only the transferred vectors, into the checkpoint's run folder
+            self.save_config_callback = None
+            kwargs = {**kwargs, "logger": False}
+            if not any(isinstance(c, TransferredVectors) for c in extra):
+                extra.append(TransferredVectors())
+        trainer = self._instantiate_trainer({**self._get(self.config_init, "trainer", default={}), **kwargs}, extra)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        """An explicit ``--ckpt_path`` is checked whole before LightningCLI reads its hyperparameters (a torn file
+        would fail there with a bare zip error)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if subcommand == "predict" and ckpt_path in (None, "last", "best", "hpc", "registry"):
+            # without a checkpoint file predict would transfer through an untrained T, into the current folder
+            raise LCrossInputError(
+                f"predict needs the checkpoint of a finished fit, got ckpt_path {ckpt_path!r}",
+                where="--ckpt_path",
+                fix="pass --ckpt_path <run>/checkpoints/last.ckpt (the vectors are written into that run's folder)",
+            )
+        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+            check_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        """Each fit gets its own run folder, claimed before anything is written (two runs started together never
+        share one); `fit --ckpt_path last` instead continues the newest run of this config in place (same folder,
+        same last.ckpt). Processes a run launches (DDP ranks) use the folder their parent claimed."""
+        if self.subcommand != "fit":
+            return
+        config = self.config["fit"]
+        logger = config.trainer.get("logger")
+        if not logger or "TensorBoardLogger" not in str(logger.get("class_path")):
+            return
+        args = logger.init_args
+        inherited = os.environ.get(RUN_VERSION_ENV) if int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 else None
+        runs = Path(args.get("save_dir") or ".") / (args.get("name") or "lightning_logs")
+        if args.get("version") is not None:
+            pinned = runs / str(args.version)
+            # a run's own config.yaml names its folder: fitting with it again must not write into that run
+            if inherited or config.get("ckpt_path") is not None or not (pinned / "config.yaml").exists():
+                return
+            log.warning("%s holds a finished run (its config.yaml); this fit gets a run folder of its own", pinned)
+            args.version = None
+        candidates = {p.parent.parent.name for p in runs.glob("version_*/checkpoints/*.ckpt")}
+        numbered = [name for name in candidates if name.split("_", 1)[1].isdigit()]
+        resumable = sorted(numbered, key=lambda name: int(name.split("_")[1]))
+        if inherited:
+            args.version = inherited
+        elif config.get("ckpt_path") == "last" and resumable:
+            args.version = resumable[-1]
+            # A torn last.ckpt (a kill during its write, a full disk) is skipped for the newest intact checkpoint.
+            run = runs / args.version
+            for folder in (run, run / "checkpoints"):  # what killed writes of this run left; no one else writes here
+                remove_stale_temporaries(folder, older_than_s=0)
+            chosen = resumable_checkpoint(run / "checkpoints")
+            if chosen is not None:  # the file checked whole, never Lightning's own pick among last*.ckpt
+                config.ckpt_path = str(chosen)
+        else:
+            try:
+                args.version = claim_version(runs)
+            except OSError as err:
+                raise LCrossInputError(
+                    f"cannot create a run folder there ({err.strerror})",
+                    where=str(runs),
+                    fix="make it writable, or set trainer.logger.init_args.save_dir to a writable folder",
+                ) from None
+        os.environ[RUN_VERSION_ENV] = args.version
+
+    def after_predict(self) -> None:
+        """Ends a predict with the files it wrote."""
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, TransferredVectors) and callback.written:
+                print("Transferred vectors:\n" + "\n".join(f"  {path}" for path in callback.written), flush=True)
+
+    def after_fit(self) -> None:
+        """Ends a fit with where its outputs are, its efficacy tables and the TensorBoard command."""
+        trainer = self.trainer
+        if not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", None) or None
+        print(run_summary(trainer.log_dir, checkpoint), flush=True)
+
+
+def main(args: list[str] | None = None) -> LCrossCLI:
+    """The LightningCLI (fit / validate / ...); returns it, for tests and notebooks."""
+    return LCrossCLI(
+        LCross,
+        PairedDeltas,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def run(argv: list[str]) -> int:
+    """``lcross fit|validate|test|predict ...``: the LightningCLI on these arguments; 0 when it ends."""
+    # The arguments are handed over whole: LightningCLI must not also see them in sys.argv (it warns when it does).
+    program, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        main(argv)
+    finally:
+        sys.argv = program
+    return 0
+
+
+log = logging.getLogger(__name__)
+RUN_VERSION_ENV = "LCROSS_RUN_VERSION"  # the claimed run folder, for the processes a run launches

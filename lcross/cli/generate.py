@@ -1,0 +1,150 @@
+"""`lcross generate`: look at what a steering vector does to a model's answers, without writing Python.
+
+    lcross generate --model google/gemma-3-270m --vector sentiment.safetensors --layer 9 --beta -1.5 --beta 1.5 \
+        --prompt "Tell me about your day."
+    lcross generate --run logs/demo/version_0 --concept sentiment --beta 1.5 --prompt "Describe your street."
+
+Prints, for every prompt, the unsteered answer and the answer at every beta, one under the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lcross.errors import LCrossInputError
+from lcross.formats import load_vector
+from lcross.steering.generation import generate_grid
+from lcross.steering.hooks import POSITIONS, Steering
+from lcross.steering.vector import SteeringVector
+
+
+def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int]:
+    """(direction, its layer) from a vector file (``.gguf``, ``.safetensors`` or ``.pt``, read by
+    ``SteeringVector.load``): the direction at ``layer`` when the file has one there, else the file's only direction
+    (a bare tensor belongs to ``layer``)."""
+    vector = load_vector(path, layer=layer)
+    if layer is not None and layer in vector.directions:
+        return vector[layer].float(), layer
+    if len(vector.layers) == 1:
+        return vector[vector.layers[0]].float(), vector.layers[0]
+    raise LCrossInputError(
+        f"the file holds directions for layers {vector.layers} and none for layer {layer}",
+        where=str(path),
+        fix="pass --layer with one of the stored layers",
+    )
+
+
+def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, SteeringVector, bool]:
+    """(target ModelSpec, steering vector at the target layer(s), chat_template) of a finished fit: the concept's own
+    target SV or its source SV transferred through the run's exported T (every layer pair of a multi-layer run)."""
+    from lcross.evaluation.variants import transfer_per_pair
+    from lcross.training.config import data_module_from_config
+    from lcross.transform.loading import load_transform
+
+    run = Path(run)
+    config = run / "config.yaml"
+    if not config.exists():
+        raise LCrossInputError("no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N")
+    data = data_module_from_config(str(config))
+    if concept not in data.concepts:
+        raise LCrossInputError(f"unknown concept {concept!r}", where="--concept", fix=f"use {sorted(data.concepts)}")
+    data.prepare_data()
+    data.setup()
+    if variant == "own_sv":
+        return data.target, data.steering_vector("target", concept).to(torch.float32), data.chat_template
+    transform = load_transform(run / "transform").to(torch.float32)
+    source = data.steering_vector("source", concept).to(torch.float32)
+    return (
+        data.target,
+        transfer_per_pair(transform, source, data.layer_pairs, model=data.target.name),
+        data.chat_template,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lcross generate", description="Print a model's unsteered and steered answers side by side."
+    )
+    parser.add_argument(
+        "--model", help="the model to steer: a hub id, folder, .gguf or tiny-<arch> (default: the run's target)"
+    )
+    parser.add_argument(
+        "--vector", help="a .gguf control vector, .safetensors or .pt file ([d_model], or {layer: tensor})"
+    )
+    parser.add_argument("--run", help="a finished fit (logs/<name>/version_N): take the vector from it")
+    parser.add_argument("--concept", help="with --run: the concept whose vector to use")
+    parser.add_argument(
+        "--variant", default="transferred", choices=["transferred", "own_sv"], help="with --run: which vector"
+    )
+    parser.add_argument(
+        "--layer",
+        type=int,
+        help="decoder block (0-based) to steer (default: the vector's layer, or the run's layers); with a one-layer "
+        "run it moves the run's vector to this layer, with a multi-layer run it picks one of the run's target layers",
+    )
+    parser.add_argument("--beta", type=float, action="append", help="multiplier; repeat for several (default -1 and 1)")
+    parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
+    parser.add_argument("--positions", default="after_prompt", choices=list(POSITIONS), help="where to steer")
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--chat-template", action="store_true", help="wrap prompts in the model's chat template")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = parser.parse_args(argv)
+    try:
+        answers = _run(args)
+    except LCrossInputError as err:
+        print(f"lcross generate: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(answers, indent=2))
+        return 0
+    for entry in answers:
+        print(f"=== {entry['prompt']}")
+        for label, text in entry["answers"].items():
+            print(f"--- {label}:\n{text.strip()}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from lcross.models.loading import ModelSpec, load_model
+
+    if (args.vector is None) == (args.run is None):
+        raise LCrossInputError("give either --vector FILE or --run RUN --concept NAME", where="lcross generate")
+    chat_template = args.chat_template
+    if args.run is not None:
+        if not args.concept:
+            raise LCrossInputError(
+                "--run needs --concept", where="lcross generate", fix="name one of the run's concepts"
+            )
+        spec, vector, run_chat = vector_from_run(args.run, args.concept, args.variant)
+        chat_template = chat_template or run_chat
+        spec = ModelSpec(args.model) if args.model else spec
+        if args.layer is not None and len(vector.layers) == 1:  # steer the run's one direction at another layer
+            vector = vector.with_directions({args.layer: vector[vector.layers[0]]})
+        elif args.layer is not None:  # one layer of a multi-layer run
+            vector = vector.with_directions({args.layer: vector[args.layer]})
+    else:
+        if not args.model:
+            raise LCrossInputError("--vector needs --model", where="lcross generate", fix="name the model to steer")
+        direction, stored = read_vector(args.vector, args.layer)
+        spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
+        vector = SteeringVector.single(direction, layer)
+    if args.max_new_tokens < 1:
+        raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")
+    betas = args.beta or [-1.0, 1.0]
+    model, tokenizer = load_model(spec)
+    grid: dict[Any, list[Steering] | None] = {"unsteered": None}
+    for beta in betas:
+        grid[f"beta {beta:+g}"] = vector.steerings(beta, args.positions)
+    texts = generate_grid(
+        model, tokenizer, args.prompt, grid, max_new_tokens=args.max_new_tokens, chat_template=chat_template
+    )
+    return [
+        {"prompt": prompt, "answers": {str(key): texts[key][index] for key in grid}}
+        for index, prompt in enumerate(args.prompt)
+    ]

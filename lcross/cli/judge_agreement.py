@@ -1,0 +1,42 @@
+"""`lcross judge-agreement`: rescore a run's saved answers with a second judge (``lcross.evaluation.judge_agreement``).
+
+    lcross judge-agreement logs/demo/version_0 --concept sentiment \\
+        --judge llm --judge-arg model=HuggingFaceTB/SmolLM2-135M-Instruct \\
+        --judge-arg "concept_description=a positive sentiment" --out results/judge_agreement.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lcross.errors import LCrossInputError
+from lcross.evaluation.judge_agreement import compare
+from lcross.evaluation.judges import make_judge
+from lcross.files import atomic_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lcross judge-agreement", description="Agreement of a second judge with a run's judge (see module docs)."
+    )
+    parser.add_argument("run", help="run folder (logs/<name>/version_N) of a fit that ran GenerationEfficacy")
+    parser.add_argument("--concept", required=True, help="the concept whose answers to rescore")
+    parser.add_argument("--judge", required=True, help="the second judge: vader, refusal, lexicon, llm, classifier")
+    parser.add_argument("--judge-arg", action="append", default=[], help="KEY=VALUE for the judge (repeatable)")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    kwargs = {}
+    for item in args.judge_arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--judge-arg {item!r} is not KEY=VALUE; e.g. --judge-arg model=HuggingFaceTB/SmolLM2-135M")
+        kwargs[key] = value
+    try:
+        result = compare(args.run, args.concept, make_judge(args.judge, **kwargs))
+    except LCrossInputError as error:
+        parser.exit(2, f"error: {error}\n")
+    print(json.dumps(result, indent=2))
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")

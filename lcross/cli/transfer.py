@@ -1,0 +1,201 @@
+"""`lcross transfer`: map a steering vector made for the source model into the target's space, through a trained T.
+
+    lcross transfer --transform logs/demo/version_0/transform --vector happy_smollm2.gguf --out happy_gemma.gguf
+    lcross transfer --run logs/demo/version_0 --concept sentiment --out sentiment_gemma.gguf
+    lcross transfer --run logs/demo/version_0 --format gguf --format safetensors   # -> version_0/vectors/<concept>.*
+    python -m lcross transfer --transform T --vector v.safetensors --layer 15 --out v_target.pt
+
+The vector comes from a file (``.gguf`` control vector from repeng or llama.cpp, ``.safetensors``, ``.pt``) or from a
+fitted run (the concept's source SV at the run's source layers; ``--config`` picks the newest run of a config). The
+output format follows ``--out``'s suffix. Every layer of the vector must have a map in T (``--layer`` picks layers).
+With a run and no ``--concept``, every evaluation concept's transferred vector is written into the run folder
+(``vectors/<concept>.<format>``).
+
+``main.py predict --config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt`` does the same through
+LightningCLI (``lcross.callbacks.vector_writer.TransferredVectors``), with T taken from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from lcross.errors import LCrossInputError
+from lcross.formats import load_vector, save_vector
+from lcross.formats.vector_files import SUFFIXES
+from lcross.steering.vector import SteeringVector
+from lcross.transform.layerwise import LayerwiseTransform, Transform
+
+
+def source_layers(transform: Transform) -> list[int] | None:
+    """The source layers T has maps for (None: a one-map T whose card does not say which layer it was fitted on)."""
+    if isinstance(transform, LayerwiseTransform):
+        return [s for s, _ in transform.layer_pairs]
+    layer = transform.card.get("source_layer")
+    return [layer] if isinstance(layer, int) else None
+
+
+def transfer_vector(
+    transform: Transform, vector: SteeringVector, layers: list[int] | None = None, target_layer: int | None = None
+) -> SteeringVector:
+    """``vector`` (optionally only ``layers``) through T, with clear errors for a vector T cannot map.
+
+    Args:
+        transform: a ``LinearTransform`` or ``LayerwiseTransform`` (``lcross.load_transform``).
+        vector: a source-model vector.
+        layers: the layers of ``vector`` to transfer (default: all of them).
+        target_layer: with a one-map T, the target layer to put the result at (default: the card's).
+    """
+    if layers:
+        vector = vector.with_directions({l: vector[l] for l in layers})
+    if vector.width != transform.d_source:
+        source = transform.card.get("source", {})
+        name = source.get("name") if isinstance(source, dict) else None
+        raise LCrossInputError(
+            f"the vector has width {vector.width}, and the transform maps vectors of width {transform.d_source}"
+            + (f" (from {name})" if name else ""),
+            fix="give a vector made in the transform's source model, or a transform trained from the vector's model",
+        )
+    mapped = source_layers(transform)
+    if mapped is not None:
+        missing = [l for l in vector.layers if l not in mapped]
+        if missing:
+            raise LCrossInputError(
+                f"the transform has no map for layer(s) {missing} of the vector (it maps source layers {mapped})",
+                fix=f"pick layers it maps with --layer (layers=...), e.g. --layer {mapped[0]}, or use a transform "
+                "trained at those layers",
+            )
+    if isinstance(transform, LayerwiseTransform):
+        if target_layer is not None:
+            raise LCrossInputError("--target-layer needs a one-map transform", fix="leave it out: T names its pairs")
+        return transform.transfer(vector)  # every pair's own map; refuses a vector without all its source layers
+    if len(vector.layers) != 1:
+        raise LCrossInputError(
+            f"this transform has one map, and the vector has layers {vector.layers}",
+            fix="pick one layer with --layer",
+        )
+    return transform.transfer(vector, target_layer)
+
+
+def newest_run(config: str | Path) -> Path:
+    """The newest ``version_N`` folder with an exported transform of the runs a config writes."""
+    import yaml
+
+    path = Path(config)
+    if not path.is_file():
+        raise LCrossInputError("no such config", where=str(path), fix="give the config a run was fitted with")
+    settings = yaml.safe_load(path.read_text()) or {}
+    logger = (settings.get("trainer") or {}).get("logger") or {}
+    args = logger.get("init_args", {}) if isinstance(logger, dict) else {}
+    runs = Path(args.get("save_dir") or "lightning_logs") / (args.get("name") or "lightning_logs")
+    found = [p for p in runs.glob("version_*") if (p / "transform").is_dir() and p.name[8:].isdigit()]
+    if not found:
+        raise LCrossInputError(
+            f"no fitted run of this config under {runs}", where=str(path), fix=f"run `lcross fit --config {path}`"
+        )
+    return max(found, key=lambda p: int(p.name[8:]))
+
+
+def run_source_vectors(run: str | Path, concepts: list[str] | None = None) -> dict[str, SteeringVector]:
+    """Concept -> its source SV (float32) at the source layers of a fitted run, from the run's cached deltas (the
+    models load only when the cache lacks them). Default: the run's evaluation concepts."""
+    from lcross.training.config import data_module_from_config
+
+    run = Path(run)
+    if not (run / "config.yaml").exists():
+        raise LCrossInputError("no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N")
+    data = data_module_from_config(str(run / "config.yaml"))
+    for concept in concepts or []:
+        if concept not in data.concepts:
+            raise LCrossInputError(
+                f"unknown concept {concept!r}", where="--concept", fix=f"use {sorted(data.concepts)}"
+            )
+    data.prepare_data()
+    data.setup()
+    return {c: data.steering_vector("source", c).to(torch.float32) for c in concepts or data.eval_concepts}
+
+
+def write_run_vectors(
+    run: str | Path, transform: Transform, formats: list[str], dirname: str = "vectors"
+) -> list[Path]:
+    """Every evaluation concept's transferred vector written into ``<run>/<dirname>/<concept>.<format>``."""
+    written = []
+    for concept, vector in run_source_vectors(run).items():
+        moved = transfer_vector(transform, vector)
+        written += [save_vector(moved, Path(run) / dirname / f"{concept}.{fmt.lstrip('.')}") for fmt in formats]
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lcross transfer",
+        description="Map a steering vector of the source model into the target's space through T, and write it.",
+    )
+    parser.add_argument(
+        "--transform",
+        help="T: a .ckpt from `lcross fit`, an export folder (logs/<name>/version_N/transform), or a Hugging Face "
+        "repo id written by push_to_hub (default with --run: the run's transform)",
+    )
+    parser.add_argument("--vector", help=f"the source vector: a {' / '.join(SUFFIXES)} file")
+    parser.add_argument("--run", help="a fitted run (logs/<name>/version_N): take --concept's source SV from it")
+    parser.add_argument("--config", help="a fit config: like --run, with its newest run")
+    parser.add_argument("--concept", help="with --run or --config: the concept whose source SV to transfer")
+    parser.add_argument(
+        "--layer",
+        type=int,
+        action="append",
+        help="a source layer (0-based block output) to transfer; repeat for several (default: all the vector's); "
+        "for a file holding one bare tensor, the layer it belongs to",
+    )
+    parser.add_argument("--target-layer", type=int, help="with a one-map T: the target layer (default: T's card)")
+    parser.add_argument("--out", help=f"the output file; its suffix picks the format ({', '.join(SUFFIXES)})")
+    parser.add_argument(
+        "--format",
+        action="append",
+        choices=[s.lstrip(".") for s in SUFFIXES],
+        help="with --run and no --concept: a format to write every evaluation concept in; repeat for several "
+        "(default: gguf and safetensors)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        written = _run(args)
+    except LCrossInputError as err:
+        print(f"lcross transfer: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(map(str, written)))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> list[Path]:
+    from lcross.transform.loading import load_transform
+
+    from_run = args.run or args.config
+    if (args.vector is None) == (from_run is None):
+        raise LCrossInputError("give either --vector FILE or --run RUN (or --config CONFIG)", where="lcross transfer")
+    if args.run and args.config:
+        raise LCrossInputError("give --run or --config, not both", where="lcross transfer")
+    if from_run and not args.concept:  # every evaluation concept, into the run folder
+        run = Path(args.run) if args.run else newest_run(args.config)
+        transform = load_transform(args.transform or run / "transform")
+        return write_run_vectors(run, transform, args.format or ["gguf", "safetensors"])
+    if not args.out:
+        raise LCrossInputError("where to write the vector?", where="lcross transfer", fix="pass --out FILE.gguf")
+    if Path(args.out).suffix.lower() not in SUFFIXES:  # checked before any model or data loads
+        raise LCrossInputError(
+            f"unknown output format {Path(args.out).suffix!r}", where="--out", fix=f"end it with {', '.join(SUFFIXES)}"
+        )
+    if from_run:
+        run = Path(args.run) if args.run else newest_run(args.config)
+        transform = load_transform(args.transform or run / "transform")
+        vector = run_source_vectors(run, [args.concept])[args.concept]
+    else:
+        if not args.transform:
+            raise LCrossInputError("--vector needs --transform", where="lcross transfer", fix="give T (export, .ckpt)")
+        transform = load_transform(args.transform)
+        bare_layer = args.layer[0] if args.layer and len(args.layer) == 1 else None
+        vector = load_vector(args.vector, layer=bare_layer)
+    moved = transfer_vector(transform, vector, args.layer, args.target_layer)
+    return [save_vector(moved, args.out)]

@@ -1,0 +1,238 @@
+"""DeltaStore: the two language models, the delta cache, and extraction into it.
+
+The store owns everything that touches the models: it loads them lazily (only when something needs them), derives
+the cache keys of every concept's shards, extracts what the cache lacks (in one process, or sharded through a Lightning
+Trainer), and reads the deltas back. It knows nothing of splits or training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+
+from lcross.concepts.pairs import Concept, TextPair
+from lcross.extraction.activations import encode_texts, extract_deltas
+from lcross.extraction.cache import DeltaCache, cache_key
+from lcross.extraction.sharded import extract_deltas_sharded
+from lcross.models.layers import as_layer_list, layer_label
+from lcross.models.loading import ModelSpec, load_model
+from lcross.models.text_limits import (
+    DEFAULT_MAX_TEXT_TOKENS,
+    check_max_text_tokens,
+    check_text_lengths,
+    context_length,
+)
+from lcross.progress import batch_advancer, phase
+
+log = logging.getLogger(__name__)
+
+Side = Literal["source", "target"]
+SIDES: tuple[Side, Side] = ("source", "target")
+
+
+class DeltaStore:
+    """Per-pair deltas of a source and a target model at one or more layers each, cached on disk.
+
+    Each cache entry holds one layer of one shard, so a run at layers [12, 13] reuses what a run at layer 12 cached,
+    and extraction reads every missing layer of a shard in one forward pass.
+
+    Args:
+        specs: side -> ModelSpec.
+        layers: side -> decoder blocks (0-based) whose outputs are read.
+        concepts: name -> Concept (its ``train`` pairs are extracted).
+        chat_template: format prompts with each model's chat template.
+        cache: where deltas are kept.
+        extraction_batch_size: at most this many texts per forward pass (None: no cap beyond the token budget).
+        extraction_max_batch_tokens: at most this many tokens per forward pass (None: 1024 on CPU, 8192 on an
+            accelerator; halved on a CUDA out-of-memory error).
+        shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
+        extraction_trainer: if set, ``L.Trainer(**extraction_trainer).predict`` extracts each shard across processes.
+        max_text_tokens: refuse any text longer than this (or than the model's context) before extraction.
+    """
+
+    def __init__(
+        self,
+        specs: Mapping[Side, ModelSpec],
+        layers: Mapping[Side, Sequence[int]],
+        concepts: Mapping[str, Concept],
+        *,
+        chat_template: bool,
+        cache: DeltaCache,
+        extraction_batch_size: int | None,
+        shard_size: int,
+        extraction_max_batch_tokens: int | None = None,
+        extraction_trainer: dict[str, Any] | None = None,
+        max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+    ):
+        self.specs, self.concepts = dict(specs), dict(concepts)
+        self.layers = {side: as_layer_list(layers[side]) for side in layers}
+        self.chat_template, self.cache = chat_template, cache
+        self.extraction_batch_size, self.shard_size, self.extraction_trainer = (
+            extraction_batch_size,
+            shard_size,
+            extraction_trainer,
+        )
+        self.extraction_max_batch_tokens = extraction_max_batch_tokens
+        check_max_text_tokens(max_text_tokens)
+        self.max_text_tokens = max_text_tokens
+        self._models: dict[Side, tuple[torch.nn.Module, Any]] = {}
+        self._fingerprints: dict[Side, str] = {}
+
+    # -- models -------------------------------------------------------------------------------------------------
+    def model(self, side: Side) -> tuple[torch.nn.Module, Any]:
+        """(model, tokenizer), loaded on first use."""
+        if side not in self._models:
+            log.info("loading %s model %s", side, self.specs[side].name)
+            self._models[side] = load_model(self.specs[side])
+        return self._models[side]
+
+    def loaded(self) -> list[Side]:
+        return list(self._models)
+
+    def release(self, side: Side) -> None:
+        self._models.pop(side, None)
+
+    # -- cache ----------------------------------------------------------------------------------------------------
+    def n_shards(self, concept: str) -> int:
+        return -(-len(self.concepts[concept].train) // self.shard_size)
+
+    def shard_keys(self, side: Side, concept: str, shard: int) -> dict[int, str]:
+        """layer -> cache key of one shard (``shard_size`` pairs): extraction streams to disk in pieces and a killed
+        run resumes at the last finished shard."""
+        if side not in self._fingerprints:
+            self._fingerprints[side] = self.specs[side].fingerprint()
+        return {
+            layer: cache_key(
+                model=self._fingerprints[side],
+                layer=layer,
+                data=self.concepts[concept].fingerprint(),
+                chat_template=self.chat_template,
+                dtype=self.specs[side].dtype,
+                shard=(shard, self.shard_size),
+            )
+            for layer in self.layers[side]
+        }
+
+    def keys(self, side: Side, concept: str) -> list[str]:
+        """Every cache key of the concept on one side, shard by shard (layers in order within a shard)."""
+        return [k for shard in range(self.n_shards(concept)) for k in self.shard_keys(side, concept, shard).values()]
+
+    def extract_missing(self, also: Callable[[Side], None] | None = None) -> None:
+        """Extracts every (shard, layer) the cache lacks, all missing layers of a shard in one pass; the source model
+        is released once its shards are done. ``also(side)`` runs after each side's deltas, while its model may still
+        be loaded (the corpus states extract there)."""
+        self.cache.remove_stale_temporaries()
+        needed = [
+            side
+            for side in SIDES
+            if any(
+                self.cache.load(key) is None
+                for name in self.concepts
+                for shard in range(self.n_shards(name))
+                for key in self.shard_keys(side, name, shard).values()
+            )
+        ]
+        for side in SIDES:  # every text measured before the first forward pass, also when the deltas are cached
+            self.check_text_lengths(side)
+        for side in SIDES:
+            for name, concept in self.concepts.items() if side in needed else ():
+                for shard in range(self.n_shards(name)):
+                    keys = self.shard_keys(side, name, shard)
+                    missing = {layer: key for layer, key in keys.items() if self.cache.load(key) is None}
+                    if not missing:
+                        continue
+                    pairs = concept.train[shard * self.shard_size : (shard + 1) * self.shard_size]
+                    at = layer_label(list(missing))
+                    what = f"extracting {side} deltas for {name} (shard {shard}) at {at}"
+                    with phase(what, 2 * len(pairs)) as advance:
+                        meta = {"side": side, "concept": name, "shard": shard}
+                        self._extract_shard(side, pairs, missing, meta, advance)
+            if also is not None:
+                also(side)
+            if side == "source":
+                self.release("source")  # the source is not needed after extraction
+
+    def check_text_lengths(self, side: Side) -> None:
+        """Refuses, naming the item, any text of the concepts (training pairs, evaluation items of every test set,
+        open-ended prompts) longer than ``max_text_tokens`` or the model's context.
+
+        A token covers at least one byte of text, so only texts whose UTF-8 length (plus room for special and chat
+        template tokens) could exceed the limit are tokenised, with the tokenizer alone (no weights): a cached run
+        with ordinary texts loads nothing."""
+        spec = self.specs[side]
+        context = context_length(spec.config())
+        limit = self.max_text_tokens if context is None else min(self.max_text_tokens, context)
+        tokenizer = None
+        for name, concept in self.concepts.items():
+            where = f"{concept.source or name}"
+            parts: list[tuple[str, list[Any]]] = [("training pair", concept.train), ("evaluation item", concept.test)]
+            parts += [(f"{set_name} item", items) for set_name, items in concept.test_sets.items()]
+            parts += [("open-ended prompt", [TextPair(p, p) for p in concept.open_ended])]
+            for part, items in parts:
+                long = [i for i, item in enumerate(items) if _longest_bytes(item) + TEMPLATE_ROOM > limit]
+                if not long:
+                    continue
+                if tokenizer is None:
+                    tokenizer = self._models[side][1] if side in self._models else spec.tokenizer()
+                texts = encode_texts(tokenizer, [items[i] for i in long], self.chat_template)
+                sides = ("", "") if part == "open-ended prompt" else (" (positive)", " (negative)")
+                labels = [f"{where} {part} {i}{s}" for i in long for s in sides]
+                check_text_lengths(texts, labels, self.max_text_tokens, context, spec.name)
+
+    def _extract_shard(
+        self, side: Side, pairs: list, keys: dict[int, str], meta: dict[str, Any], advance: Callable[[int], None]
+    ) -> None:
+        if self.extraction_trainer:
+            extract_deltas_sharded(
+                self.specs[side],
+                pairs,
+                list(keys),
+                cache=self.cache,
+                key=list(keys.values()),
+                trainer_kwargs=self.extraction_trainer,
+                chat_template=self.chat_template,
+                batch_size=self.extraction_batch_size,
+                max_batch_tokens=self.extraction_max_batch_tokens,
+            )
+            return
+        model, tokenizer = self.model(side)
+        deltas = extract_deltas(
+            model,
+            tokenizer,
+            pairs,
+            list(keys),
+            batch_size=self.extraction_batch_size,
+            max_batch_tokens=self.extraction_max_batch_tokens,
+            chat_template=self.chat_template,
+            on_batch=batch_advancer(advance),
+            max_text_tokens=self.max_text_tokens,
+        )
+        for layer, key in keys.items():
+            self.cache.save(key, deltas[layer], {**meta, "layer": layer})
+
+    def load(self) -> dict[Side, dict[str, torch.Tensor]]:
+        """side -> concept -> deltas [n_train_pairs, n_layers, d], read from the cache (``extract_missing`` first)."""
+        deltas: dict[Side, dict[str, torch.Tensor]] = {}
+        for side in SIDES:
+            deltas[side] = {}
+            for name in self.concepts:
+                shards = []
+                for shard in range(self.n_shards(name)):
+                    layers = [self.cache.load(key) for key in self.shard_keys(side, name, shard).values()]
+                    if any(entry is None for entry in layers):
+                        raise RuntimeError(f"deltas of {name} ({side}) are not cached; call extract_missing() first")
+                    shards.append(torch.stack([e for e in layers if e is not None], dim=1))
+                deltas[side][name] = torch.cat(shards)
+        return deltas
+
+
+# Tokens a chat template and special tokens may add to a text (far more than any template uses).
+TEMPLATE_ROOM = 512
+
+
+def _longest_bytes(item: Any) -> int:
+    """UTF-8 length of the longer of a pair's two texts (prompt and completion together)."""
+    return max(len("".join(text).encode("utf-8")) for text in item.texts())

@@ -1,0 +1,45 @@
+"""What a finished `fit` prints last: where its outputs are, its efficacy tables, and how to look at the curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lcross.results import evaluation_entries
+from lcross.tables import efficacy_table, random_table
+from lcross.transform.files import CARD_NAME
+
+
+def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
+    """A labelled summary of a finished run folder (``logs/<name>/version_N``)."""
+    run = Path(run)
+    lines = ["", f"Run folder: {run}"]
+    if checkpoint:
+        lines.append(f"Checkpoint: {checkpoint}")
+    card_path = run / "transform" / CARD_NAME
+    card: dict[str, Any] = json.loads(card_path.read_text()) if card_path.exists() else {}
+    if card:
+        lines.append(f"Transform: {run / 'transform'} (lcross.load_transform reads it, or the checkpoint)")
+    for key, what in (("efficacy", "A/B behaviour-matching probability, %"), ("generation", "judged answers")):
+        entries = evaluation_entries(card.get(key, {}))  # each concept, and "concept (set)" for a further test set
+        if not entries:
+            continue
+        metrics = {c: e["target"]["metric"] for c, e in entries.items()}
+        one_metric = len(set(metrics.values())) == 1
+        items = ", ".join(
+            f"{c} {e['target']['n_items']}" + ("" if one_metric else f" judged by {metrics[c]}")
+            for c, e in entries.items()
+        )
+        lines += ["", f"{what} (mean [95% interval]; items per concept: {items}):"]
+        betas = sorted({b for e in entries.values() for b in e["betas"]}, key=lambda b: (abs(b), b))
+        for beta in betas:
+            table = efficacy_table([card], beta, key=key, percent=key == "efficacy")
+            metric = f" ({next(iter(metrics.values()))})" if one_metric else ""
+            lines += ["", f"beta {beta:+g}{metric}:", table]
+            versus = random_table([card], beta, key=key, percent=key == "efficacy")
+            if versus:  # rank 1 of K + 1, p = rank / (K + 1), one-sided in beta's direction (lcross.results)
+                lines += ["transferred against K random Ts and K random directions (one-sided in beta's direction):"]
+                lines += [versus]
+    lines += ["", f"Curves: tensorboard --logdir {run.parent}"]
+    return "\n".join(lines)

@@ -1,0 +1,390 @@
+"""PairedDeltas: the LightningDataModule of paired per-pair deltas, a thin layer over the store and the split.
+
+It checks its settings and reads the concepts (before any model loads), builds a ``DeltaStore`` (models, cache,
+extraction) and a ``Split`` (which concepts and rows train, validate and are evaluated), and serves the paired rows.
+``prepare_data`` only writes the cache; ``setup`` only reads it. The language models live in the store, never inside
+the LightningModule, so they never land in a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lcross.concepts.loading import load_concept
+from lcross.concepts.pairs import Concept
+from lcross.concepts.splits import Part, SplitBy, check_held_out_is_unseen, make_split, paired_rows, vector_rows
+from lcross.corpus.fit import FitPart, fit_parts
+from lcross.corpus.passages import CorpusSource
+from lcross.corpus.rows import CorpusRows
+from lcross.corpus.states import CorpusStates
+from lcross.errors import LCrossInputError
+from lcross.extraction.cache import DeltaCache
+from lcross.extraction.store import DeltaStore, Side
+from lcross.models.layers import check_layer, parse_layers
+from lcross.models.loading import ModelSpec
+from lcross.models.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens
+from lcross.setting_checks import flag, one_of, open_fraction, whole_number
+from lcross.steering.aggregators import SVMethod, steering_vector
+from lcross.steering.vector import SteeringVector
+
+FitOn = Literal["deltas", "corpus", "both"]
+
+
+class PairedDeltas(L.LightningDataModule):
+    """Paired per-example deltas of a source and a target model, split for training T.
+
+    Args:
+        source: the model whose steering vectors are transferred.
+        target: the model they are transferred into.
+        source_layer: decoder block (0-based) of the source whose output is read; or several, as a list
+            ``[10, 11, 12]`` or an inclusive range ``"10-12"``, for multi-layer transfer.
+        target_layer: decoder block(s) of the target read and steered, as many as source layers: source layer i maps
+            into target layer i (one T per layer pair, or one shared with ``model.share_transform``), and steering
+            shifts every target layer at once.
+        concepts: concept name -> data source (a CAA folder or JSON file, a JSONL file or folder, a RepE emotion
+            file, a dataset id, or a mapping of two lists ``{positive: ..., negative: ..., positive_column: ...}``;
+            see ``lcross.load_concept``).
+        val_concepts: with split="concept", the concepts held out of T's training: their deltas make the validation
+            set and their held-out items are what the efficacy callbacks steer on. With split="pair", the concepts
+            to steer on (default: all); every concept is then trained and validated on.
+        test_concepts: with split="concept", concepts only reported: held out of T's training like val_concepts, but
+            never used to choose (no validation loss, no val/cos, no checkpoint or early-stopping monitor); when set,
+            the efficacy callbacks steer on these and val_concepts only choose. Three-way split: train / val / test.
+        split: ``concept``: train T on all concepts except val_concepts (the honest default: T never sees the
+            evaluated concept). ``pair``: train on part of every concept's pairs, validate on the rest.
+        val_fraction: share of each concept's training pairs used for validation when split="pair".
+        sv_method: ``caa`` (mean of deltas) or ``repe`` (first principal direction).
+        chat_template: format prompts with each model's chat template.
+        test_fraction: share of a concept's items held out for evaluation when its source has no test file.
+        max_train_pairs: cap on training pairs per concept (None: all).
+        max_test_items: cap on held-out evaluation items per concept (None: all).
+        batch_size: rows per gradient step; 0 means the whole training set in one batch.
+        extraction_batch_size: at most this many texts per forward pass during extraction (a pair packed into one
+            row counts as two); None: batches are sized by ``extraction_max_batch_tokens`` alone (recommended).
+        extraction_max_batch_tokens: at most this many tokens (rows x padded width) per extraction forward pass;
+            None (the default): 1024 on CPU (the fastest measured on a 2-core VM), 8192 on CUDA and other
+            accelerators. Halved and retried on a CUDA out-of-memory error.
+        shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
+        extraction_trainer: if set, extraction runs as ``L.Trainer(**extraction_trainer).predict`` split across
+            processes, GPUs or nodes (e.g. ``{accelerator: gpu, devices: 8, strategy: ddp_spawn}``); each rank writes
+            its own shard and rank 0 merges them into the cache. Unset: one process.
+        max_text_tokens: before extraction, every text (training pairs, evaluation items, open-ended prompts) is
+            measured with each model's tokenizer and refused, naming the item, when longer than this or than the
+            model's context (a stray 10k-character item would otherwise take minutes and gigabytes).
+        cache_dir: where deltas are cached (default ``$LCROSS_CACHE/deltas``).
+        seed: seed for splitting items.
+        fit_on: what T is fitted on: ``deltas`` (the training concepts' per-pair deltas, the paper's way), ``corpus``
+            (paired token states of both models on ``corpus``: no concept data reaches T; the concepts only validate
+            and are evaluated) or ``both`` (a weighted sum of the two losses, ``corpus_weight``).
+        corpus: plain text both models read (a .txt or .jsonl file, a folder of them, or a dataset id, streamed; see
+            ``lcross.corpus.passages.CorpusSource``); tokens are paired where both models have read the same characters
+            (``lcross.corpus.alignment``). Needed by ``fit_on`` corpus or both, refused otherwise.
+        corpus_weight: with ``fit_on=both``, the corpus's share of the loss (each source's loss is its mean over its
+            own rows, so the weight does not depend on how many rows each has).
+        corpus_max_rows: cap on corpus rows (aligned token pairs).
+        corpus_shard_rows: about this many rows per cached corpus shard (one is in memory at a time).
+        corpus_skip_first: aligned token pairs dropped at the start of every passage: the first tokens' states carry
+            attention-sink activations hundreds of times larger than the rest, which would dominate a least-squares
+            fit.
+        corpus_batch_size: corpus rows per gradient step (0: one shard per step).
+    """
+
+    def __init__(
+        self,
+        source: ModelSpec,
+        target: ModelSpec,
+        source_layer: int | list[int] | str,
+        target_layer: int | list[int] | str,
+        concepts: dict[str, str | dict[str, Any]],
+        val_concepts: list[str] | None = None,
+        test_concepts: list[str] | None = None,
+        split: SplitBy = "concept",
+        val_fraction: float = 0.2,
+        sv_method: SVMethod = "caa",
+        chat_template: bool = False,
+        test_fraction: float = 0.2,
+        max_train_pairs: int | None = None,
+        max_test_items: int | None = None,
+        batch_size: int = 0,
+        extraction_batch_size: int | None = None,
+        extraction_max_batch_tokens: int | None = None,
+        shard_size: int = 256,
+        extraction_trainer: dict[str, Any] | None = None,
+        max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+        cache_dir: str | None = None,
+        seed: int = 0,
+        fit_on: FitOn = "deltas",
+        corpus: CorpusSource | None = None,
+        corpus_weight: float = 0.5,
+        corpus_max_rows: int = 100_000,
+        corpus_shard_rows: int = 16_384,
+        corpus_skip_first: int = 2,
+        corpus_batch_size: int = 4096,
+    ):
+        super().__init__()
+        self.source, self.target = source, target
+        self.layers: dict[Side, list[int]] = {
+            "source": parse_layers(source_layer, "data.source_layer"),
+            "target": parse_layers(target_layer, "data.target_layer"),
+        }
+        if len(self.layers["source"]) != len(self.layers["target"]):
+            raise LCrossInputError(
+                f"{len(self.layers['source'])} source layers {self.layers['source']} but "
+                f"{len(self.layers['target'])} target layers {self.layers['target']}",
+                where="data.target_layer",
+                fix="give as many target layers as source layers: source layer i maps into target layer i",
+            )
+        self.sv_method, self.chat_template, self.batch_size = sv_method, chat_template, batch_size
+        check_max_text_tokens(max_text_tokens)
+        for option, value, minimum, optional in (
+            ("max_train_pairs", max_train_pairs, 1, True),
+            ("max_test_items", max_test_items, 1, True),
+            ("batch_size", batch_size, 0, False),
+            ("extraction_batch_size", extraction_batch_size, 1, True),
+            ("extraction_max_batch_tokens", extraction_max_batch_tokens, 1, True),
+            ("shard_size", shard_size, 1, False),
+            ("seed", seed, 0, False),
+            ("corpus_max_rows", corpus_max_rows, 1, False),
+            ("corpus_shard_rows", corpus_shard_rows, 1, False),
+            ("corpus_skip_first", corpus_skip_first, 0, False),
+            ("corpus_batch_size", corpus_batch_size, 0, False),
+        ):
+            whole_number(value, f"data.{option}", minimum=minimum, optional=optional)
+        open_fraction(test_fraction, "data.test_fraction")
+        open_fraction(val_fraction, "data.val_fraction")
+        one_of(split, ("concept", "pair"), "data.split")
+        one_of(sv_method, ("caa", "repe"), "data.sv_method")
+        flag(chat_template, "data.chat_template")
+        one_of(fit_on, ("deltas", "corpus", "both"), "data.fit_on")
+        _check_corpus_settings(fit_on, corpus, corpus_weight)
+        self.fit_on, self.corpus_weight, self.corpus_batch_size = fit_on, float(corpus_weight), corpus_batch_size
+        self.seed = seed
+        if not concepts:
+            raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
+        self.split = make_split(
+            list(concepts), val_concepts, split, val_fraction, test_concepts, need_train=fit_on != "corpus"
+        )
+        # Concepts are read (and checked) now, before any model loads.
+        self.concepts: dict[str, Concept] = {
+            name: load_concept(
+                src, name, test_fraction=test_fraction, max_train=max_train_pairs, max_test=max_test_items, seed=seed
+            )
+            for name, src in concepts.items()
+        }
+        check_held_out_is_unseen(
+            self.split,
+            {n: c.contents() for n, c in self.concepts.items()},
+            {n: c.training_contents() for n, c in self.concepts.items()},
+        )
+        # Read from the configs (no weights loaded) so the CLI can link them into the model's constructor.
+        self.d_source, self.d_target = source.hidden_size(), target.hidden_size()
+        sides: tuple[tuple[Side, ModelSpec], ...] = (("source", source), ("target", target))
+        for side, spec in sides:
+            for layer in self.layers[side]:
+                check_layer(layer, spec.num_layers(), f"{side} {spec.name}")
+        self.store = DeltaStore(
+            {"source": source, "target": target},
+            self.layers,
+            self.concepts,
+            chat_template=chat_template,
+            cache=DeltaCache(cache_dir),
+            extraction_batch_size=extraction_batch_size,
+            extraction_max_batch_tokens=extraction_max_batch_tokens,
+            shard_size=shard_size,
+            extraction_trainer=extraction_trainer,
+            max_text_tokens=max_text_tokens,
+        )
+        self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
+        self.corpus: CorpusStates | None = None
+        if corpus is not None:
+            self.corpus = CorpusStates(
+                corpus,
+                {"source": source, "target": target},
+                self.layers,
+                self.store.model,
+                self.store.cache,
+                max_rows=corpus_max_rows,
+                shard_rows=corpus_shard_rows,
+                skip_first=corpus_skip_first,
+                max_batch_tokens=extraction_max_batch_tokens,
+                max_text_tokens=max_text_tokens,
+                seed=seed,
+            )
+
+    @property
+    def layer_pairs(self) -> list[list[int]]:
+        """[source layer, target layer] pairs in order: what T maps (linked into the model by the CLI; lists, so that
+        the run's hparams.yaml stays plain YAML)."""
+        return [[s, t] for s, t in zip(self.layers["source"], self.layers["target"])]
+
+    # -- the split, by name -----------------------------------------------------------------------------------------
+    @property
+    def train_concepts(self) -> list[str]:
+        return list(self.split.train_concepts)
+
+    @property
+    def val_concepts(self) -> list[str]:
+        return list(self.split.val_concepts)
+
+    @property
+    def eval_concepts(self) -> list[str]:
+        return list(self.split.eval_concepts)
+
+    @property
+    def test_concepts(self) -> list[str]:
+        return list(self.split.test_concepts)
+
+    @property
+    def selection_concepts(self) -> list[str]:
+        """The concepts whose metrics may choose anything (val/cos): the validation concepts, never test ones."""
+        return list(self.split.val_concepts if self.split.by == "concept" else self.split.eval_concepts)
+
+    # -- models and cache (the store's) ---------------------------------------------------------------------------
+    @property
+    def cache(self) -> DeltaCache:
+        return self.store.cache
+
+    def model(self, side: Side) -> tuple[torch.nn.Module, Any]:
+        return self.store.model(side)
+
+    def model_name(self, side: Side) -> str:
+        return (self.source if side == "source" else self.target).name
+
+    def keys(self, side: Side, concept: str) -> list[str]:
+        return self.store.keys(side, concept)
+
+    def prepare_data(self) -> None:
+        """Extracts what the cache lacks: the deltas, and the corpus's token states when fitting on them (``predict``,
+        reports and generation need deltas only, so they never read or extract the corpus)."""
+        trainer = getattr(self, "trainer", None)
+        fitting = trainer is not None and getattr(trainer.state.fn, "value", trainer.state.fn) == "fit"
+        self._prepare(corpus=fitting and self.fit_on != "deltas")
+
+    def prepare_corpus(self) -> None:
+        """Deltas and the corpus's token states, outside a Trainer (``lcross crossval``'s corpus families)."""
+        self._prepare(corpus=True)
+
+    def _prepare(self, corpus: bool) -> None:
+        if corpus and self.corpus is not None:
+            self.corpus.plan()  # the corpus is read and aligned (and every passage measured) before any weights load
+            self.store.extract_missing(also=self.corpus.extract_missing)
+        else:
+            self.store.extract_missing()
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.deltas:
+            self.deltas = self.store.load()
+
+    # -- rows -------------------------------------------------------------------------------------------------------
+    def tensors(self, part: Part) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source deltas [n, n_layer_pairs, d_source], target deltas [n, n_layer_pairs, d_target]) of the part,
+        paired row by row."""
+        return paired_rows(self.split, self.deltas, part)
+
+    def train_dataloader(self) -> Any:
+        """Delta rows (``fit_on=deltas``, one batch of (source, target) rows), or a ``CombinedLoader`` of named
+        sources whose batches are dicts: ``{"corpus": ...}`` or ``{"corpus": ..., "deltas": ...}`` (the deltas cycled
+        alongside the corpus stream), so that the LightningModule knows which rows are token states (affine) and
+        which are differences."""
+        if self.fit_on == "deltas":
+            return self._loader("train", shuffle=True)
+        from lightning.pytorch.utilities import CombinedLoader
+
+        assert self.corpus is not None  # checked in __init__
+        # Seeded by the trainer's epoch: a fit resumed at epoch k sees the orders an uninterrupted one would.
+        trainer = self.trainer
+        epoch = (lambda: trainer.current_epoch) if trainer is not None else None
+        rows = CorpusRows(self.corpus, self.corpus_batch_size, seed=self.seed, epoch=epoch)
+        loaders: dict[str, Any] = {"corpus": DataLoader(rows, batch_size=None)}
+        if self.fit_on == "both":
+            loaders["deltas"] = self._loader("train", shuffle=True)
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def fit_statistics(self, pair: int | None, affine: bool) -> list[FitPart]:
+        """What T is fitted on, as the parts of ``lcross.transform.sufficient_stats.solve`` for layer pair ``pair``
+        (all pairs pooled when None, for a shared T): the corpus's statistics (affine: token states take an intercept)
+        and, with ``fit_on=both``, the training deltas' (never affine: an intercept cancels in a difference),
+        weighted so that each source's loss counts by its mean, ``corpus_weight`` to ``1 - corpus_weight``."""
+        assert self.corpus is not None and self.fit_on != "deltas"
+        corpus = self.corpus.statistics(pair)
+        if self.fit_on == "corpus":
+            return fit_parts(corpus, affine=affine)
+        xs, xt = self.tensors("train")
+        xs, xt = (xs[:, pair], xt[:, pair]) if pair is not None else (xs.flatten(0, 1), xt.flatten(0, 1))
+        return fit_parts(corpus, (xs, xt), self.corpus_weight, affine=affine)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The evaluation concepts' names, one batch (``predict`` transfers each concept's source SV)."""
+        return DataLoader(self.eval_concepts, batch_size=len(self.eval_concepts), collate_fn=list)  # type: ignore[arg-type]
+
+    def _loader(self, part: Part, shuffle: bool) -> DataLoader:
+        dataset = TensorDataset(*self.tensors(part))
+        batch = self.batch_size or len(dataset)
+        generator = torch.Generator().manual_seed(0)
+        return DataLoader(dataset, batch_size=batch, shuffle=shuffle and batch < len(dataset), generator=generator)
+
+    # -- what callbacks and the card need ---------------------------------------------------------------------------
+    def steering_vector(self, side: Side, concept: str) -> SteeringVector:
+        """The concept's steering vector in one model at each of its layers, from the training rows only."""
+        deltas = self.deltas[side][concept]
+        rows = vector_rows(self.split, concept, deltas.shape[0])
+        return SteeringVector(
+            {layer: steering_vector(deltas[rows, i], self.sv_method) for i, layer in enumerate(self.layers[side])},
+            model=self.model_name(side),
+            concept=concept,
+            method=self.sv_method,
+        )
+
+    def layer_description(self) -> dict[str, Any]:
+        """``source_layer`` / ``target_layer`` as ints for one layer pair, as lists for several."""
+        if len(self.layer_pairs) == 1:
+            return {"source_layer": self.layers["source"][0], "target_layer": self.layers["target"][0]}
+        return {"source_layer": self.layers["source"], "target_layer": self.layers["target"]}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source.describe(),
+            "target": self.target.describe(),
+            **self.layer_description(),
+            "sv_method": self.sv_method,
+            "split": self.split.by,
+            "train_concepts": self.train_concepts,
+            "val_concepts": self.val_concepts,
+            "test_concepts": self.test_concepts,
+            "eval_concepts": self.eval_concepts,
+            "roles": {name: self.split.role(name) for name in self.concepts},
+            "chat_template": self.chat_template,
+            "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas and self.train_concepts else 0,
+            "fit_on": self.fit_on,
+            **({"corpus_weight": self.corpus_weight} if self.fit_on == "both" else {}),
+            **({"corpus": self.corpus.describe()} if self.corpus is not None else {}),
+        }
+
+
+def _check_corpus_settings(fit_on: str, corpus: CorpusSource | None, corpus_weight: float) -> None:
+    """A corpus is needed exactly when T is fitted on it; a weight only means something with both sources."""
+    if fit_on != "deltas" and corpus is None:
+        raise LCrossInputError(
+            f"fit_on is {fit_on!r} but no corpus is given",
+            where="data.corpus",
+            fix="set data.corpus.path to a text file, a folder of them or a dataset id (e.g. data/corpus)",
+        )
+    if fit_on == "deltas" and corpus is not None:
+        raise LCrossInputError(
+            "a corpus is given but fit_on is 'deltas', so it would be read and never used",
+            where="data.fit_on",
+            fix="set data.fit_on to corpus or both, or remove data.corpus",
+        )
+    if isinstance(corpus_weight, bool) or not isinstance(corpus_weight, int | float) or not 0 < corpus_weight < 1:
+        raise LCrossInputError(
+            f"corpus_weight is {corpus_weight!r}",
+            where="data.corpus_weight",
+            fix="use a number strictly between 0 and 1 (fit_on=corpus or deltas for one source alone)",
+        )
