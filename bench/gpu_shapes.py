@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import (  # noqa: E402
+from bench.common import (  # noqa: E402
     SOURCE,
     batched_full_forward,
     flops_to_block,
