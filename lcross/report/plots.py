@@ -5,7 +5,30 @@ from __future__ import annotations
 import torch
 from matplotlib.figure import Figure
 
-from lcross.results import RANDOM_LABELS
+from lcross.results import RANDOM_LABELS, Variant
+
+# One colour per vector everywhere (TensorBoard images and the report's PNGs), by what the line is, never by the order
+# the lines happen to be drawn in; tab10's colours, chosen apart.
+VARIANT_COLOURS = {
+    Variant.OWN_SV: "#1f77b4",  # blue
+    Variant.TRANSFERRED: "#d62728",  # red
+    Variant.RANDOM_T: "#7f7f7f",  # grey
+    Variant.IDENTITY: "#9467bd",  # purple
+    Variant.SOURCE_ON_SOURCE: "#2ca02c",  # green
+}
+# Further lines (a second run's transferred vector, other names) take these in turn.
+_SPARE_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def line_colours(names: list[str]) -> dict[str, str]:
+    """A distinct colour for each line: a known vector's own colour (``transferred (SmolLM2)`` is ``transferred``'s
+    unless that colour is taken already), the spare colours for the rest."""
+    colours: dict[str, str] = {}
+    spare = iter(_SPARE_COLOURS * (1 + len(names) // len(_SPARE_COLOURS)))
+    for name in names:
+        base = VARIANT_COLOURS.get(name.split(" (", 1)[0])  # type: ignore[call-overload]
+        colours[name] = base if base is not None and base not in colours.values() else next(spare)
+    return colours
 
 
 def sweep_figure(
@@ -22,14 +45,16 @@ def sweep_figure(
     """A metric (by default the behaviour-matching probability) against beta, one line per vector, with optional
     confidence bands, and each random family's min-max band over its draws (``random_bands``, hatched grey: a vector
     steers beyond random at a beta only where its point lies outside every band, on the side beta steers to)."""
-    figure = Figure(figsize=(5, 3.5))
+    # the legend sits beside the axes (a constrained layout makes room for it), never over the curves
+    figure = Figure(figsize=(7.5, 3.5), layout="constrained")
     axes = figure.subplots()
+    colours = line_colours(list(curves))
     for (family, band), hatch in zip((random_bands or {}).items(), ("///", "\\\\\\", "xx")):
         low, high = zip(*band)
         label = f"{RANDOM_LABELS.get(family, family)}: min-max of the draws"
         axes.fill_between(betas, low, high, facecolor="none", edgecolor="grey", hatch=hatch, linewidth=0, label=label)
     for name, values in curves.items():
-        line = axes.plot(betas, values, marker="o", label=name)[0]
+        line = axes.plot(betas, values, marker="o", label=name, color=colours[name])[0]
         if intervals and name in intervals:
             low, high = zip(*intervals[name])
             axes.fill_between(betas, low, high, color=line.get_color(), alpha=0.15)
@@ -38,19 +63,17 @@ def sweep_figure(
     if source_baseline is not None:  # where the source-on-source curve starts
         axes.axhline(source_baseline, color="grey", linestyle=":", label="source, no steering")
     axes.set(xlabel="beta", ylabel=ylabel, title=title, ylim=ylim)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
+    figure.legend(loc="outside right upper", fontsize="small")
     return figure
 
 
 def map_figure(title: str, coords: torch.Tensor, labels: list[str], axis: str = "PC") -> Figure:
     """A scatter of 2-D points coloured by label (e.g. per-pair deltas by concept)."""
-    figure = Figure(figsize=(5, 4))
+    figure = Figure(figsize=(6.5, 4), layout="constrained")
     axes = figure.subplots()
     for label in dict.fromkeys(labels):
         mask = torch.tensor([lab == label for lab in labels])
         axes.scatter(coords[mask, 0], coords[mask, 1], s=8, label=label)
     axes.set(title=title, xlabel=f"{axis} 1", ylabel=f"{axis} 2")
-    axes.legend(fontsize="small", markerscale=2)
-    figure.tight_layout()
+    figure.legend(loc="outside right upper", fontsize="small", markerscale=2)
     return figure

@@ -3,6 +3,8 @@ data settings with the final figures in the HPARAMS tab, so runs can be compared
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +17,8 @@ def register_charts(trainer: L.Trainer, prefix: str, concepts: Iterable[str], be
                     variants: list[str]) -> None:  # fmt: skip
     """Adds charts ``<prefix>/<concept>``: per beta, the vectors' tags and no steering on one chart.
 
+    TensorBoard reads each tag of a Multiline chart as a regular expression, so every tag is escaped and anchored:
+    ``beta_+0.5`` would otherwise read ``+`` as a quantifier and match nothing (and ``.`` would match any character).
     Several callbacks register into one layout kept on the trainer, which is written whole each time (TensorBoard
     shows the latest layout of a run).
     """
@@ -27,9 +31,14 @@ def register_charts(trainer: L.Trainer, prefix: str, concepts: Iterable[str], be
         for beta in betas[concept]:
             tags = [f"{prefix}/{concept}/{v}/beta_{beta:+g}" for v in variants]
             tags += [f"{prefix}/{concept}/no_steering", f"{prefix}/{concept}/source_no_steering"]
-            charts[f"beta {beta:+g}: every vector, and no steering"] = ["Multiline", tags]
+            charts[f"beta {beta:+g}: every vector, and no steering"] = ["Multiline", [literal_tag(tag) for tag in tags]]
     setattr(trainer, _LAYOUT_ATTR, layout)
     experiment.add_custom_scalars(layout)
+
+
+def literal_tag(tag: str) -> str:
+    """The regular expression that matches exactly ``tag`` (Custom Scalars' charts select their lines by regex)."""
+    return f"^{re.escape(tag)}$"
 
 
 def hparams_view(card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
@@ -49,6 +58,8 @@ def hparams_view(card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]
     for key, value in card.get("hyperparameters", {}).items():
         if isinstance(value, int | float | str | bool) or value is None:
             settings[f"model/{key}"] = value
+        elif isinstance(value, list | tuple | dict):  # layer pairs, a transform's settings: shown, and comparable
+            settings[f"model/{key}"] = json.dumps(value, sort_keys=True)
     metrics: dict[str, float] = {}
     for kind, prefix in (("efficacy", "hp/efficacy"), ("generation", "hp/gen")):
         for concept, entry in card.get(kind, {}).items():
