@@ -103,11 +103,13 @@ def test_bad_input_is_one_message_and_exit_2_unless_debug(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert "layer 9" in err and "Fix:" in err and "--debug" in err
-    with pytest.raises(LCrossInputError):
-        console([*argv, "--debug"])
+    # --debug shows the traceback and keeps the documented exit code
+    assert console([*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and LCrossInputError.__name__ in err and "layer 9" in err
     monkeypatch.setenv("LCROSS_DEBUG", "1")
-    with pytest.raises(LCrossInputError):
-        console(argv)
+    assert console(argv) == 2
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_a_fit_shows_its_phases_and_ends_with_a_labelled_summary(tmp_path, monkeypatch, capsys):

@@ -12,9 +12,15 @@ python main.py fit --config configs/demo.yaml --print_config
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import inspect
 import logging
 import os
+import re
+import shutil
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,29 @@ from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a run: Lightning shuts the trainer down and exits 1; lcross says what was kept, and exits 130."""
+
+
 class LCrossCLI(LightningCLI):
+    # The run folder this process claimed (if any), so that a fit that fails before it writes its config.yaml leaves
+    # no empty version_N behind (a class attribute: the CLI object is never returned when its constructor raises).
+    claimed: Path | None = None
+    # The parser of the last CLI built, for naming the closest option of a misspelt one.
+    last_parser: Any = None
+    # The trainer of the run in progress: Lightning turns Ctrl-C into exit(1) after marking it interrupted.
+    _current_trainer: Any = None
+
+    def init_parser(self, **kwargs: Any):
+        """Every parser refuses abbreviations (``--trainer.max_epoch 3`` was silently ``max_epochs``) and raises
+        its errors instead of printing 100 lines of usage first: ``run`` names the option and the closest valid one."""
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("exit_on_error", False)
+        parser = super().init_parser(**kwargs)
+        if LCrossCLI.last_parser is None or "description" not in kwargs:  # the main parser, not a subcommand's
+            LCrossCLI.last_parser = parser
+        return parser
+
     def add_arguments_to_parser(self, parser) -> None:
         # The widths of T come from the models' configs, read by the data module before any weights load.
         parser.link_arguments("data.d_source", "model.d_source", apply_on="instantiate")
@@ -61,6 +89,7 @@ class LCrossCLI(LightningCLI):
             if not any(isinstance(c, TransferredVectors) for c in extra):
                 extra.append(TransferredVectors())
         trainer = self._instantiate_trainer({**self._get(self.config_init, "trainer", default={}), **kwargs}, extra)
+        LCrossCLI._current_trainer = trainer  # read when Lightning turns Ctrl-C into exit(1)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
@@ -118,6 +147,7 @@ class LCrossCLI(LightningCLI):
         else:
             try:
                 args.version = claim_version(runs)
+                LCrossCLI.claimed = runs / args.version
             except OSError as err:
                 raise LCrossInputError(
                     f"cannot create a run folder there ({err.strerror})",
@@ -152,14 +182,102 @@ def main(args: list[str] | None = None) -> LCrossCLI:
 
 
 def run(argv: list[str]) -> int:
-    """``lcross fit|validate|test|predict ...``: the LightningCLI on these arguments; 0 when it ends."""
+    """``lcross fit|validate|test|predict ...``: the LightningCLI on these arguments; 0 when it ends.
+
+    A misspelt option or a bad value becomes one ``LCrossInputError`` naming it (and the closest valid option); a run
+    folder claimed by a fit that fails before writing its config is removed; Ctrl-C raises ``Interrupted``."""
     # The arguments are handed over whole: LightningCLI must not also see them in sys.argv (it warns when it does).
     program, sys.argv = sys.argv, sys.argv[:1]
+    LCrossCLI.claimed, LCrossCLI.last_parser = None, None
     try:
-        main(argv)
+        cli = main(argv)
+    except argparse.ArgumentError as error:
+        problem, fix = _explain(error, argv)
+        raise LCrossInputError(problem, where="arguments (command line or config)", fix=fix) from None
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+    except SystemExit as done:
+        if done.code == 1 and _interrupted():
+            raise Interrupted() from None
+        raise
     finally:
         sys.argv = program
+        _drop_unused_run_folder()
+    if cli.trainer is not None and cli.trainer.interrupted:
+        raise Interrupted()
     return 0
+
+
+def _interrupted() -> bool:
+    """Whether the exit(1) came from Lightning's handling of Ctrl-C (it sets the trainer's status, then exits 1)."""
+    trainer = getattr(LCrossCLI, "_current_trainer", None)
+    return bool(trainer is not None and trainer.interrupted)
+
+
+def _drop_unused_run_folder() -> None:
+    """Removes the run folder this process claimed if the fit never wrote its config.yaml into it (it failed while
+    parsing, reading the data, or loading the models): an empty version_N only confuses `--run` and `latest`."""
+    folder = LCrossCLI.claimed
+    LCrossCLI.claimed = None
+    if folder is None or not folder.is_dir() or (folder / "config.yaml").exists():
+        return
+    if any(path.is_file() and not path.name.startswith(".") for path in folder.rglob("*")):
+        return  # it holds something a user may want (events of a run that got that far)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# Where a parse error names options that do not exist: on the command line, or as keys of a config file.
+_UNKNOWN = (
+    re.compile(r"unrecognized arguments: (?P<names>.*)"),
+    re.compile(r"does not accept option '(?P<names>[^']+)'"),
+    re.compile(r'Key "(?P<names>[^"]+)" is not expected'),
+    # an option of a class-typed section (efficacy, generation) that its class does not take
+    re.compile(r'Parser key "(?P<section>[^"]+)":.*NestedArg\(key=\'(?P<names>[^\']+)\'', re.DOTALL),
+)
+
+
+def _explain(error: argparse.ArgumentError, argv: list[str]) -> tuple[str, str]:
+    """(problem, fix) for a parse error: unknown options named with the closest valid one, other errors in one line."""
+    message = str(error).strip()
+    subcommand = next((a for a in argv if not a.startswith("-")), "fit")
+    hint = f"`lcross {subcommand} --help` lists every option with its documentation"
+    found = next((m for m in (p.search(message) for p in _UNKNOWN) if m is not None), None)
+    if found is None:
+        lines = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
+        return ("; ".join(lines)[:600] if lines else "the arguments cannot be parsed"), hint
+    names = [n.split("=", 1)[0] for n in found.group("names").split() if not n[:1].isdigit()]
+    if "section" in found.groupdict():
+        names = [f"{found.group('section')}.{found.group('names')}"]
+    names = [n for n in names if n.startswith("--") or "." in n] or [found.group("names")]
+    known = _option_strings(subcommand)
+    named = []
+    for name in names:
+        option = name if name.startswith("--") else f"--{name}"
+        close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+        named.append(f"{option} (did you mean {close[0]}?)" if close else option)
+    what = "unknown option" if len(named) == 1 else "unknown options"
+    return f"{what} {', '.join(named)}", f"{hint}; options are not abbreviated; a config file's keys are the same names"
+
+
+def _option_strings(subcommand: str) -> list[str]:
+    """Every option of the subcommand, including the arguments of class-typed sections (``--efficacy.betas``), which
+    the parser resolves only once it knows the class."""
+    parser = LCrossCLI.last_parser
+    actions = getattr(parser, "_subcommands_action", None)
+    sub = actions.choices.get(subcommand) if actions is not None else None
+    found = getattr(sub or parser, "_option_string_actions", {}) if parser is not None else {}
+    options = [o for o in found if o.startswith("--")]
+    for option, action in found.items():
+        hint = getattr(action, "_typehint", None)
+        for cls in typing.get_args(hint) or (hint,):
+            section = option.startswith("--") and "." not in option[2:]
+            if section and isinstance(cls, type) and cls.__module__ != "builtins":
+                try:
+                    parameters = inspect.signature(cls).parameters
+                except (TypeError, ValueError):  # a class without a readable signature
+                    continue
+                options += [f"{option}.{name}" for name in parameters if name != "self"]
+    return options
 
 
 log = logging.getLogger(__name__)

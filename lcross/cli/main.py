@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,9 +85,32 @@ def console(argv: list[str] | None = None) -> int:
         return _exit_code(command.entry()(argv[1:]))
     except LCrossInputError as error:
         if debug:
-            raise
-        print(f"error: {error}\n(run with --debug or {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+            traceback.print_exc()
+        else:
+            print(f"error: {error}\n(run with --debug or {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted(argv)
+    except Exception as error:
+        if type(error).__name__ != "Interrupted":  # lcross.cli.fit's, not imported here (it loads Lightning)
+            raise
+        return _interrupted(argv)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
+
+
+def _interrupted(argv: list[str]) -> int:
+    """One line on Ctrl-C: what was kept and how to go on."""
+    if argv[:1] == ["fit"]:
+        kept = (
+            "interrupted: the deltas and corpus shards extracted so far are cached and will be reused; checkpoints of "
+            "finished epochs are in the run folder. Continue with the same command plus --ckpt_path last"
+        )
+    else:
+        kept = f"interrupted: lcross {argv[0]} stopped; files are written whole or not at all, so nothing is half-done"
+    print(kept, file=sys.stderr)
+    return INTERRUPTED
 
 
 def _exit_code(result: object) -> int:
