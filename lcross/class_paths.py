@@ -65,6 +65,8 @@ def instantiate(spec: str | Mapping[str, Any], *, where: str, fix: str) -> Any:
         return value
     try:
         inspect.signature(value).bind(**kwargs)
+    except ValueError:
+        pass  # a built-in class without a signature: its own call says what is wrong
     except TypeError as err:
         raise LCrossInputError(
             f"{path}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}): {err}",

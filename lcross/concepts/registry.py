@@ -118,9 +118,8 @@ def _named(spec: Any, where: str) -> ConceptReader:
 
 def _as_reader(value: Any, where: str) -> ConceptReader:
     if not isinstance(value, ConceptReader):
-        shown = import_path(value) if callable(value) else repr(value)
         raise LCrossInputError(
-            f"{shown} is not a ConceptReader",
+            f"{import_path(value)} is not a ConceptReader",
             where=where,
             fix="subclass lcross.concepts.ConceptReader and implement read (and accepts, to be chosen unnamed)",
         )

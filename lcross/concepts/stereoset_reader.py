@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lcross.concepts.pairs import Pair, TextPair
-from lcross.concepts.reader import ConceptData, ConceptReader, ConceptSource, source_settings
-from lcross.concepts.two_lists_reader import list_open_ended
+from lcross.concepts.pairs import TextPair
+from lcross.concepts.reader import ConceptSource
+from lcross.concepts.two_lists_reader import TwoListsReader
 from lcross.data_files import check_encodable, load_dataset_or_explain, parse_json, read_text
 from lcross.errors import LCrossInputError
 
@@ -32,20 +32,18 @@ STEREOSET_KEYS = {
 STEREOSET_LABELS = ("anti-stereotype", "stereotype", "unrelated")
 
 
-class StereoSetReader(ConceptReader):
-    """A mapping ``{stereoset: <dataset id or file>, bias_type: race, ...}`` (see ``stereoset_pairs`` for every key)."""
+class StereoSetReader(TwoListsReader):
+    """A mapping ``{stereoset: <dataset id or file>, bias_type: race, ...}`` (see ``stereoset_pairs`` for every key).
+
+    Its open-ended prompts are read as a two-list concept's (``open_ended``, ``open_ended_column``)."""
 
     name = "stereoset"
 
     def accepts(self, source: ConceptSource) -> bool:
         return isinstance(source, Mapping) and "stereoset" in source
 
-    def read(self, source: ConceptSource, *, name: str, seed: int) -> ConceptData:
-        spec = source_settings(source, self.name, f"data.concepts.{name}")
-        pairs = stereoset_pairs(spec, seed=seed, where=f"concept {name!r}")
-        prompts = list_open_ended(spec, pairs, where=f"concept {name!r}")
-        train: list[Pair] = list(pairs)
-        return ConceptData(train, "texts", open_ended=prompts)
+    def pairs(self, spec: Mapping[str, Any], *, seed: int, where: str) -> list[TextPair]:
+        return stereoset_pairs(spec, seed=seed, where=where)
 
 
 def stereoset_pairs(spec: Mapping[str, Any], *, seed: int = 0, where: str = "concept") -> list[TextPair]:
@@ -64,6 +62,12 @@ def stereoset_pairs(spec: Mapping[str, Any], *, seed: int = 0, where: str = "con
     if unknown:
         raise LCrossInputError(
             f"unknown key(s) {sorted(unknown)} in a StereoSet concept", where=where, fix=f"use {sorted(STEREOSET_KEYS)}"
+        )
+    if "stereoset" not in spec:  # reachable when the reader is named: {reader: stereoset, ...}
+        raise LCrossInputError(
+            f"a StereoSet concept without stereoset; its keys are {sorted(spec)}",
+            where=where,
+            fix="give stereoset: a StereoSet dataset id or file",
         )
     config = str(spec.get("config", "intrasentence"))
     if config not in ("intrasentence", "intersentence"):

@@ -41,10 +41,14 @@ class TwoListsReader(ConceptReader):
 
     def read(self, source: ConceptSource, *, name: str, seed: int) -> ConceptData:
         spec = source_settings(source, self.name, f"data.concepts.{name}")
-        pairs = list_pairs(spec, seed=seed, where=f"concept {name!r}")
+        pairs = self.pairs(spec, seed=seed, where=f"concept {name!r}")
         prompts = list_open_ended(spec, pairs, where=f"concept {name!r}")
         train: list[Pair] = list(pairs)
         return ConceptData(train, "texts", open_ended=prompts)
+
+    def pairs(self, spec: Mapping[str, Any], *, seed: int, where: str) -> list[TextPair]:
+        """The pairs of the settings (a reader of other whole-text pairs overrides this and keeps the rest)."""
+        return list_pairs(spec, seed=seed, where=where)
 
 
 def list_pairs(spec: Mapping[str, Any], *, seed: int = 0, where: str = "concept") -> list[TextPair]:
