@@ -31,7 +31,8 @@ RECORDED = json.loads((Path(__file__).parent / "concept_fingerprints.json").read
 
 
 def test_every_case_was_recorded():
-    assert set(cases()) <= set(RECORDED)
+    # a new shipped concept is recorded once, by tests/concept_cases.outcome, before any reader it uses changes
+    assert set(cases()) <= set(RECORDED), sorted(set(cases()) - set(RECORDED))
 
 
 @pytest.mark.parametrize("case", sorted(RECORDED))
