@@ -3,7 +3,7 @@ import json
 import pytest
 
 from lcross import LCrossInputError, load_concept
-from lcross.concepts.loading import AB_ANSWER_PREFIX
+from lcross.concepts.records import AB_ANSWER_PREFIX
 
 from .conftest import DEMO_DATA, ROOT, needs_shared
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from lcross import LCrossInputError, extract_deltas, load_concept
+from lcross.concepts.emotion_reader import EMOTION_TEMPLATE, EMOTIONS, emotion_pairs
 from lcross.concepts.pairs import TextPair
-from lcross.concepts.text_pairs import EMOTION_TEMPLATE, EMOTIONS, emotion_pairs, list_pairs, stereoset_pairs
+from lcross.concepts.stereoset_reader import stereoset_pairs
+from lcross.concepts.two_lists_reader import list_pairs
 
 from .conftest import ROOT, reference_ids
 

@@ -11,6 +11,7 @@ _EXPORTS = {
     "SteeringVector": "lcross.steering.vector",
     "caa_vector": "lcross.steering.aggregators",
     "repe_vector": "lcross.steering.aggregators",
+    "make_aggregator": "lcross.steering.aggregators",
     "steering_vector": "lcross.steering.aggregators",
     "generate": "lcross.steering.generation",
     "generate_grid": "lcross.steering.generation",

@@ -237,7 +237,7 @@ def run(
     if data.corpus is not None and any(f.kind == "corpus" for f in families):
         data.prepare_corpus()
         corpus = data.corpus.statistics(0)
-    folds = crossvalidate(rows, families, data.sv_method, inner_folds, corpus=corpus)
+    folds = crossvalidate(rows, families, data.aggregator, inner_folds, corpus=corpus)
     swing: dict[tuple[str, str], torch.Tensor] = {}
     if efficacy:
         model, tokenizer = data.model("target")
@@ -247,9 +247,9 @@ def run(
             if not concept.has_ab_items:
                 continue
             items = concept.test[:max_items]
-            own = steering_vector(rows[test][1], data.sv_method)
+            own = steering_vector(rows[test][1], data.aggregator)
             vectors = {"own_sv": own}
-            source_sv = steering_vector(rows[test][0], data.sv_method)
+            source_sv = steering_vector(rows[test][0], data.aggregator)
             # every vector at the own SV's norm: the swing compares directions, the thing the families differ in
             # (an unregularised T's vectors are many times longer, and any long vector swings p_match); how far each
             # T's own scaling is off is reported as norm_ratio

@@ -28,7 +28,7 @@ from lcross.models.layers import check_layer, parse_layers
 from lcross.models.loading import ModelSpec
 from lcross.models.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens
 from lcross.setting_checks import flag, one_of, open_fraction, whole_number
-from lcross.steering.aggregators import SVMethod, steering_vector
+from lcross.steering.aggregators import SVMethod, aggregator_name, make_aggregator, steering_vector
 from lcross.steering.vector import SteeringVector
 
 FitOn = Literal["deltas", "corpus", "both"]
@@ -57,7 +57,9 @@ class PairedDeltas(L.LightningDataModule):
         split: ``concept``: train T on all concepts except val_concepts (the honest default: T never sees the
             evaluated concept). ``pair``: train on part of every concept's pairs, validate on the rest.
         val_fraction: share of each concept's training pairs used for validation when split="pair".
-        sv_method: ``caa`` (mean of deltas) or ``repe`` (first principal direction).
+        sv_method: ``caa`` (mean of deltas), ``repe`` (first principal direction), or your aggregator: a function's
+            import path, or a callable class's ``class_path`` with its ``init_args``, called on one concept's deltas
+            ``[n, d]`` at one layer and returning its vector ``[d]`` (see ``lcross.steering.aggregators``).
         chat_template: format prompts with each model's chat template.
         test_fraction: share of a concept's items held out for evaluation when its source has no test file.
         max_train_pairs: cap on training pairs per concept (None: all).
@@ -138,7 +140,7 @@ class PairedDeltas(L.LightningDataModule):
                 where="data.target_layer",
                 fix="give as many target layers as source layers: source layer i maps into target layer i",
             )
-        self.sv_method, self.chat_template, self.batch_size = sv_method, chat_template, batch_size
+        self.chat_template, self.batch_size = chat_template, batch_size
         check_max_text_tokens(max_text_tokens)
         for option, value, minimum, optional in (
             ("max_train_pairs", max_train_pairs, 1, True),
@@ -157,7 +159,8 @@ class PairedDeltas(L.LightningDataModule):
         open_fraction(test_fraction, "data.test_fraction")
         open_fraction(val_fraction, "data.val_fraction")
         one_of(split, ("concept", "pair"), "data.split")
-        one_of(sv_method, ("caa", "repe"), "data.sv_method")
+        # the callable makes the vectors; the run records its name (caa, repe, or an import path), a plain string
+        self.aggregator, self.sv_method = make_aggregator(sv_method), aggregator_name(sv_method)
         flag(chat_template, "data.chat_template")
         one_of(fit_on, ("deltas", "corpus", "both"), "data.fit_on")
         _check_corpus_settings(fit_on, corpus, corpus_weight)
@@ -336,7 +339,7 @@ class PairedDeltas(L.LightningDataModule):
         deltas = self.deltas[side][concept]
         rows = vector_rows(self.split, concept, deltas.shape[0])
         return SteeringVector(
-            {layer: steering_vector(deltas[rows, i], self.sv_method) for i, layer in enumerate(self.layers[side])},
+            {layer: steering_vector(deltas[rows, i], self.aggregator) for i, layer in enumerate(self.layers[side])},
             model=self.model_name(side),
             concept=concept,
             method=self.sv_method,
