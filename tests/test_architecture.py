@@ -210,6 +210,15 @@ def test_public_names_exist_and_are_callables_or_types(package):
         assert callable(value) or isinstance(value, tuple | frozenset) or is_type_alias, f"{package}.{name}"
 
 
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_exported_name_is_also_a_module_of_its_package(package):
+    # importing lcross.report.summary sets the attribute `summary` on lcross.report: an export of that name would
+    # resolve to the module once anything imported it (lcross.steering_vector was the module, not the function)
+    folder = ROOT / package.replace(".", "/")
+    modules = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").exists()}
+    assert set(importlib.import_module(package).__all__) & modules == set()
+
+
 def test_steering_vector_is_the_aggregator_not_a_module():
     import torch
 

@@ -7,6 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lcross import LinearTransform, load_transform
 from lcross.cli.fit import main
+from lcross.training.tensorboard import literal_tag
 
 from .conftest import ROOT
 
@@ -149,17 +150,20 @@ def test_tensorboard_groups_each_concepts_vectors_and_fills_the_hparams_tab(tiny
     categories = {c.title: c for c in layout.category}
     assert set(categories) == {"efficacy/sentiment", "efficacy/sentiment/novel", "gen/sentiment"}
     chart = next(c for c in categories["efficacy/sentiment"].chart if c.title.startswith("beta +4"))
-    assert list(chart.multiline.tag) == [
-        "efficacy/sentiment/own_sv/beta_+4",
-        "efficacy/sentiment/transferred/beta_+4",
-        "efficacy/sentiment/random_T/beta_+4",
-        "efficacy/sentiment/source_on_source/beta_+4",
-        "efficacy/sentiment/random_T/low/beta_+4",
-        "efficacy/sentiment/random_T/high/beta_+4",
-        "efficacy/sentiment/random_direction/low/beta_+4",
-        "efficacy/sentiment/random_direction/high/beta_+4",
-        "efficacy/sentiment/no_steering",
-        "efficacy/sentiment/source_no_steering",
+    assert list(chart.multiline.tag) == [  # each tag matched literally (TensorBoard reads them as regexes)
+        literal_tag(tag)
+        for tag in [
+            "efficacy/sentiment/own_sv/beta_+4",
+            "efficacy/sentiment/transferred/beta_+4",
+            "efficacy/sentiment/random_T/beta_+4",
+            "efficacy/sentiment/source_on_source/beta_+4",
+            "efficacy/sentiment/random_T/low/beta_+4",
+            "efficacy/sentiment/random_T/high/beta_+4",
+            "efficacy/sentiment/random_direction/low/beta_+4",
+            "efficacy/sentiment/random_direction/high/beta_+4",
+            "efficacy/sentiment/no_steering",
+            "efficacy/sentiment/source_no_steering",
+        ]
     ]
     # HPARAMS: the run's settings with its final figures
     # HPARAMS: one session per run, written when fitting ends: the run's settings with its final figures
@@ -183,7 +187,7 @@ def test_tensorboard_groups_each_concepts_vectors_and_fills_the_hparams_tab(tiny
 def test_the_summary_names_each_concepts_judge_when_they_differ(tiny_run, tmp_path):
     import copy
 
-    from lcross.report.run_summary import run_summary
+    from lcross.report.summary import run_summary
     from lcross.transform.files import CARD_NAME
 
     _, run = tiny_run

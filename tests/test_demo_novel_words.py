@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lcross import LCrossInputError, load_concept
-from lcross.report.run_summary import run_summary
+from lcross.report.summary import run_summary
 from lcross.report.writer import write_report
 
 from .conftest import DEMO_DATA

@@ -33,7 +33,7 @@ from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross.callbacks.vector_writer import TransferredVectors
 from lcross.errors import LCrossInputError
 from lcross.files import claim_version, remove_stale_temporaries
-from lcross.report.run_summary import run_summary
+from lcross.report.summary import run_summary
 from lcross.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
 from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross

@@ -7,7 +7,7 @@ _EXPORTS = {
     "load_run": "lcross.report.writer",
     "sweep_figure": "lcross.report.plots",
     "map_figure": "lcross.report.plots",
-    "run_summary": "lcross.report.run_summary",
+    "run_summary": "lcross.report.summary",
     "compare_transforms": "lcross.report.transform_analysis",
     "tsne_2d": "lcross.report.tsne",
 }
