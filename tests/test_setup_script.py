@@ -55,7 +55,7 @@ def test_an_unreachable_cpu_index_falls_back_to_the_configured_index_and_says_so
     assert "download.pytorch.org/whl/cpu" in torch_calls[0]
     assert "download.pytorch.org" not in torch_calls[1]  # the retry, on pip's configured index
     assert "retrying torch with pip's configured index" in done.stderr
-    assert any(line.startswith("-m pip install --disable-pip-version-check -e .[demo,test]") for line in lines)
+    assert any(line.startswith("-m pip install --disable-pip-version-check -e .[demo,test,docs]") for line in lines)
     # progress: a numbered line per step
     assert [line.split(":")[0][:12] for line in done.stdout.splitlines() if line.startswith("setup [")] == [
         f"setup [{i}/4, " for i in range(1, 5)

@@ -6,9 +6,12 @@ lcross crossval --config configs/demo.yaml --out results/crossval_demo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from lcross.cli.checks import CHECK_HELP, passed
 from lcross.progress import show_progress_logs
-from lcross.training.crossval import run
+from lcross.training.crossval import check_arguments, run
+from lcross.training.families import families_named
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +30,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also fold over the config's data.test_concepts (left out by default: they are only ever reported)",
     )
+    parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
+    if args.check:
+        import yaml
+
+        from lcross.errors import LCrossInputError
+        from lcross.models.layers import parse_layers
+
+        check_arguments(args.config, args.beta, args.max_items)
+        data = (yaml.safe_load(Path(args.config).read_text()) or {}).get("data") or {}
+        families_named(args.families, corpus=data.get("corpus") is not None)
+        if len(parse_layers(data.get("source_layer", 0), "data.source_layer")) != 1:
+            raise LCrossInputError(
+                "cross-validation compares one layer pair", where=args.config, fix="give a config with one layer each"
+            )
+        return passed(parser.prog)
     show_progress_logs()
     path = run(
         args.config,

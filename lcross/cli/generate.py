@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from lcross.cli.checks import CHECK_HELP, existing, model_input, passed, run_concept
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector
 from lcross.steering.generation import generate_grid
@@ -94,8 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--chat-template", action="store_true", help="wrap prompts in the model's chat template")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
     try:
+        if args.check:
+            _check_arguments(args)
+            if args.vector:
+                read_vector(args.vector, args.layer)
+            if args.model:
+                model_input(args.model)
+            return passed(parser.prog)
         answers = _run(args)
     except LCrossInputError as err:
         print(f"lcross generate: {err}", file=sys.stderr)
@@ -110,17 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from lcross.models.loading import ModelSpec, load_model
-
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What needs no model: one source of the vector, the options it needs, and that its inputs exist."""
     if (args.vector is None) == (args.run is None):
         raise LCrossInputError("give either --vector FILE or --run RUN --concept NAME", where="lcross generate")
-    chat_template = args.chat_template
     if args.run is not None:
         if not args.concept:
             raise LCrossInputError(
                 "--run needs --concept", where="lcross generate", fix="name one of the run's concepts"
             )
+        run_concept(args.run, args.concept, "--run")
+    else:
+        if not args.model:
+            raise LCrossInputError("--vector needs --model", where="lcross generate", fix="name the model to steer")
+        existing(args.vector, "--vector")
+    if args.max_new_tokens < 1:
+        raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")
+
+
+def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from lcross.models.loading import ModelSpec, load_model
+
+    _check_arguments(args)
+    chat_template = args.chat_template
+    if args.run is not None:
         spec, vector, run_chat = vector_from_run(args.run, args.concept, args.variant)
         chat_template = chat_template or run_chat
         spec = ModelSpec(args.model) if args.model else spec
@@ -129,13 +151,9 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
         elif args.layer is not None:  # one layer of a multi-layer run
             vector = vector.with_directions({args.layer: vector[args.layer]})
     else:
-        if not args.model:
-            raise LCrossInputError("--vector needs --model", where="lcross generate", fix="name the model to steer")
         direction, stored = read_vector(args.vector, args.layer)
         spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
         vector = SteeringVector.single(direction, layer)
-    if args.max_new_tokens < 1:
-        raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")
     betas = args.beta or [-1.0, 1.0]
     model, tokenizer = load_model(spec)
     grid: dict[Any, list[Steering] | None] = {"unsteered": None}

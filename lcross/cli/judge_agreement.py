@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from lcross.cli.checks import CHECK_HELP, passed
 from lcross.errors import LCrossInputError
-from lcross.evaluation.judge_agreement import compare
-from lcross.evaluation.judges import make_judge
+from lcross.evaluation.judge_agreement import compare, newest_answers
+from lcross.evaluation.judges import JUDGES, make_judge
 from lcross.files import atomic_path
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int | None:
     parser = argparse.ArgumentParser(
         prog="lcross judge-agreement", description="Agreement of a second judge with a run's judge (see module docs)."
     )
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--judge", required=True, help="the second judge: vader, refusal, lexicon, llm, classifier")
     parser.add_argument("--judge-arg", action="append", default=[], help="KEY=VALUE for the judge (repeatable)")
     parser.add_argument("--out", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--check", action="store_true", help=CHECK_HELP + " (the judge's own options are checked when it is built)"
+    )
     args = parser.parse_args(argv)
     kwargs = {}
     for item in args.judge_arg:
@@ -32,6 +36,16 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             parser.error(f"--judge-arg {item!r} is not KEY=VALUE; e.g. --judge-arg model=HuggingFaceTB/SmolLM2-135M")
         kwargs[key] = value
+    if args.check:
+        try:
+            newest_answers(args.run, args.concept)
+            if args.judge not in JUDGES:
+                raise LCrossInputError(
+                    f"unknown judge {args.judge!r}", where="--judge", fix=f"use one of {sorted(JUDGES)}"
+                )
+        except LCrossInputError as error:
+            parser.exit(2, f"error: {error}\n")
+        return passed(parser.prog)
     try:
         result = compare(args.run, args.concept, make_judge(args.judge, **kwargs))
     except LCrossInputError as error:
@@ -40,3 +54,4 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         with atomic_path(args.out) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from lcross.cli.checks import CHECK_HELP, existing, passed, run_concept, run_config, transform_input
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector, save_vector
 from lcross.formats.vector_files import SUFFIXES
@@ -159,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --run and no --concept: a format to write every evaluation concept in; repeat for several "
         "(default: gguf and safetensors)",
     )
+    parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
     try:
+        if args.check:
+            _check_arguments(args)
+            _check_inputs(args)
+            return passed(parser.prog)
         written = _run(args)
     except LCrossInputError as err:
         print(f"lcross transfer: {err}", file=sys.stderr)
@@ -169,31 +175,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> list[Path]:
-    from lcross.transform.loading import load_transform
-
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Checked before anything loads: one source of the vector, the options it needs, a known output format."""
     from_run = args.run or args.config
     if (args.vector is None) == (from_run is None):
         raise LCrossInputError("give either --vector FILE or --run RUN (or --config CONFIG)", where="lcross transfer")
     if args.run and args.config:
         raise LCrossInputError("give --run or --config, not both", where="lcross transfer")
+    if args.concept or args.vector:
+        if not args.out:
+            raise LCrossInputError("where to write the vector?", where="lcross transfer", fix="pass --out FILE.gguf")
+        if Path(args.out).suffix.lower() not in SUFFIXES:  # checked before any model or data loads
+            raise LCrossInputError(
+                f"unknown output format {Path(args.out).suffix!r}",
+                where="--out",
+                fix=f"end it with {', '.join(SUFFIXES)}",
+            )
+    if args.vector and not args.transform:
+        raise LCrossInputError("--vector needs --transform", where="lcross transfer", fix="give T (export, .ckpt)")
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """``--check``: the inputs read as far as that is cheap (the run's config, the vector file, T), no model."""
+    run = Path(args.run) if args.run else newest_run(args.config) if args.config else None
+    if run is not None:
+        run_config(run, "--run")
+        if args.concept:
+            run_concept(run, args.concept, "--concept")
+    if args.vector:
+        existing(args.vector, "--vector")
+        load_vector(args.vector, layer=args.layer[0] if args.layer and len(args.layer) == 1 else None)
+    transform_input(args.transform or run / "transform", "--transform")  # type: ignore[operator]
+
+
+def _run(args: argparse.Namespace) -> list[Path]:
+    from lcross.transform.loading import load_transform
+
+    _check_arguments(args)
+    from_run = args.run or args.config
     if from_run and not args.concept:  # every evaluation concept, into the run folder
         run = Path(args.run) if args.run else newest_run(args.config)
         transform = load_transform(args.transform or run / "transform")
         return write_run_vectors(run, transform, args.format or ["gguf", "safetensors"])
-    if not args.out:
-        raise LCrossInputError("where to write the vector?", where="lcross transfer", fix="pass --out FILE.gguf")
-    if Path(args.out).suffix.lower() not in SUFFIXES:  # checked before any model or data loads
-        raise LCrossInputError(
-            f"unknown output format {Path(args.out).suffix!r}", where="--out", fix=f"end it with {', '.join(SUFFIXES)}"
-        )
     if from_run:
         run = Path(args.run) if args.run else newest_run(args.config)
         transform = load_transform(args.transform or run / "transform")
         vector = run_source_vectors(run, [args.concept])[args.concept]
     else:
-        if not args.transform:
-            raise LCrossInputError("--vector needs --transform", where="lcross transfer", fix="give T (export, .ckpt)")
         transform = load_transform(args.transform)
         bare_layer = args.layer[0] if args.layer and len(args.layer) == 1 else None
         vector = load_vector(args.vector, layer=bare_layer)

@@ -186,6 +186,20 @@ def pooled(values: Sequence[float], seed: int = 0) -> dict[str, float]:
     return {"mean": float(tensor.mean()), "low": low, "high": high, "n": int(tensor.numel())}
 
 
+def check_arguments(config: str | Path, beta: float, max_items: int | None) -> None:
+    """The settings ``run`` refuses before it reads any data (also ``lcross crossval --check``)."""
+    if not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
+        raise LCrossInputError(
+            f"beta is {beta}", where="--beta", fix="use a positive number: the swing is +beta - -beta"
+        )
+    if max_items is not None and max_items < 1:
+        raise LCrossInputError(f"max_items is {max_items}", where="--max-items", fix="use 1 or more, or leave it out")
+    if not Path(config).is_file():
+        raise LCrossInputError(
+            "no such config file", where=str(config), fix="give a fit config, e.g. configs/demo.yaml"
+        )
+
+
 def run(
     config: str,
     out: str | Path,
@@ -206,16 +220,7 @@ def run(
     from lcross.evaluation.variants import random_map
     from lcross.training.config import data_module_from_config
 
-    if not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
-        raise LCrossInputError(
-            f"beta is {beta}", where="--beta", fix="use a positive number: the swing is +beta - -beta"
-        )
-    if max_items is not None and max_items < 1:
-        raise LCrossInputError(f"max_items is {max_items}", where="--max-items", fix="use 1 or more, or leave it out")
-    if not Path(config).is_file():
-        raise LCrossInputError(
-            "no such config file", where=str(config), fix="give a fit config, e.g. configs/demo.yaml"
-        )
+    check_arguments(config, beta, max_items)
     positions, batch_size = _efficacy_settings(config)
     data = data_module_from_config(config)
     families = families_named(family_names, corpus=data.corpus is not None)
