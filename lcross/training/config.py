@@ -12,9 +12,11 @@ def data_module_from_config(config: str):
     from jsonargparse import ArgumentParser
 
     from lcross.training.datamodule import PairedDeltas
+    from lcross.training.moved_settings import refuse_moved_settings
 
     parser = ArgumentParser()
     parser.add_class_arguments(PairedDeltas, "data")
     data = yaml.safe_load(Path(config).read_text())["data"]
+    refuse_moved_settings(data, where=config)  # named, where the parser would only say the key is not expected
     namespace = parser.parse_object({"data": data})
     return parser.instantiate(namespace).data
