@@ -229,3 +229,59 @@ def test_help_shows_every_field_of_the_groups_with_its_text(capsys):
         assert f"--data.corpus.{field.name}" in corpus_help
     assert "attention-sink activations" in corpus_help  # under skip_first
     assert "or a Hugging Face dataset id" in corpus_help  # under CorpusSource.path, an inherited field
+
+
+OLD_RUN_DATA = """\
+data:
+  source:
+    name: tiny-llama
+    tiny: {{hidden_size: 24, seed: 1}}
+  target:
+    name: tiny-llama
+    tiny: {{hidden_size: 32, seed: 2}}
+  source_layer: 1
+  target_layer: 2
+  concepts:
+    size: {size}
+    age: {age}
+  val_concepts: [age]
+  max_train_pairs: 10
+  extraction_batch_size: null
+  extraction_max_batch_tokens: 512
+  shard_size: 3
+  extraction_trainer: null
+  max_text_tokens: 4096
+  cache_dir: {cache}
+  fit_on: {fit_on}
+  corpus: {corpus}
+  corpus_weight: 0.5
+  corpus_max_rows: 77
+  corpus_shard_rows: 16384
+  corpus_skip_first: 2
+  corpus_batch_size: 4096
+"""
+
+
+@pytest.mark.parametrize("fit_on", ["deltas", "corpus"])
+def test_a_runs_own_config_saved_before_the_groups_is_still_read(tmp_path, fit_on):
+    """A run's config.yaml holds every setting, defaults included: lcross transfer, report and crossval read one
+    written before the groups with its flat settings moved into them (a user's own config is refused instead)."""
+    from lcross.training.config import data_module_from_config
+
+    corpus = f"{{path: {ROOT / 'data' / 'corpus'}}}" if fit_on == "corpus" else "null"
+    data = OLD_RUN_DATA.format(
+        size=DEMO_DATA / "size", age=DEMO_DATA / "age", cache=tmp_path / "cache", fit_on=fit_on, corpus=corpus
+    )
+    saved = tmp_path / "config.yaml"
+    saved.write_text(f"# lightning.pytorch==2.6.6\nseed_everything: 0\n{data}")
+    module = data_module_from_config(str(saved))
+    assert module.store.extraction == ExtractionSettings(max_batch_tokens=512, shard_size=3)
+    if fit_on == "corpus":
+        assert module.corpus is not None and module.corpus.settings.max_rows == 77
+        assert module.corpus.settings.path == str(ROOT / "data" / "corpus")
+    else:
+        assert module.corpus is None  # the corpus defaults of a run without a corpus are dropped
+    written = tmp_path / "mine.yaml"
+    written.write_text(data)
+    with pytest.raises(LCrossInputError, match="data.extraction_batch_size is now data.extraction.batch_size"):
+        data_module_from_config(str(written))

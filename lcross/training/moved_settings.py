@@ -3,6 +3,10 @@
 ``data.extraction`` (``ExtractionSettings``) and ``data.corpus`` (``CorpusSettings``) hold what were nine loose
 ``extraction_*`` / ``corpus_*`` / ``shard_size`` arguments of ``PairedDeltas``. An old name, in a config file, on the
 command line or as a Python keyword, is refused with one message naming the new place, before anything loads.
+
+A config that lcross itself saved (a run's ``config.yaml``, which holds every setting, defaults included) is not the
+user's to fix: ``lcross transfer``, ``report`` and ``crossval`` read the data section of such a file with its flat
+settings moved into the groups (``upgrade_saved_data_section``), so runs fitted before the groups stay readable.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ MOVED_SETTINGS: dict[str, str] = {
     "corpus_batch_size": "corpus.batch_size",
     "corpus_weight": "corpus.weight",
 }
+# The first line LightningCLI writes into a config it saves (a run's config.yaml) or prints (--print_config).
+SAVED_CONFIG_HEADER = "# lightning.pytorch=="
 _GROUP_CLASSES = {"extraction": ExtractionSettings, "corpus": CorpusSettings}
 
 
@@ -51,6 +57,18 @@ def refuse_moved_settings(names: Iterable[str], where: str | None = None) -> Non
     for name in names:
         if name in MOVED_SETTINGS:
             raise moved_setting_error(name, where)
+
+
+def upgrade_saved_data_section(data: dict[str, Any]) -> dict[str, Any]:
+    """The data section of a config saved before the groups, each flat setting moved into its group (a value the
+    group already holds wins); the corpus settings of a run without a corpus were unused defaults and are dropped."""
+    upgraded = {key: value for key, value in data.items() if key not in MOVED_SETTINGS}
+    for old, new in MOVED_SETTINGS.items():
+        group, field = new.split(".")
+        if old not in data or (group == "corpus" and data.get("corpus") is None):
+            continue
+        upgraded[group] = {field: data[old], **(upgraded.get(group) or {})}
+    return upgraded
 
 
 def moved_setting_named_in(text: str) -> str | None:
