@@ -12,6 +12,8 @@ _EXPORTS = {
     "BehaviorMatching": "lcross.evaluation.metrics",
     "Concept": "lcross.concepts.pairs",
     "ContrastivePair": "lcross.concepts.pairs",
+    "CorpusSettings": "lcross.corpus.settings",
+    "ExtractionSettings": "lcross.extraction.settings",
     "LCross": "lcross.training.module",
     "LCrossInputError": "lcross.errors",
     "LayerwiseTransform": "lcross.transform.layerwise",

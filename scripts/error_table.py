@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 
 from lcross import (
+    CorpusSettings,
+    ExtractionSettings,
     LinearTransform,
     ModelSpec,
     PairedDeltas,
@@ -121,6 +123,13 @@ def _long_text_module(tmp: Path) -> None:
     ).prepare_data()
 
 
+def _fit_with_old_name(tmp: Path) -> None:
+    from lcross.cli.fit import main
+
+    old = _file(tmp, "old.yaml", "data:\n  shard_size: 64\n")
+    main(["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--config", str(old)])
+
+
 def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
     model, tokenizer = tiny_model("llama"), byte_tokenizer()
     nan_model = tiny_model("llama")
@@ -176,7 +185,12 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
             lambda: load_concept(_file(tmp, "s.jsonl", '{"prompt": "a\\ud800", "positive": " b", "negative": " c"}')),
         ),
         ("a concept path that is neither a file nor a dataset", lambda: load_concept("sentimnet", "sentiment")),
-        ("a setting of the wrong type (library call)", lambda: _data_module(shard_size=None)),
+        (
+            "a setting of the wrong type (library call)",
+            lambda: _data_module(extraction=ExtractionSettings(shard_size=None)),  # type: ignore[arg-type]
+        ),
+        ("a setting under its old flat name (library call)", lambda: _data_module(corpus_max_rows=5000)),
+        ("a setting under its old flat name (config file, `lcross fit`)", lambda: _fit_with_old_name(tmp)),
         ("a text longer than data.max_text_tokens", lambda: _long_text_module(tmp)),
         ("a model folder that does not exist", lambda: ModelSpec("./models/my-model").hidden_size()),
         ("a file given as the model", lambda: ModelSpec(str(_file(tmp, "weights.bin", "x"))).hidden_size()),
@@ -193,16 +207,13 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
             lambda: LinearTransform(4, 3).transfer(torch.ones(5)),
         ),
         ("fit_on corpus without a corpus", lambda: _data_module(fit_on="corpus")),
-        ("a corpus that fit_on=deltas would never read", lambda: _data_module(corpus=CorpusSource("data/corpus"))),
+        ("a corpus that fit_on=deltas would never read", lambda: _data_module(corpus=CorpusSettings("data/corpus"))),
         ("a corpus path that does not exist", lambda: next(iter_passages(CorpusSource("./corpora/my-text.txt")))),
         (
             "a corpus JSONL line without the text field",
             lambda: next(iter_passages(CorpusSource(str(_file(tmp, "c.jsonl", '{"body": "Hello."}\n'))))),
         ),
-        (
-            "corpus_weight outside (0, 1)",
-            lambda: _data_module(fit_on="both", corpus=CorpusSource("data/corpus"), corpus_weight=1.5),
-        ),
+        ("corpus weight outside (0, 1)", lambda: CorpusSettings("data/corpus", weight=1.5)),
     ]
 
 

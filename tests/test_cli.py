@@ -15,13 +15,20 @@ CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.y
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_every_config_parses(config, monkeypatch, capsys):
+def test_every_config_parses(config, monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", config, "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "model:" in printed and "data:" in printed and "source:" in printed
+    # the printed config is a config: it parses back to itself (groups such as data.extraction included)
+    (tmp_path / "printed.yaml").write_text(printed)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(tmp_path / "printed.yaml"), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert capsys.readouterr().out == printed
+    assert "  extraction:\n    batch_size:" in printed
 
 
 def test_fit_tiny_end_to_end(tiny_run):

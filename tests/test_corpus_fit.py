@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lcross.corpus.states as corpus_states
-from lcross.corpus.passages import CorpusSource
+from lcross.corpus.settings import CorpusSettings
 from lcross.errors import LCrossInputError
 from lcross.models.loading import ModelSpec
 from lcross.training.datamodule import PairedDeltas
@@ -32,6 +32,10 @@ def corpus_file(tmp_path):
     return path
 
 
+def _corpus(path, **options) -> CorpusSettings:
+    return CorpusSettings(**{"path": str(path), "passage_chars": 200, "shard_rows": 400, "batch_size": 0, **options})
+
+
 def _data(tmp_path, corpus_file, fit_on="corpus", **overrides) -> PairedDeltas:
     options = dict(
         source=ModelSpec("tiny-llama", tiny={"hidden_size": 24, "seed": 1}),
@@ -44,15 +48,13 @@ def _data(tmp_path, corpus_file, fit_on="corpus", **overrides) -> PairedDeltas:
         max_test_items=4,
         cache_dir=str(tmp_path / "cache"),
         fit_on=fit_on,
-        corpus=CorpusSource(path=str(corpus_file), passage_chars=200),
-        corpus_shard_rows=400,
-        corpus_batch_size=0,
+        corpus=_corpus(corpus_file),
     )
     return PairedDeltas(**{**options, **overrides})
 
 
 def test_shards_are_whole_passages_up_to_the_cap(tmp_path, corpus_file):
-    data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
+    data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1000))
     plan = data.corpus.plan()
     assert plan.rows == 1000
     assert len(plan.shards) == 2 and plan.shards[0].rows >= 400
@@ -64,7 +66,7 @@ def test_shards_are_whole_passages_up_to_the_cap(tmp_path, corpus_file):
 
 
 def test_a_killed_extraction_resumes_at_the_first_missing_shard(tmp_path, corpus_file, monkeypatch):
-    data = _data(tmp_path, corpus_file, corpus_max_rows=1200)
+    data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1200))
     n_shards = len(data.corpus.plan().shards)
     real = corpus_states.token_states
     calls = []
@@ -80,7 +82,7 @@ def test_a_killed_extraction_resumes_at_the_first_missing_shard(tmp_path, corpus
         data.prepare_corpus()
     calls.clear()
     monkeypatch.setattr(corpus_states, "token_states", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = _data(tmp_path, corpus_file, corpus_max_rows=1200)
+    again = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1200))
     again.prepare_corpus()
     assert len(calls) == 2 * n_shards - 1  # the source's first shard was kept
 
@@ -90,7 +92,7 @@ def _mse(stats, weight, bias) -> float:
 
 
 def test_gradient_descent_from_the_streaming_loader_reaches_the_closed_form(tmp_path, corpus_file):
-    data = _data(tmp_path, corpus_file, corpus_max_rows=2000, corpus_batch_size=250)
+    data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=2000, batch_size=250))
     data.prepare_corpus()
     data.setup("fit")
     stats = data.corpus.statistics(0)
@@ -125,7 +127,7 @@ class _LowerLearningRate(L.Callback):
 
 
 def test_closed_form_start_on_both_sources_weighs_them_by_their_means(tmp_path, corpus_file):
-    data = _data(tmp_path, corpus_file, fit_on="both", corpus_weight=0.25, corpus_max_rows=800)
+    data = _data(tmp_path, corpus_file, fit_on="both", corpus=_corpus(corpus_file, weight=0.25, max_rows=800))
     data.prepare_corpus()
     data.setup("fit")
     model = LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.25, layer_pairs=data.layer_pairs)
@@ -154,14 +156,14 @@ def test_closed_form_start_on_both_sources_weighs_them_by_their_means(tmp_path, 
     [
         ("corpus", None, 0.5, "no corpus is given"),
         ("deltas", "x", 0.5, "would be read and never used"),
-        ("both", "x", 1.0, "corpus_weight is 1.0"),
+        ("both", "x", 1.0, "data.corpus.weight: weight is 1.0"),
         ("corpora", "x", 0.5, "corpora"),
     ],
 )
 def test_corpus_settings_that_would_fail_silently_are_refused(tmp_path, corpus_file, fit_on, corpus, weight, message):
-    source = None if corpus is None else CorpusSource(path=str(corpus_file))
     with pytest.raises(LCrossInputError, match=message):
-        _data(tmp_path, corpus_file, fit_on=fit_on, corpus=source, corpus_weight=weight)
+        source = None if corpus is None else CorpusSettings(path=str(corpus_file), weight=weight)
+        _data(tmp_path, corpus_file, fit_on=fit_on, corpus=source)
 
 
 def test_cli_fits_on_both_sources_and_the_checkpoint_loads_back_as_an_affine_t(tmp_path, corpus_file):
@@ -172,9 +174,9 @@ def test_cli_fits_on_both_sources_and_the_checkpoint_loads_back_as_an_affine_t(t
         tmp_path,
         "--data.fit_on=both",
         f"--data.corpus.path={corpus_file}",
-        "--data.corpus_max_rows=600",
-        "--data.corpus_shard_rows=250",
-        "--data.corpus_batch_size=100",
+        "--data.corpus.max_rows=600",
+        "--data.corpus.shard_rows=250",
+        "--data.corpus.batch_size=100",
         "--trainer.max_epochs=2",
         "--generation=null",
     )
@@ -224,7 +226,7 @@ def test_a_passage_longer_than_a_models_context_is_refused_before_any_weights_lo
         tmp_path,
         corpus_file,
         source=ModelSpec("tiny-gpt2"),  # 512 learned positions
-        corpus=CorpusSource(path=str(long_text), passage_chars=1500),
+        corpus=_corpus(long_text, passage_chars=1500),
     )
     with pytest.raises(LCrossInputError, match=r"passage 0 of the corpus .* over its limit of 512.*passage_chars"):
         data.prepare_corpus()
@@ -232,7 +234,7 @@ def test_a_passage_longer_than_a_models_context_is_refused_before_any_weights_lo
 
 
 def test_a_missing_corpus_is_named_before_any_extraction(tmp_path, corpus_file):
-    data = _data(tmp_path, corpus_file, corpus=CorpusSource(path="./no/such/corpus.txt"))
+    data = _data(tmp_path, corpus_file, corpus=CorpusSettings(path="./no/such/corpus.txt"))
     with pytest.raises(LCrossInputError, match="no such file or folder './no/such/corpus.txt'"):
         data.prepare_corpus()
     assert data.store.loaded() == [] and not list((tmp_path / "cache").glob("*.safetensors"))
@@ -245,7 +247,7 @@ def test_commands_that_need_deltas_only_never_read_the_corpus(tmp_path, corpus_f
 
 
 def test_a_model_that_disagrees_with_the_data_about_its_rows_is_refused(tmp_path, corpus_file):
-    data = _data(tmp_path, corpus_file, fit_on="both", corpus_weight=0.1, corpus_max_rows=300)
+    data = _data(tmp_path, corpus_file, fit_on="both", corpus=_corpus(corpus_file, weight=0.1, max_rows=300))
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     for model, message in (
         (LCross(data.d_source, data.d_target, layer_pairs=data.layer_pairs), "serves 'both'"),
@@ -265,7 +267,7 @@ def test_fitting_on_the_corpus_alone_needs_no_training_concept(tmp_path, corpus_
         concepts={"sentiment": "data/demo/sentiment", "size": "data/demo/size"},
         val_concepts=["sentiment"],
         test_concepts=["size"],
-        corpus_max_rows=300,
+        corpus=_corpus(corpus_file, max_rows=300),
     )
     model = LCross(data.d_source, data.d_target, fit_on="corpus", layer_pairs=data.layer_pairs)
     L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(model, data)
@@ -277,7 +279,7 @@ def test_fitting_on_the_corpus_alone_needs_no_training_concept(tmp_path, corpus_
 def test_streamed_batches_weigh_every_row_alike(tmp_path, corpus_file):
     from lcross.corpus.rows import CorpusRows
 
-    data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
+    data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1000))
     data.prepare_corpus()
     rows = CorpusRows(data.corpus, batch_size=300)
     batches = list(rows)
@@ -300,7 +302,7 @@ class _BatchLog(L.Callback):
 
 def test_a_resumed_fit_streams_the_batches_an_uninterrupted_fit_would(tmp_path, corpus_file):
     def fit(epochs: int, resume=None):
-        data = _data(tmp_path, corpus_file, corpus_max_rows=1000, corpus_batch_size=300)
+        data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1000, batch_size=300))
         model = LCross(data.d_source, data.d_target, fit_on="corpus", init="random", layer_pairs=data.layer_pairs)
         log = _BatchLog()
         trainer = L.Trainer(
@@ -331,8 +333,8 @@ def test_each_passage_is_tokenised_once_per_model(tmp_path, corpus_file, monkeyp
 
     from lcross.corpus.passages import iter_passages
 
-    data = _data(tmp_path, corpus_file, corpus_max_rows=100_000)
-    passages = set(iter_passages(data.corpus.source))
+    data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=100_000))
+    passages = set(iter_passages(data.corpus.settings))
     calls: list[str] = []
     real = PreTrainedTokenizerBase.__call__
 
@@ -353,7 +355,7 @@ def test_each_passage_is_tokenised_once_per_model(tmp_path, corpus_file, monkeyp
 def test_a_stream_restarted_within_an_epoch_gets_a_new_order(tmp_path, corpus_file):
     from lcross.corpus.rows import CorpusRows
 
-    data = _data(tmp_path, corpus_file, corpus_max_rows=1000)
+    data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1000))
     data.prepare_corpus()
 
     def orders(epochs):

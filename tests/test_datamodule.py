@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lcross import LCrossInputError, ModelSpec, PairedDeltas, extract_deltas, load_model
+from lcross import ExtractionSettings, LCrossInputError, ModelSpec, PairedDeltas, extract_deltas, load_model
 from lcross.extraction.cache import DeltaCache
 
 from .conftest import DEMO_DATA
@@ -115,7 +115,7 @@ def test_bad_configuration_fails_before_models_load(tmp_path, kwargs, message):
 
 def test_shards_stream_to_the_cache_and_concatenate_in_order(tmp_path):
     whole = _dm(tmp_path / "a", max_train_pairs=10)
-    sharded = _dm(tmp_path / "b", max_train_pairs=10, shard_size=3)
+    sharded = _dm(tmp_path / "b", max_train_pairs=10, extraction=ExtractionSettings(shard_size=3))
     assert len(sharded.keys("source", "size")) == 4  # 3 + 3 + 3 + 1 pairs
     for dm in (whole, sharded):
         dm.prepare_data()

@@ -16,7 +16,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lcross import LCrossInputError, ModelSpec, PairedDeltas, caa_vector, extract_deltas, load_concept
+from lcross import (
+    ExtractionSettings,
+    LCrossInputError,
+    ModelSpec,
+    PairedDeltas,
+    caa_vector,
+    extract_deltas,
+    load_concept,
+)
 from lcross.models.tiny import byte_tokenizer, tiny_model
 
 FIELDS = [
@@ -124,10 +132,10 @@ data_settings = st.fixed_dictionaries(
         "test_fraction": number,
         "val_fraction": number,
         "batch_size": number,
-        "shard_size": number,
+        "extraction.shard_size": number,
         "max_text_tokens": number,
-        "extraction_max_batch_tokens": number,
-        "extraction_batch_size": number,
+        "extraction.max_batch_tokens": number,
+        "extraction.batch_size": number,
         "split": st.sampled_from(["concept", "pair", "Concept", ""]),
         "sv_method": st.sampled_from(["caa", "repe", "pca"]),
         "source_layer": st.one_of(st.integers(-2, 5), st.sampled_from(["0-1", "1:2", "x", [0, 1]])),
@@ -147,6 +155,7 @@ def test_any_data_setting_is_refused_by_name_or_gives_finite_deltas(tmp_path_fac
         concepts[name] = str(path)
     layer = options.pop("source_layer", 1)
     options.setdefault("val_concepts", ["b"])
+    extraction = {key.split(".")[1]: options.pop(key) for key in list(options) if key.startswith("extraction.")}
     try:
         data = PairedDeltas(
             ModelSpec("tiny-llama", tiny={"hidden_size": 32, "seed": 1}),
@@ -155,6 +164,7 @@ def test_any_data_setting_is_refused_by_name_or_gives_finite_deltas(tmp_path_fac
             layer if not isinstance(layer, str) or "-" in layer else 1,
             concepts,
             cache_dir=str(root / "cache"),
+            extraction=ExtractionSettings(**extraction),
             **options,
         )
         data.prepare_data()

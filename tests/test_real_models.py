@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from lcross import LinearTransform, PairedDeltas, steering_sweep
+from lcross import ExtractionSettings, LinearTransform, PairedDeltas, steering_sweep
 from lcross.models.loading import ModelSpec
 from lcross.models.packaged import packaged_gguf
 
@@ -33,7 +33,7 @@ def demo(tmp_path_factory):
         max_train_pairs=48,
         max_test_items=12,
         cache_dir=str(tmp_path_factory.mktemp("cache")),
-        extraction_batch_size=32,
+        extraction=ExtractionSettings(batch_size=32),
     )
     dm.prepare_data()
     dm.setup("fit")
@@ -119,7 +119,7 @@ def test_multi_layer_extraction_and_steering_on_real_weights(demo, tmp_path):
         max_train_pairs=12,
         max_test_items=6,
         cache_dir=str(tmp_path),
-        extraction_batch_size=32,
+        extraction=ExtractionSettings(batch_size=32),
     )
     several.prepare_data()
     several.setup("fit")

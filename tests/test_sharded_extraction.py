@@ -4,6 +4,7 @@ import torch
 
 from lcross import ModelSpec, PairedDeltas, extract_deltas, load_concept, load_model
 from lcross.extraction.cache import DeltaCache
+from lcross.extraction.settings import ExtractionSettings
 from lcross.extraction.sharded import extract_deltas_sharded
 
 from .conftest import DEMO_DATA
@@ -33,7 +34,9 @@ def test_data_module_can_extract_through_a_trainer(tmp_path):
         val_concepts=["age"],
         max_train_pairs=9,
     )
-    sharded = PairedDeltas(**args, cache_dir=str(tmp_path / "a"), extraction_trainer=TWO_CPU_PROCESSES)
+    sharded = PairedDeltas(
+        **args, cache_dir=str(tmp_path / "a"), extraction=ExtractionSettings(trainer=TWO_CPU_PROCESSES)
+    )
     single = PairedDeltas(**args, cache_dir=str(tmp_path / "b"))
     for dm in (sharded, single):
         dm.prepare_data()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lcross.callbacks.generation_efficacy import GenerationEfficacy
@@ -37,6 +37,17 @@ from lcross.report.summary import run_summary
 from lcross.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
 from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross
+from lcross.training.moved_settings import moved_setting_error, moved_setting_named_in
+
+
+class LCrossArgumentParser(LightningArgumentParser):
+    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+        """A setting under its old flat name (data.corpus_max_rows) is named with its new place, from a config file or
+        the command line, before anything loads (``lcross`` prints it and exits 2)."""
+        old = moved_setting_named_in(message)
+        if old is not None:
+            raise moved_setting_error(old) from None
+        super().error(message, ex)
 
 
 class Interrupted(Exception):
@@ -61,6 +72,10 @@ class LCrossCLI(LightningCLI):
         if LCrossCLI.last_parser is None or "description" not in kwargs:  # the main parser, not a subcommand's
             LCrossCLI.last_parser = parser
         return parser
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("parser_class", LCrossArgumentParser)
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         # The widths of T come from the models' configs, read by the data module before any weights load.

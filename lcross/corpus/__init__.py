@@ -1,11 +1,13 @@
 """Plain text to fit T on: passages from a file, folder or dataset, token alignment between two tokenizers, paired
-token states extracted in cached shards, rows streamed for gradient descent, and fits from their statistics.
+token states extracted in cached shards, rows streamed for gradient descent, fits from their statistics, and the
+settings of a corpus fit (``data.corpus``).
 """
 
 from lcross.exports import lazy_exports
 
 _EXPORTS = {
     "CorpusSource": "lcross.corpus.passages",
+    "CorpusSettings": "lcross.corpus.settings",
     "iter_passages": "lcross.corpus.passages",
     "align": "lcross.corpus.alignment",
     "Alignment": "lcross.corpus.alignment",

@@ -18,6 +18,7 @@ from typing import Any
 
 from lcross.data_files import check_encodable, load_dataset_or_explain, parse_json, read_text
 from lcross.errors import LCrossInputError
+from lcross.setting_checks import document_fields
 
 TEXT_SUFFIX = ".txt"
 JSONL_SUFFIX = ".jsonl"
@@ -33,31 +34,35 @@ _SENTENCE_TAIL = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]\u00bb]*\Z")
 _FULL_WIDTH_END = re.compile(r"[\u3002\uff01\uff1f]+[\u300d\u300f\u201d\u2019\uff09]*")
 
 
+@document_fields
 @dataclass(frozen=True)
 class CorpusSource:
-    """Where the text comes from, and how it is cut into passages (the ``data.corpus`` section of a config).
-
-    Attributes:
-        path: a ``.txt`` file (one document); a ``.jsonl`` file (one JSON object a line, one document each, its text
-            in ``text_field``); a folder, whose ``.txt`` and ``.jsonl`` files are read recursively in the sorted order
-            of their paths within it (other files, and names starting with a dot, are skipped); or a Hugging Face
-            dataset id, streamed row by row. A relative path is relative to the folder you run from.
-        text_field: the field (column) of a JSONL line or a dataset row that holds the text.
-        dataset_config: the dataset's configuration (``name`` of ``datasets.load_dataset``), e.g.
-            ``wikitext-103-raw-v1``; only for a dataset id.
-        dataset_split: the dataset's split to read; only for a dataset id.
-        passage_chars: documents are cut into passages of at most this many characters (at a paragraph break if
-            possible, else at a sentence end, else at whitespace; a word longer than this is cut hard). Each passage
-            is read by the models on its own: 1200 characters are about 250 to 300 tokens of English.
-        max_passages: stop after this many passages; null (None) reads the whole corpus.
-    """
+    """Where a corpus's text comes from, and how it is cut into passages (``CorpusSettings`` adds what a fit does
+    with it)."""
 
     path: str
+    """A ``.txt`` file (one document); a ``.jsonl`` file (one JSON object a line, one document each, its text in
+    ``text_field``); a folder, whose ``.txt`` and ``.jsonl`` files are read recursively in the sorted order of their
+    paths within it (other files, and names starting with a dot, are skipped); or a Hugging Face dataset id, streamed
+    row by row. A relative path is relative to the folder you run from."""
+
     text_field: str = "text"
+    """The field (column) of a JSONL line or a dataset row that holds the text."""
+
     dataset_config: str | None = None
+    """The dataset's configuration (``name`` of ``datasets.load_dataset``), e.g. ``wikitext-103-raw-v1``; only for a
+    dataset id."""
+
     dataset_split: str = "train"
+    """The dataset's split to read; only for a dataset id."""
+
     passage_chars: int = 1200
+    """Documents are cut into passages of at most this many characters (at a paragraph break if possible, else at a
+    sentence end, else at whitespace; a word longer than this is cut hard). Each passage is read by the models on its
+    own: 1200 characters are about 250 to 300 tokens of English."""
+
     max_passages: int | None = None
+    """Stop after this many passages; null reads the whole corpus."""
 
     def __post_init__(self) -> None:
         for name in ("path", "text_field", "dataset_split"):

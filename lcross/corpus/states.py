@@ -3,9 +3,10 @@
 Both models read each passage of the corpus on its own. Their tokens are paired where both have read exactly the same
 prefix of the text (``lcross.corpus.alignment``), and the states of each pair, at the configured layers, make one row:
 source state -> target state. Rows are grouped into shards of about ``shard_rows`` (whole passages), up to
-``max_rows`` in all; each shard is one cache entry per side and layer, written as soon as it is extracted, so a killed
-run resumes at the first missing shard. The plan (which passages make which shard) is computed from the text and the
-two tokenizers alone, before any weights load, so it is the same on every run and keys the cache.
+``max_rows`` in all (``CorpusSettings``); each shard is one cache entry per side and layer, written as soon as it is
+extracted, so a killed run resumes at the first missing shard. The plan (which passages make which shard) is computed
+from the text and the two tokenizers alone, before any weights load, so it is the same on every run and keys the
+cache.
 
 With millions of rows, nothing holds all of them: ``statistics`` accumulates, shard by shard, the sufficient
 statistics of the closed forms (``lcross.transform.sufficient_stats``; resumable, and cached once complete), and
@@ -23,12 +24,14 @@ from typing import Any
 import torch
 
 from lcross.corpus.alignment import align
-from lcross.corpus.passages import CorpusSource, corpus_fingerprint, iter_passages
+from lcross.corpus.passages import corpus_fingerprint, iter_passages
+from lcross.corpus.settings import CorpusSettings
 from lcross.errors import LCrossInputError
 from lcross.extraction.activations import token_states
 from lcross.extraction.cache import DeltaCache, cache_key
 from lcross.models.text_limits import DEFAULT_MAX_TEXT_TOKENS, context_length
 from lcross.progress import batch_advancer, phase
+from lcross.setting_checks import settings_group
 from lcross.transform.sufficient_stats import GramStats, accumulate
 
 log = logging.getLogger(__name__)
@@ -67,15 +70,12 @@ class Plan:
 
 class CorpusStates:
     """Args:
-    source: where the text comes from.
+    settings: where the text comes from, and the caps on rows, rows per shard and pairs skipped at each passage's
+        start (``CorpusSettings``; its ``batch_size`` and ``weight`` are for the fit, not for extraction).
     specs: side -> ModelSpec (only their tokenizers are needed to plan).
     layers: side -> decoder blocks read (as many on each side; row i of a shard holds every layer).
     models: side -> (model, tokenizer) loader (the DeltaStore's ``model``), called only to extract.
     cache: where shards and statistics are kept.
-    max_rows: cap on rows (aligned token pairs) over the whole corpus.
-    shard_rows: about this many rows per shard (a shard holds whole passages).
-    skip_first: aligned pairs dropped at the start of each passage (the first tokens' states have huge norms:
-        attention sinks).
     max_batch_tokens: token budget of each extraction forward pass (None: the device's default, as in
         ``extract_deltas``).
     max_text_tokens: a passage longer than this (or than either model's context) in either model's tokens is refused
@@ -85,23 +85,20 @@ class CorpusStates:
 
     def __init__(
         self,
-        source: CorpusSource,
+        settings: CorpusSettings,
         specs: Mapping[Any, Any],
         layers: Mapping[Any, Sequence[int]],
         models: Any,
         cache: DeltaCache,
         *,
-        max_rows: int,
-        shard_rows: int,
-        skip_first: int,
         max_batch_tokens: int | None = None,
         max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
         seed: int = 0,
     ):
-        self.source, self.specs, self.models, self.cache = source, dict(specs), models, cache
+        settings_group(settings, CorpusSettings, "data.corpus")
+        self.settings, self.specs, self.models, self.cache = settings, dict(specs), models, cache
         self.max_text_tokens, self.seed = max_text_tokens, seed
         self.layers = {side: list(layers[side]) for side in SIDES}
-        self.max_rows, self.shard_rows, self.skip_first = max_rows, shard_rows, skip_first
         self.max_batch_tokens = max_batch_tokens
         self._plan: Plan | None = None
         # shard index -> per passage (source ids, target ids, source positions, target positions), int32: the
@@ -128,12 +125,13 @@ class CorpusStates:
         rows = total = 0
         tokens = {"source": 0, "target": 0}
         paired = {"source": 0, "target": 0}
-        with phase(f"aligning the corpus {self.source.path} for both tokenizers", unit="passages") as advance:
-            for number, passage in enumerate(iter_passages(self.source)):
-                alignment = align(self.tokenizer("source"), self.tokenizer("target"), passage, self.skip_first)
+        max_rows, shard_rows = self.settings.max_rows, self.settings.shard_rows
+        with phase(f"aligning the corpus {self.settings.path} for both tokenizers", unit="passages") as advance:
+            for number, passage in enumerate(iter_passages(self.settings)):
+                alignment = align(self.tokenizer("source"), self.tokenizer("target"), passage, self.settings.skip_first)
                 for side, ids in (("source", alignment.ids_a), ("target", alignment.ids_b)):
                     self._check_length(number, passage, len(ids), side, limits[side])
-                n = min(len(alignment.pairs), self.max_rows - total)
+                n = min(len(alignment.pairs), max_rows - total)
                 advance(1)
                 if n <= 0:
                     continue
@@ -147,20 +145,20 @@ class CorpusStates:
                 aligned.append((ids_a, ids_b, pairs[:, 0], pairs[:, 1]))
                 rows += n
                 total += n
-                if rows >= self.shard_rows or total >= self.max_rows:
+                if rows >= shard_rows or total >= max_rows:
                     self._aligned[len(shards)] = aligned
                     shards.append(Shard(len(shards), tuple(current), rows))
                     current, aligned, rows = [], [], 0
-                if total >= self.max_rows:
+                if total >= max_rows:
                     break
         if current:
             self._aligned[len(shards)] = aligned
             shards.append(Shard(len(shards), tuple(current), rows))
         if not shards:
             raise LCrossInputError(
-                "the corpus gives no aligned tokens (every passage is shorter than data.corpus_skip_first pairs?)",
-                where=f"data.corpus.path {self.source.path}",
-                fix="give longer passages, or lower data.corpus_skip_first",
+                "the corpus gives no aligned tokens (every passage is shorter than data.corpus.skip_first pairs?)",
+                where=f"data.corpus.path {self.settings.path}",
+                fix="give longer passages, or lower data.corpus.skip_first",
             )
         kept = {side: paired[side] / tokens[side] if tokens[side] else 0.0 for side in SIDES}
         self._plan = Plan(tuple(shards), tokens, kept)
@@ -209,7 +207,7 @@ class CorpusStates:
                 layer=layer,
                 passages=shard.fingerprint,
                 rows=shard.rows,
-                skip_first=self.skip_first,
+                skip_first=self.settings.skip_first,
                 dtype=self.specs[side].dtype,
             )
             for layer in self.layers[side]
@@ -294,15 +292,12 @@ class CorpusStates:
     def describe(self) -> dict[str, Any]:
         plan = self.plan()
         return {
-            **asdict(self.source),
-            "max_rows": self.max_rows,
-            "shard_rows": self.shard_rows,
+            **asdict(self.settings),
             "rows": plan.rows,
             "shards": len(plan.shards),
             "passages": sum(len(s.passages) for s in plan.shards),
             "tokens_read": plan.tokens,
             "aligned_fraction": {side: round(v, 4) for side, v in plan.kept.items()},
-            "skip_first": self.skip_first,
         }
 
 

@@ -1,5 +1,5 @@
 """Reading activations: per-pair deltas and token states at a layer, the on-disk cache keyed on what determines them,
-the store that owns the two models, and extraction sharded across processes.
+the store that owns the two models, extraction sharded across processes, and its settings (``data.extraction``).
 """
 
 from lcross.exports import lazy_exports
@@ -12,6 +12,7 @@ _EXPORTS = {
     "DeltaCache": "lcross.extraction.cache",
     "cache_key": "lcross.extraction.cache",
     "DeltaStore": "lcross.extraction.store",
+    "ExtractionSettings": "lcross.extraction.settings",
     "extract_deltas_sharded": "lcross.extraction.sharded",
 }
 __all__ = sorted(_EXPORTS)

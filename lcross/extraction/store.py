@@ -16,6 +16,7 @@ import torch
 from lcross.concepts.pairs import Concept, TextPair
 from lcross.extraction.activations import encode_texts, extract_deltas
 from lcross.extraction.cache import DeltaCache, cache_key
+from lcross.extraction.settings import ExtractionSettings
 from lcross.extraction.sharded import extract_deltas_sharded
 from lcross.models.layers import as_layer_list, layer_label
 from lcross.models.loading import ModelSpec, load_model
@@ -26,6 +27,7 @@ from lcross.models.text_limits import (
     context_length,
 )
 from lcross.progress import batch_advancer, phase
+from lcross.setting_checks import settings_group
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,7 @@ class DeltaStore:
         concepts: name -> Concept (its ``train`` pairs are extracted).
         chat_template: format prompts with each model's chat template.
         cache: where deltas are kept.
-        extraction_batch_size: at most this many texts per forward pass (None: no cap beyond the token budget).
-        extraction_max_batch_tokens: at most this many tokens per forward pass (None: 1024 on CPU, 8192 on an
-            accelerator; halved on a CUDA out-of-memory error).
-        shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
-        extraction_trainer: if set, ``L.Trainer(**extraction_trainer).predict`` extracts each shard across processes.
+        extraction: batch sizes, pairs per cache entry (``shard_size``) and processes (``ExtractionSettings``).
         max_text_tokens: refuse any text longer than this (or than the model's context) before extraction.
     """
 
@@ -61,21 +59,13 @@ class DeltaStore:
         *,
         chat_template: bool,
         cache: DeltaCache,
-        extraction_batch_size: int | None,
-        shard_size: int,
-        extraction_max_batch_tokens: int | None = None,
-        extraction_trainer: dict[str, Any] | None = None,
+        extraction: ExtractionSettings = ExtractionSettings(),  # noqa: B008 (frozen: one shared default is safe)
         max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
     ):
         self.specs, self.concepts = dict(specs), dict(concepts)
         self.layers = {side: as_layer_list(layers[side]) for side in layers}
-        self.chat_template, self.cache = chat_template, cache
-        self.extraction_batch_size, self.shard_size, self.extraction_trainer = (
-            extraction_batch_size,
-            shard_size,
-            extraction_trainer,
-        )
-        self.extraction_max_batch_tokens = extraction_max_batch_tokens
+        settings_group(extraction, ExtractionSettings, "data.extraction")
+        self.chat_template, self.cache, self.extraction = chat_template, cache, extraction
         check_max_text_tokens(max_text_tokens)
         self.max_text_tokens = max_text_tokens
         self._models: dict[Side, tuple[torch.nn.Module, Any]] = {}
@@ -97,13 +87,14 @@ class DeltaStore:
 
     # -- cache ----------------------------------------------------------------------------------------------------
     def n_shards(self, concept: str) -> int:
-        return -(-len(self.concepts[concept].train) // self.shard_size)
+        return -(-len(self.concepts[concept].train) // self.extraction.shard_size)
 
     def shard_keys(self, side: Side, concept: str, shard: int) -> dict[int, str]:
-        """layer -> cache key of one shard (``shard_size`` pairs): extraction streams to disk in pieces and a killed
-        run resumes at the last finished shard."""
+        """layer -> cache key of one shard (``extraction.shard_size`` pairs): extraction streams to disk in pieces and
+        a killed run resumes at the last finished shard."""
         if side not in self._fingerprints:
             self._fingerprints[side] = self.specs[side].fingerprint()
+        # Values only, never where a setting lives in the config: regrouping settings must not miss a cached run.
         return {
             layer: cache_key(
                 model=self._fingerprints[side],
@@ -111,7 +102,7 @@ class DeltaStore:
                 data=self.concepts[concept].fingerprint(),
                 chat_template=self.chat_template,
                 dtype=self.specs[side].dtype,
-                shard=(shard, self.shard_size),
+                shard=(shard, self.extraction.shard_size),
             )
             for layer in self.layers[side]
         }
@@ -144,7 +135,8 @@ class DeltaStore:
                     missing = {layer: key for layer, key in keys.items() if self.cache.load(key) is None}
                     if not missing:
                         continue
-                    pairs = concept.train[shard * self.shard_size : (shard + 1) * self.shard_size]
+                    size = self.extraction.shard_size
+                    pairs = concept.train[shard * size : (shard + 1) * size]
                     at = layer_label(list(missing))
                     what = f"extracting {side} deltas for {name} (shard {shard}) at {at}"
                     with phase(what, 2 * len(pairs)) as advance:
@@ -185,17 +177,18 @@ class DeltaStore:
     def _extract_shard(
         self, side: Side, pairs: list, keys: dict[int, str], meta: dict[str, Any], advance: Callable[[int], None]
     ) -> None:
-        if self.extraction_trainer:
+        settings = self.extraction
+        if settings.trainer:
             extract_deltas_sharded(
                 self.specs[side],
                 pairs,
                 list(keys),
                 cache=self.cache,
                 key=list(keys.values()),
-                trainer_kwargs=self.extraction_trainer,
+                trainer_kwargs=settings.trainer,
                 chat_template=self.chat_template,
-                batch_size=self.extraction_batch_size,
-                max_batch_tokens=self.extraction_max_batch_tokens,
+                batch_size=settings.batch_size,
+                max_batch_tokens=settings.max_batch_tokens,
             )
             return
         model, tokenizer = self.model(side)
@@ -204,8 +197,8 @@ class DeltaStore:
             tokenizer,
             pairs,
             list(keys),
-            batch_size=self.extraction_batch_size,
-            max_batch_tokens=self.extraction_max_batch_tokens,
+            batch_size=settings.batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
             chat_template=self.chat_template,
             on_batch=batch_advancer(advance),
             max_text_tokens=self.max_text_tokens,

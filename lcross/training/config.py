@@ -8,13 +8,20 @@ import yaml
 
 
 def data_module_from_config(config: str):
-    """The PairedDeltas of a LightningCLI config file, built the way the CLI builds it."""
+    """The PairedDeltas of a LightningCLI config file, built the way the CLI builds it. A run's own config.yaml saved
+    before the data settings were grouped is read with them moved into their groups; any other config with an old
+    flat name is refused naming the new place (``lcross.training.moved_settings``)."""
     from jsonargparse import ArgumentParser
 
     from lcross.training.datamodule import PairedDeltas
+    from lcross.training.moved_settings import SAVED_CONFIG_HEADER, refuse_moved_settings, upgrade_saved_data_section
 
     parser = ArgumentParser()
     parser.add_class_arguments(PairedDeltas, "data")
-    data = yaml.safe_load(Path(config).read_text())["data"]
+    text = Path(config).read_text()
+    data = yaml.safe_load(text)["data"]
+    if text.startswith(SAVED_CONFIG_HEADER):  # a run's own config.yaml, perhaps saved before the settings groups
+        data = upgrade_saved_data_section(data)
+    refuse_moved_settings(data, where=config)  # named, where the parser would only say the key is not expected
     namespace = parser.parse_object({"data": data})
     return parser.instantiate(namespace).data

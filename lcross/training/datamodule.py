@@ -18,18 +18,20 @@ from lcross.concepts.loading import load_concept
 from lcross.concepts.pairs import Concept
 from lcross.concepts.splits import Part, SplitBy, check_held_out_is_unseen, make_split, paired_rows, vector_rows
 from lcross.corpus.fit import FitPart, fit_parts
-from lcross.corpus.passages import CorpusSource
 from lcross.corpus.rows import CorpusRows
+from lcross.corpus.settings import DEFAULT_CORPUS_WEIGHT, CorpusSettings
 from lcross.corpus.states import CorpusStates
 from lcross.errors import LCrossInputError
 from lcross.extraction.cache import DeltaCache
+from lcross.extraction.settings import ExtractionSettings
 from lcross.extraction.store import DeltaStore, Side
 from lcross.models.layers import check_layer, parse_layers
 from lcross.models.loading import ModelSpec
 from lcross.models.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens
-from lcross.setting_checks import flag, one_of, open_fraction, whole_number
+from lcross.setting_checks import flag, one_of, open_fraction, settings_group, whole_number
 from lcross.steering.aggregators import SVMethod, aggregator_name, make_aggregator, steering_vector
 from lcross.steering.vector import SteeringVector
+from lcross.training.moved_settings import refusing_moved_settings
 
 FitOn = Literal["deltas", "corpus", "both"]
 
@@ -65,36 +67,24 @@ class PairedDeltas(L.LightningDataModule):
         max_train_pairs: cap on training pairs per concept (None: all).
         max_test_items: cap on held-out evaluation items per concept (None: all).
         batch_size: rows per gradient step; 0 means the whole training set in one batch.
-        extraction_batch_size: at most this many texts per forward pass during extraction (a pair packed into one
-            row counts as two); None: batches are sized by ``extraction_max_batch_tokens`` alone (recommended).
-        extraction_max_batch_tokens: at most this many tokens (rows x padded width) per extraction forward pass;
-            None (the default): 1024 on CPU (the fastest measured on a 2-core VM), 8192 on CUDA and other
-            accelerators. Halved and retried on a CUDA out-of-memory error.
-        shard_size: pairs per cache entry; extraction writes each shard as soon as it is done.
-        extraction_trainer: if set, extraction runs as ``L.Trainer(**extraction_trainer).predict`` split across
-            processes, GPUs or nodes (e.g. ``{accelerator: gpu, devices: 8, strategy: ddp_spawn}``); each rank writes
-            its own shard and rank 0 merges them into the cache. Unset: one process.
-        max_text_tokens: before extraction, every text (training pairs, evaluation items, open-ended prompts) is
-            measured with each model's tokenizer and refused, naming the item, when longer than this or than the
-            model's context (a stray 10k-character item would otherwise take minutes and gigabytes).
-        cache_dir: where deltas are cached (default ``$LCROSS_CACHE/deltas``).
-        seed: seed for splitting items.
+        extraction: how activations are extracted into the cache: ``batch_size``, ``max_batch_tokens``, ``shard_size``
+            and ``trainer`` (``lcross.extraction.settings.ExtractionSettings``; e.g.
+            ``--data.extraction.max_batch_tokens 2048``).
+        max_text_tokens: before extraction, every text (training pairs, evaluation items, open-ended prompts, corpus
+            passages) is measured with each model's tokenizer and refused, naming the item, when longer than this or
+            than the model's context (a stray 10k-character item would otherwise take minutes and gigabytes).
+        cache_dir: where deltas and corpus states are cached (default ``$LCROSS_CACHE/deltas``).
+        seed: seed for splitting items and for the order of corpus rows.
         fit_on: what T is fitted on: ``deltas`` (the training concepts' per-pair deltas, the paper's way), ``corpus``
             (paired token states of both models on ``corpus``: no concept data reaches T; the concepts only validate
-            and are evaluated) or ``both`` (a weighted sum of the two losses, ``corpus_weight``).
-        corpus: plain text both models read (a .txt or .jsonl file, a folder of them, or a dataset id, streamed; see
-            ``lcross.corpus.passages.CorpusSource``); tokens are paired where both models have read the same characters
-            (``lcross.corpus.alignment``). Needed by ``fit_on`` corpus or both, refused otherwise.
-        corpus_weight: with ``fit_on=both``, the corpus's share of the loss (each source's loss is its mean over its
-            own rows, so the weight does not depend on how many rows each has).
-        corpus_max_rows: cap on corpus rows (aligned token pairs).
-        corpus_shard_rows: about this many rows per cached corpus shard (one is in memory at a time).
-        corpus_skip_first: aligned token pairs dropped at the start of every passage: the first tokens' states carry
-            attention-sink activations hundreds of times larger than the rest, which would dominate a least-squares
-            fit.
-        corpus_batch_size: corpus rows per gradient step (0: one shard per step).
+            and are evaluated) or ``both`` (a weighted sum of the two losses, ``corpus.weight``).
+        corpus: plain text both models read, and how much of it becomes rows (``path``, ``max_rows``, ``shard_rows``,
+            ``skip_first``, ``batch_size``, ``weight``, ...: ``lcross.corpus.settings.CorpusSettings``; ``fit
+            --data.corpus.help CorpusSettings`` lists them); tokens are paired where both models have read the same
+            characters (``lcross.corpus.alignment``). Needed by ``fit_on`` corpus or both, refused otherwise.
     """
 
+    @refusing_moved_settings
     def __init__(
         self,
         source: ModelSpec,
@@ -112,60 +102,34 @@ class PairedDeltas(L.LightningDataModule):
         max_train_pairs: int | None = None,
         max_test_items: int | None = None,
         batch_size: int = 0,
-        extraction_batch_size: int | None = None,
-        extraction_max_batch_tokens: int | None = None,
-        shard_size: int = 256,
-        extraction_trainer: dict[str, Any] | None = None,
+        extraction: ExtractionSettings = ExtractionSettings(),  # noqa: B008 (frozen: one shared default is safe)
         max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
         cache_dir: str | None = None,
         seed: int = 0,
         fit_on: FitOn = "deltas",
-        corpus: CorpusSource | None = None,
-        corpus_weight: float = 0.5,
-        corpus_max_rows: int = 100_000,
-        corpus_shard_rows: int = 16_384,
-        corpus_skip_first: int = 2,
-        corpus_batch_size: int = 4096,
+        corpus: CorpusSettings | None = None,
     ):
         super().__init__()
         self.source, self.target = source, target
-        self.layers: dict[Side, list[int]] = {
-            "source": parse_layers(source_layer, "data.source_layer"),
-            "target": parse_layers(target_layer, "data.target_layer"),
-        }
-        if len(self.layers["source"]) != len(self.layers["target"]):
-            raise LCrossInputError(
-                f"{len(self.layers['source'])} source layers {self.layers['source']} but "
-                f"{len(self.layers['target'])} target layers {self.layers['target']}",
-                where="data.target_layer",
-                fix="give as many target layers as source layers: source layer i maps into target layer i",
-            )
-        self.chat_template, self.batch_size = chat_template, batch_size
-        check_max_text_tokens(max_text_tokens)
+        self.layers = _paired_layers(source_layer, target_layer)
         for option, value, minimum, optional in (
             ("max_train_pairs", max_train_pairs, 1, True),
             ("max_test_items", max_test_items, 1, True),
             ("batch_size", batch_size, 0, False),
-            ("extraction_batch_size", extraction_batch_size, 1, True),
-            ("extraction_max_batch_tokens", extraction_max_batch_tokens, 1, True),
-            ("shard_size", shard_size, 1, False),
             ("seed", seed, 0, False),
-            ("corpus_max_rows", corpus_max_rows, 1, False),
-            ("corpus_shard_rows", corpus_shard_rows, 1, False),
-            ("corpus_skip_first", corpus_skip_first, 0, False),
-            ("corpus_batch_size", corpus_batch_size, 0, False),
         ):
             whole_number(value, f"data.{option}", minimum=minimum, optional=optional)
+        check_max_text_tokens(max_text_tokens)
         open_fraction(test_fraction, "data.test_fraction")
         open_fraction(val_fraction, "data.val_fraction")
         one_of(split, ("concept", "pair"), "data.split")
         # the callable makes the vectors; the run records its name (caa, repe, or an import path), a plain string
         self.aggregator, self.sv_method = make_aggregator(sv_method), aggregator_name(sv_method)
         flag(chat_template, "data.chat_template")
-        one_of(fit_on, ("deltas", "corpus", "both"), "data.fit_on")
-        _check_corpus_settings(fit_on, corpus, corpus_weight)
-        self.fit_on, self.corpus_weight, self.corpus_batch_size = fit_on, float(corpus_weight), corpus_batch_size
-        self.seed = seed
+        settings_group(extraction, ExtractionSettings, "data.extraction")
+        _check_fit_on(fit_on, corpus)
+        self.chat_template, self.batch_size, self.seed = chat_template, batch_size, seed
+        self.fit_on = fit_on
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
         self.split = make_split(
@@ -185,20 +149,17 @@ class PairedDeltas(L.LightningDataModule):
         )
         # Read from the configs (no weights loaded) so the CLI can link them into the model's constructor.
         self.d_source, self.d_target = source.hidden_size(), target.hidden_size()
-        sides: tuple[tuple[Side, ModelSpec], ...] = (("source", source), ("target", target))
-        for side, spec in sides:
+        specs: dict[Side, ModelSpec] = {"source": source, "target": target}
+        for side, spec in specs.items():
             for layer in self.layers[side]:
                 check_layer(layer, spec.num_layers(), f"{side} {spec.name}")
         self.store = DeltaStore(
-            {"source": source, "target": target},
+            specs,
             self.layers,
             self.concepts,
             chat_template=chat_template,
             cache=DeltaCache(cache_dir),
-            extraction_batch_size=extraction_batch_size,
-            extraction_max_batch_tokens=extraction_max_batch_tokens,
-            shard_size=shard_size,
-            extraction_trainer=extraction_trainer,
+            extraction=extraction,
             max_text_tokens=max_text_tokens,
         )
         self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
@@ -206,17 +167,20 @@ class PairedDeltas(L.LightningDataModule):
         if corpus is not None:
             self.corpus = CorpusStates(
                 corpus,
-                {"source": source, "target": target},
+                specs,
                 self.layers,
                 self.store.model,
                 self.store.cache,
-                max_rows=corpus_max_rows,
-                shard_rows=corpus_shard_rows,
-                skip_first=corpus_skip_first,
-                max_batch_tokens=extraction_max_batch_tokens,
+                max_batch_tokens=extraction.max_batch_tokens,
                 max_text_tokens=max_text_tokens,
                 seed=seed,
             )
+
+    @property
+    def corpus_weight(self) -> float:
+        """The corpus's share of the loss with ``fit_on=both`` (``data.corpus.weight``; linked into the model by the
+        CLI, so it has a value without a corpus too)."""
+        return float(self.corpus.settings.weight) if self.corpus is not None else DEFAULT_CORPUS_WEIGHT
 
     @property
     def layer_pairs(self) -> list[list[int]]:
@@ -301,7 +265,7 @@ class PairedDeltas(L.LightningDataModule):
         # Seeded by the trainer's epoch: a fit resumed at epoch k sees the orders an uninterrupted one would.
         trainer = self.trainer
         epoch = (lambda: trainer.current_epoch) if trainer is not None else None
-        rows = CorpusRows(self.corpus, self.corpus_batch_size, seed=self.seed, epoch=epoch)
+        rows = CorpusRows(self.corpus, self.corpus.settings.batch_size, seed=self.seed, epoch=epoch)
         loaders: dict[str, Any] = {"corpus": DataLoader(rows, batch_size=None)}
         if self.fit_on == "both":
             loaders["deltas"] = self._loader("train", shuffle=True)
@@ -311,7 +275,7 @@ class PairedDeltas(L.LightningDataModule):
         """What T is fitted on, as the parts of ``lcross.transform.sufficient_stats.solve`` for layer pair ``pair``
         (all pairs pooled when None, for a shared T): the corpus's statistics (affine: token states take an intercept)
         and, with ``fit_on=both``, the training deltas' (never affine: an intercept cancels in a difference),
-        weighted so that each source's loss counts by its mean, ``corpus_weight`` to ``1 - corpus_weight``."""
+        weighted so that each source's loss counts by its mean, ``corpus.weight`` to ``1 - corpus.weight``."""
         assert self.corpus is not None and self.fit_on != "deltas"
         corpus = self.corpus.statistics(pair)
         if self.fit_on == "corpus":
@@ -371,8 +335,27 @@ class PairedDeltas(L.LightningDataModule):
         }
 
 
-def _check_corpus_settings(fit_on: str, corpus: CorpusSource | None, corpus_weight: float) -> None:
-    """A corpus is needed exactly when T is fitted on it; a weight only means something with both sources."""
+def _paired_layers(source_layer: int | list[int] | str, target_layer: int | list[int] | str) -> dict[Side, list[int]]:
+    """side -> layers, as many on each side: source layer i maps into target layer i."""
+    layers: dict[Side, list[int]] = {
+        "source": parse_layers(source_layer, "data.source_layer"),
+        "target": parse_layers(target_layer, "data.target_layer"),
+    }
+    if len(layers["source"]) != len(layers["target"]):
+        raise LCrossInputError(
+            f"{len(layers['source'])} source layers {layers['source']} but "
+            f"{len(layers['target'])} target layers {layers['target']}",
+            where="data.target_layer",
+            fix="give as many target layers as source layers: source layer i maps into target layer i",
+        )
+    return layers
+
+
+def _check_fit_on(fit_on: str, corpus: CorpusSettings | None) -> None:
+    """A corpus is needed exactly when T is fitted on it (its own fields are checked by CorpusSettings)."""
+    one_of(fit_on, ("deltas", "corpus", "both"), "data.fit_on")
+    if corpus is not None:
+        settings_group(corpus, CorpusSettings, "data.corpus")
     if fit_on != "deltas" and corpus is None:
         raise LCrossInputError(
             f"fit_on is {fit_on!r} but no corpus is given",
@@ -384,10 +367,4 @@ def _check_corpus_settings(fit_on: str, corpus: CorpusSource | None, corpus_weig
             "a corpus is given but fit_on is 'deltas', so it would be read and never used",
             where="data.fit_on",
             fix="set data.fit_on to corpus or both, or remove data.corpus",
-        )
-    if isinstance(corpus_weight, bool) or not isinstance(corpus_weight, int | float) or not 0 < corpus_weight < 1:
-        raise LCrossInputError(
-            f"corpus_weight is {corpus_weight!r}",
-            where="data.corpus_weight",
-            fix="use a number strictly between 0 and 1 (fit_on=corpus or deltas for one source alone)",
         )

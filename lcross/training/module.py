@@ -336,7 +336,7 @@ def _check_same_rows(hparams: dict[str, Any], datamodule: Any) -> None:
         raise LCrossInputError(
             f"the model weighs the corpus {hparams['corpus_weight']}, the data module {weight}",
             where="model.corpus_weight",
-            fix=f"pass LCross(corpus_weight={weight}) (the CLI links it from data.corpus_weight)",
+            fix=f"pass LCross(corpus_weight={weight}) (the CLI links it from data.corpus.weight)",
         )
 
 
