@@ -1,4 +1,10 @@
-"""ExportTransform: when fitting ends, write T as a plain export (safetensors + JSON card) in the run's folder."""
+"""ExportTransform: when fitting ends, write T as a plain export (safetensors + JSON card) in the run's folder.
+
+The card carries the newest results of every callback that keeps an evaluation history (``lcross.results.
+EvaluationHistory``: a ``history`` and a ``card_section``; the efficacy callbacks are two). They are found by that
+shape, not by class, so this callback imports none of them and works with any order of callbacks: evaluations run at
+validation epoch ends, all before fitting ends.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,7 @@ from typing import Any
 
 import lightning as L
 
-from lcross.callbacks.generation_efficacy import GenerationEfficacy
-from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.results import latest_results
 from lcross.training.tensorboard import hparams_view
 
 
@@ -27,11 +32,8 @@ class ExportTransform(L.Callback):
         if not trainer.is_global_zero:
             return
         card: dict[str, Any] = pl_module.card()
-        for key, kind in (("efficacy", SteeringEfficacy), ("generation", GenerationEfficacy)):
-            # several callbacks of a kind (e.g. one judge per concept) merge their latest results
-            latest = [c.history[-1] for c in trainer.callbacks if isinstance(c, kind) and c.history]
-            if latest:
-                card[key] = {name: entry for result in latest for name, entry in result.items()}
+        # several callbacks of a kind (e.g. one judge per concept) merge their latest results
+        card.update(latest_results(trainer.callbacks))
         root = Path(trainer.log_dir or trainer.default_root_dir)
         self.path = pl_module.to_transform(card=card).save_pretrained(root / self.dirname)
         if trainer.logger is not None:  # the HPARAMS tab: settings next to the final figures, to compare runs

@@ -21,9 +21,10 @@ beyond random whatever its interval over items says.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -49,6 +50,8 @@ RANDOM_T_FAMILY = "random_T"
 RANDOM_DIRECTION_FAMILY = "random_direction"
 RANDOM_FAMILIES = (RANDOM_T_FAMILY, RANDOM_DIRECTION_FAMILY)
 RANDOM_LABELS = {RANDOM_T_FAMILY: "random T", RANDOM_DIRECTION_FAMILY: "random direction"}
+# The edges of each family's min-max band as they are charted beside the variants (``ConceptEfficacy.scalars``).
+RANDOM_BAND_EDGES = tuple(f"{family}/{edge}" for family in RANDOM_FAMILIES for edge in ("low", "high"))
 
 
 _LABELS = {
@@ -190,6 +193,9 @@ class ConceptEfficacy:
     extra: dict[str, Any] = field(default_factory=dict)
     test_sets: dict[str, ConceptEfficacy] = field(default_factory=dict)
     """Further evaluation sets of the concept by name (``Concept.test_sets``, e.g. ``novel``), each its own result."""
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    """Judged generations: every answer as a JSON row (model, variant, beta, index, prompt, answer, score, judge,
+    scale), the rows of ``<run>/answers/<concept>_epoch<e>.jsonl``; not part of the summary."""
 
     def scalars(self) -> dict[str, float]:
         """Flat figures for a logger, by tag suffix: ``no_steering``, ``source_no_steering``, ``<variant>/beta_<b>``,
@@ -237,6 +243,29 @@ class ConceptEfficacy:
         if self.test_sets:
             out["test_sets"] = {name: result.summary(bootstrap) for name, result in self.test_sets.items()}
         return out
+
+
+@runtime_checkable
+class EvaluationHistory(Protocol):
+    """What keeps the summaries of the evaluations it ran (the efficacy callbacks), for the transform card.
+
+    ``history`` holds one entry per evaluation, oldest first: concept -> ``ConceptEfficacy.summary``, and ``epoch``;
+    ``card_section`` names the card's key for the newest one (``efficacy`` for A/B sweeps, ``generation`` for judged
+    answers). Whatever has both is found by ``latest_results``, so the exporter needs no import of who measured.
+    """
+
+    card_section: str
+    history: list[dict[str, Any]]
+
+
+def latest_results(keepers: Iterable[object]) -> dict[str, dict[str, Any]]:
+    """Card section -> the newest history entry of every ``EvaluationHistory`` among ``keepers`` that has one, merged
+    in their order: several keepers of one section (e.g. one judge per concept) each add their concepts."""
+    sections: dict[str, dict[str, Any]] = {}
+    for keeper in keepers:
+        if isinstance(keeper, EvaluationHistory) and keeper.history:
+            sections.setdefault(keeper.card_section, {}).update(keeper.history[-1])
+    return sections
 
 
 def _nanmean(items: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""What the efficacy and generation callbacks need from the data: a small Protocol, not a class.
+"""What the efficacy and generation engines need from the data: a small Protocol, not a class.
 
 ``PairedDeltas`` satisfies it; so can anything else that knows the two models, their layers, the concepts and their
 steering vectors (a test double, a store of precomputed vectors).
@@ -7,13 +7,16 @@ steering vectors (a test double, a store of precomputed vectors).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
 from lcross.concepts.pairs import Concept
-from lcross.extraction.store import Side
 from lcross.steering.vector import SteeringVector
+from lcross.transform.layerwise import Transform
+
+if TYPE_CHECKING:  # only the type: extraction.store loads the sharded store and Lightning with it
+    from lcross.extraction.store import Side
 
 
 @runtime_checkable
@@ -40,3 +43,11 @@ class EvaluationData(Protocol):
     def steering_vector(self, side: Side, concept: str) -> SteeringVector:
         """A concept's steering vector in one model, from the training rows only."""
         ...
+
+
+def checked_transform(data: EvaluationData, transform: Transform) -> Transform:
+    """T as an evaluation steers with it: float32, and an error naming both widths when it does not fit the data's
+    models (before any model loads)."""
+    transform = transform.to(torch.float32)
+    transform.check_models(data.d_source, data.d_target)
+    return transform

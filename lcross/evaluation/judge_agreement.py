@@ -22,7 +22,7 @@ import torch
 from torchmetrics.functional import pearson_corrcoef, spearman_corrcoef
 
 from lcross.errors import LCrossInputError
-from lcross.evaluation.judges import Judge
+from lcross.evaluation.judges.base import Judge
 
 
 def agreement(
