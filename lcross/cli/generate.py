@@ -8,7 +8,8 @@ Prints, for every prompt, the unsteered answer and the answer at every beta, one
 
 Positions: ``--positions after_prompt`` (the default, as CAA) steers every token after the prompt; llama.cpp
 (``--control-vector-scaled FILE:SCALE``), repeng, EasySteer (apply ``prompt`` and ``generation`` ``all``) and vLLM-Hook
-steer every position, prompt included: compare with them under ``--positions all`` (docs/formats.md).
+(with vLLM's prefix caching off) steer every position, prompt included: compare with them under ``--positions all``
+(docs/formats.md).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(POSITIONS),
         help="where to steer: after_prompt (default, as CAA): every token after the prompt, generated ones included; "
         "all: every position, prompt included, which is what llama.cpp (--control-vector-scaled FILE:SCALE), repeng, "
-        "EasySteer (apply prompt=all, generation=all) and vLLM-Hook steer: use it to compare with them; "
+        "EasySteer (apply prompt=all, generation=all) and vLLM-Hook (prefix caching off) steer: compare with them so; "
         "last_prompt (as RepE): the last prompt token only",
     )
     parser.add_argument("--max-new-tokens", type=int, default=40)
