@@ -2,13 +2,22 @@
 steering-vectors library. References are independent of lcross: gguf-py's own reader and writer, hand-placed forward
 hooks, and the steering-vectors library's own apply()."""
 
+import warnings
+
 import gguf
 import numpy as np
 import pytest
 import torch
 
 from lcross import LCrossInputError, SteeringVector
-from lcross.formats import from_steering_vectors, load_vector, save_vector, to_steering_vectors
+from lcross.formats import (
+    ForeignLayersWarning,
+    from_steering_vectors,
+    load_vector,
+    save_vector,
+    to_steering_vectors,
+)
+from tests.foreign_loaders import RefusedError, llamacpp_control_vector_rows, repeng_import_gguf
 
 
 def _vector(dtype=torch.float32, width=32):
@@ -191,3 +200,91 @@ def test_a_missing_steering_vectors_library_names_the_install_command(monkeypatc
     monkeypatch.setitem(__import__("sys").modules, "steering_vectors", None)  # import fails as when not installed
     with pytest.raises(LCrossInputError, match="pip install --no-deps steering-vectors"):
         to_steering_vectors(SteeringVector({1: torch.ones(4)}))
+
+
+# -- what repeng and llama.cpp read (their loaders re-stated in tests/foreign_loaders.py) ------------------------------
+def test_a_vector_without_a_model_name_is_read_by_repengs_rules(tmp_path):
+    """Issue 26.1: gguf-py skips an empty model_hint, and repeng 0.4.0's import_gguf refuses a file without one."""
+    direction = torch.randn(16, generator=torch.Generator().manual_seed(5))
+    path = save_vector(SteeringVector({3: direction}), tmp_path / "v.gguf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # repeng warns about a missing or wrong architecture field: none here
+        hint, directions = repeng_import_gguf(path)
+    assert hint == "unknown"  # the documented placeholder, never empty
+    assert list(directions) == [3]
+    np.testing.assert_array_equal(directions[3], direction.numpy())
+
+
+def test_the_model_hint_is_the_model_type_when_known_else_the_model_name(tmp_path):
+    vector = SteeringVector({2: torch.ones(4)}, model="google/gemma-3-270m", meta={"model_type": "gemma3_text"})
+    assert repeng_import_gguf(save_vector(vector, tmp_path / "a.gguf"))[0] == "gemma3_text"  # as repeng writes it
+    named = SteeringVector({2: torch.ones(4)}, model="google/gemma-3-270m")
+    assert repeng_import_gguf(save_vector(named, tmp_path / "b.gguf"))[0] == "google/gemma-3-270m"
+    assert load_vector(tmp_path / "a.gguf").meta == {"model_type": "gemma3_text"}  # lcross's own provenance, exactly
+
+
+def test_llama_cpp_puts_each_direction_where_lcross_does(tmp_path):
+    vector = _vector()  # layers 1 and 3, with provenance under lcross.* keys (llama.cpp ignores keys it does not know)
+    n_embd, rows = llamacpp_control_vector_rows(save_vector(vector, tmp_path / "v.gguf"), strength=1.5)
+    assert n_embd == 32 and rows.shape == (3, 32)
+    np.testing.assert_array_equal(rows[0], 1.5 * vector[1].numpy())  # row il - 1 shifts the output of block il
+    np.testing.assert_array_equal(rows[1], np.zeros(32, dtype=np.float32))
+    np.testing.assert_array_equal(rows[2], 1.5 * vector[3].numpy())
+
+
+def _write_like_cvector_generator(path, n_layers: int, width: int, hint: str = "gemma3") -> dict[int, np.ndarray]:
+    """What llama.cpp's tools/cvector-generator/cvector-generator.cpp export_gguf writes: the architecture, the model's
+    llama.cpp architecture as model_hint, layer_count as int32 (gguf_set_val_i32), direction.1 .. direction.n-1."""
+    rng = np.random.default_rng(0)
+    directions = {k: rng.standard_normal(width).astype(np.float32) for k in range(1, n_layers)}
+    writer = gguf.GGUFWriter(path, "controlvector")
+    writer.add_string("controlvector.model_hint", hint)
+    writer.add_int32("controlvector.layer_count", len(directions))
+    for k, direction in directions.items():
+        writer.add_tensor(f"direction.{k}", direction)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return directions
+
+
+def test_a_cvector_generator_file_warns_once_and_reads_as_llama_cpp_applies_it(tmp_path):
+    directions = _write_like_cvector_generator(tmp_path / "cv.gguf", n_layers=5, width=8)
+    with pytest.warns(ForeignLayersWarning, match="llama-cvector-generator.*block k-1.*shift it down one layer"):
+        vector = load_vector(tmp_path / "cv.gguf")
+    assert vector.layers == [1, 2, 3, 4] and vector.model == "gemma3"
+    assert all(torch.equal(vector[k], torch.from_numpy(d)) for k, d in directions.items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_vector(tmp_path / "cv.gguf")  # once per file
+    # repeng's and lcross's own files (layer_count uint32) carry no such mark
+    _write_like_repeng(tmp_path / "repeng.gguf", "llama", {k: np.ones(8, dtype=np.float32) for k in (1, 2, 3)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_vector(tmp_path / "repeng.gguf")
+        load_vector(save_vector(SteeringVector({1: torch.ones(8), 2: torch.ones(8)}), tmp_path / "own.gguf"))
+
+
+def test_a_foreign_direction_0_warns_when_read_and_is_refused_when_written(tmp_path):
+    _write_like_repeng(tmp_path / "zero.gguf", "llama", {0: np.ones(4, dtype=np.float32)})
+    with pytest.raises(RefusedError, match=r"invalid \(zero\) direction tensor layer index"):
+        llamacpp_control_vector_rows(tmp_path / "zero.gguf")
+    with pytest.warns(ForeignLayersWarning, match="direction.0: llama.cpp refuses this file"):
+        vector = load_vector(tmp_path / "zero.gguf")
+    assert vector.layers == [0]
+    with pytest.raises(LCrossInputError, match="layer 0 cannot be written as a llama.cpp control vector"):
+        save_vector(vector, tmp_path / "again.gguf")
+    assert not (tmp_path / "again.gguf").exists()
+
+
+def test_formats_are_chosen_by_the_longest_suffix(tmp_path):
+    from lcross.formats import FORMATS, format_for
+
+    assert format_for("a/sentiment.easysteer.json") is FORMATS["easysteer"]
+    assert format_for("x.vllm_hook.json") is FORMATS["vllm-hook"]
+    assert format_for("X.GGUF") is FORMATS["gguf"]
+    assert format_for("v.vllm_hook.pt") is FORMATS["pt"]  # vLLM-Hook's vector file is a plain .pt ({"dir": tensor})
+    for name in ("v.json", ".gguf", "v.easysteer"):
+        with pytest.raises(LCrossInputError, match="unknown vector format"):
+            format_for(name)

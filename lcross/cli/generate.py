@@ -5,6 +5,11 @@
     lcross generate --run logs/demo/version_0 --concept sentiment --beta 1.5 --prompt "Describe your street."
 
 Prints, for every prompt, the unsteered answer and the answer at every beta, one under the other.
+
+Positions: ``--positions after_prompt`` (the default, as CAA) steers every token after the prompt; llama.cpp
+(``--control-vector-scaled FILE:SCALE``), repeng, EasySteer (apply ``prompt`` and ``generation`` ``all``) and vLLM-Hook
+(with vLLM's prefix caching off) steer every position, prompt included: compare with them under ``--positions all``
+(docs/formats.md).
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from lcross.steering.vector import SteeringVector
 
 
 def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int]:
-    """(direction, its layer) from a vector file (``.gguf``, ``.safetensors`` or ``.pt``, read by
-    ``SteeringVector.load``): the direction at ``layer`` when the file has one there, else the file's only direction
-    (a bare tensor belongs to ``layer``)."""
+    """(direction, its layer) from a vector file (any of ``lcross.formats.SUFFIXES``, read by ``load_vector``): the
+    direction at ``layer`` when the file has one there, else the file's only direction (a bare tensor belongs to
+    ``layer``)."""
     vector = load_vector(path, layer=layer)
     if layer is not None and layer in vector.directions:
         return vector[layer].float(), layer
@@ -76,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         "--model", help="the model to steer: a hub id, folder, .gguf or tiny-<arch> (default: the run's target)"
     )
     parser.add_argument(
-        "--vector", help="a .gguf control vector, .safetensors or .pt file ([d_model], or {layer: tensor})"
+        "--vector",
+        help="a .gguf control vector, .safetensors or .pt file ([d_model], or {layer: tensor}), or an .easysteer.json "
+        "/ .vllm_hook.json config and the vector it names",
     )
     parser.add_argument("--run", help="a finished fit (logs/<name>/version_N): take the vector from it")
     parser.add_argument("--concept", help="with --run: the concept whose vector to use")
@@ -91,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--beta", type=float, action="append", help="multiplier; repeat for several (default -1 and 1)")
     parser.add_argument("--prompt", action="append", required=True, help="a prompt; repeat for several")
-    parser.add_argument("--positions", default="after_prompt", choices=list(POSITIONS), help="where to steer")
+    parser.add_argument(
+        "--positions",
+        default="after_prompt",
+        choices=list(POSITIONS),
+        help="where to steer: after_prompt (default, as CAA): every token after the prompt, generated ones included; "
+        "all: every position, prompt included, which is what llama.cpp (--control-vector-scaled FILE:SCALE), repeng, "
+        "EasySteer (apply prompt=all, generation=all) and vLLM-Hook (prefix caching off) steer: compare with them so; "
+        "last_prompt (as RepE): the last prompt token only",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--chat-template", action="store_true", help="wrap prompts in the model's chat template")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -2,14 +2,15 @@
 
     lcross transfer --transform logs/demo/version_0/transform --vector happy_smollm2.gguf --out happy_gemma.gguf
     lcross transfer --run logs/demo/version_0 --concept sentiment --out sentiment_gemma.gguf
-    lcross transfer --run logs/demo/version_0 --format gguf --format safetensors   # -> version_0/vectors/<concept>.*
+    lcross transfer --run logs/demo/version_0 --format gguf --format easysteer   # -> version_0/vectors/<concept>.*
+    lcross transfer --run logs/demo/version_0 --concept sentiment --beta 1.5 --out sentiment_gemma.vllm_hook.json
     python -m lcross transfer --transform T --vector v.safetensors --layer 15 --out v_target.pt
 
-The vector comes from a file (``.gguf`` control vector from repeng or llama.cpp, ``.safetensors``, ``.pt``) or from a
-fitted run (the concept's source SV at the run's source layers; ``--config`` picks the newest run of a config). The
-output format follows ``--out``'s suffix. Every layer of the vector must have a map in T (``--layer`` picks layers).
-With a run and no ``--concept``, every evaluation concept's transferred vector is written into the run folder
-(``vectors/<concept>.<format>``).
+The vector comes from a file (``.gguf`` control vector from repeng or llama.cpp, ``.safetensors``, ``.pt``, or a
+serving config lcross wrote) or from a fitted run (the concept's source SV at the run's source layers; ``--config``
+picks the newest run of a config). The output format follows ``--out``'s suffix (``lcross.formats.FORMATS``). Every
+layer of the vector must have a map in T (``--layer`` picks layers). With a run and no ``--concept``, every evaluation
+concept's transferred vector is written into the run folder (``vectors/<concept>.<suffix>``).
 
 ``main.py predict --config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt`` does the same through
 LightningCLI (``lcross.callbacks.vector_writer.TransferredVectors``), with T taken from the checkpoint.
@@ -26,7 +27,8 @@ import torch
 from lcross.cli.checks import CHECK_HELP, existing, passed, run_concept, run_config, transform_input
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector, save_vector
-from lcross.formats.vector_files import SUFFIXES
+from lcross.formats.gguf_file import model_type_of, with_model_type
+from lcross.formats.vector_files import FORMATS, SUFFIXES, format_for, format_path, named_format
 from lcross.steering.vector import SteeringVector
 from lcross.transform.layerwise import LayerwiseTransform, Transform
 
@@ -120,14 +122,29 @@ def run_source_vectors(run: str | Path, concepts: list[str] | None = None) -> di
 
 
 def write_run_vectors(
-    run: str | Path, transform: Transform, formats: list[str], dirname: str = "vectors"
+    run: str | Path, transform: Transform, formats: list[str], dirname: str = "vectors", beta: float = 1.0
 ) -> list[Path]:
-    """Every evaluation concept's transferred vector written into ``<run>/<dirname>/<concept>.<format>``."""
-    written = []
-    for concept, vector in run_source_vectors(run).items():
-        moved = transfer_vector(transform, vector)
-        written += [save_vector(moved, Path(run) / dirname / f"{concept}.{fmt.lstrip('.')}") for fmt in formats]
-    return written
+    """Every evaluation concept's transferred vector written into ``<run>/<dirname>/<concept><suffix>`` for each
+    format name (``gguf``, ``easysteer``, ...); ``beta`` goes into the serving-engine configs."""
+    chosen = [named_format(fmt) for fmt in formats]
+    model_type = target_model_type(run)
+    moved = {c: with_model_type(transfer_vector(transform, v), model_type) for c, v in run_source_vectors(run).items()}
+    for concept, vector in moved.items():  # every vector checked before any file is written
+        for fmt in chosen:
+            fmt.check_layers(vector.layers, f"concept {concept!r}, format {fmt.name}")
+    return [
+        save_vector(vector, format_path(Path(run) / dirname, concept, fmt.name), beta=beta)
+        for concept, vector in moved.items()
+        for fmt in chosen
+    ]
+
+
+def target_model_type(run: str | Path) -> str | None:
+    """The Hugging Face ``config.model_type`` of a run's target model (what a ``.gguf``'s ``model_hint`` names, as
+    repeng writes it), read from its config; None when the config cannot be read."""
+    from lcross.training.config import data_module_from_config
+
+    return model_type_of(data_module_from_config(str(Path(run) / "config.yaml")).target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,13 +169,24 @@ def main(argv: list[str] | None = None) -> int:
         "for a file holding one bare tensor, the layer it belongs to",
     )
     parser.add_argument("--target-layer", type=int, help="with a one-map T: the target layer (default: T's card)")
-    parser.add_argument("--out", help=f"the output file; its suffix picks the format ({', '.join(SUFFIXES)})")
+    parser.add_argument(
+        "--out", help=f"the output file; its suffix picks the format ({', '.join(SUFFIXES)}); see --format"
+    )
     parser.add_argument(
         "--format",
         action="append",
-        choices=[s.lstrip(".") for s in SUFFIXES],
+        choices=list(FORMATS),
         help="with --run and no --concept: a format to write every evaluation concept in; repeat for several "
-        "(default: gguf and safetensors)",
+        "(default: gguf and safetensors). Which positions each program steers: "
+        + "; ".join(f"{name} ({fmt.suffix}): {fmt.steers}" for name, fmt in FORMATS.items())
+        + ". lcross generate steers after the prompt by default: pass --positions all to match llama.cpp",
+    )
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=1.0,
+        help="the multiplier written into serving-engine configs (easysteer's scale, vllm-hook's coefficient; "
+        "default 1). .gguf, .safetensors and .pt hold directions only: llama.cpp takes the scale on its command line",
     )
     parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
@@ -185,12 +213,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.concept or args.vector:
         if not args.out:
             raise LCrossInputError("where to write the vector?", where="lcross transfer", fix="pass --out FILE.gguf")
-        if Path(args.out).suffix.lower() not in SUFFIXES:  # checked before any model or data loads
+        if args.format:
             raise LCrossInputError(
-                f"unknown output format {Path(args.out).suffix!r}",
-                where="--out",
-                fix=f"end it with {', '.join(SUFFIXES)}",
+                "--format is for writing every concept of a run; with --out the suffix picks the format",
+                where="lcross transfer",
+                fix=f"end --out with {named_format(args.format[0]).suffix}, or drop --concept/--out",
             )
+        format_for(args.out)  # the suffix is checked before any model or data loads
     if args.vector and not args.transform:
         raise LCrossInputError("--vector needs --transform", where="lcross transfer", fix="give T (export, .ckpt)")
 
@@ -216,14 +245,16 @@ def _run(args: argparse.Namespace) -> list[Path]:
     if from_run and not args.concept:  # every evaluation concept, into the run folder
         run = Path(args.run) if args.run else newest_run(args.config)
         transform = load_transform(args.transform or run / "transform")
-        return write_run_vectors(run, transform, args.format or ["gguf", "safetensors"])
+        return write_run_vectors(run, transform, args.format or ["gguf", "safetensors"], beta=args.beta)
+    model_type = None
     if from_run:
         run = Path(args.run) if args.run else newest_run(args.config)
         transform = load_transform(args.transform or run / "transform")
         vector = run_source_vectors(run, [args.concept])[args.concept]
+        model_type = target_model_type(run)
     else:
         transform = load_transform(args.transform)
         bare_layer = args.layer[0] if args.layer and len(args.layer) == 1 else None
         vector = load_vector(args.vector, layer=bare_layer)
-    moved = transfer_vector(transform, vector, args.layer, args.target_layer)
-    return [save_vector(moved, args.out)]
+    moved = with_model_type(transfer_vector(transform, vector, args.layer, args.target_layer), model_type)
+    return [save_vector(moved, args.out, beta=args.beta)]
