@@ -254,7 +254,9 @@ def bench_gradient_descent(xs, xt, max_epochs):
         if init == "identity" and xs.shape[1] != xt.shape[1]:
             rows[init] = {"epochs": None, "note": f"widths differ ({xs.shape[1]} -> {d_t})"}
             continue
-        module = LCross(xs.shape[1], d_t, lr=1e-2, ridge=ridge, init=init, init_method="ridge", init_alpha=alpha)
+        module = LCross(
+            LinearTransform(xs.shape[1], d_t), lr=1e-2, ridge=ridge, init=init, init_method="ridge", init_alpha=alpha
+        )
         reached: list[int] = []
 
         class Stop(L.Callback):

@@ -23,6 +23,7 @@ _EXPORTS = {
     "Steering": "lcross.steering.hooks",
     "SteeringVector": "lcross.steering.vector",
     "TextPair": "lcross.concepts.pairs",
+    "Transform": "lcross.transform.base",
     "apply_steering": "lcross.steering.hooks",
     "behavior_matching_probability": "lcross.evaluation.metrics",
     "caa_vector": "lcross.steering.aggregators",

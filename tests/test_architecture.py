@@ -10,6 +10,7 @@ import inspect
 import subprocess
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -207,7 +208,8 @@ def test_public_names_exist_and_are_callables_or_types(package):
     for name, value in _public(package):
         assert not inspect.ismodule(value), f"{package}.{name} is a module"
         is_type_alias = getattr(value, "__origin__", None) is not None or type(value).__name__ == "UnionType"
-        assert callable(value) or isinstance(value, tuple | frozenset) or is_type_alias, f"{package}.{name}"
+        constant = isinstance(value, tuple | frozenset | MappingProxyType)  # read-only tables
+        assert callable(value) or constant or is_type_alias, f"{package}.{name}"
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -22,6 +22,7 @@ def test_every_config_parses(config, monkeypatch, capsys, tmp_path):
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "model:" in printed and "data:" in printed and "source:" in printed
+    assert "class_path: lcross.transform." in printed  # every config names the transform it trains
     # the printed config is a config: it parses back to itself (groups such as data.extraction included)
     (tmp_path / "printed.yaml").write_text(printed)
     with pytest.raises(SystemExit) as exit_info:

@@ -13,6 +13,7 @@ from lcross.errors import LCrossInputError
 from lcross.models.loading import ModelSpec
 from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross
+from lcross.transform.linear import LinearTransform
 from lcross.transform.sufficient_stats import solve
 
 PARAGRAPHS = [
@@ -87,6 +88,11 @@ def test_a_killed_extraction_resumes_at_the_first_missing_shard(tmp_path, corpus
     assert len(calls) == 2 * n_shards - 1  # the source's first shard was kept
 
 
+def _T(data: PairedDeltas) -> LinearTransform:
+    """The T the CLI builds for this data (its widths and one layer pair linked in)."""
+    return LinearTransform(data.d_source, data.d_target, data.layer_pairs)
+
+
 def _mse(stats, weight, bias) -> float:
     return stats.residual_sum(weight.double(), None if bias is None else bias.double()) / (stats.n * weight.shape[1])
 
@@ -98,7 +104,7 @@ def test_gradient_descent_from_the_streaming_loader_reaches_the_closed_form(tmp_
     stats = data.corpus.statistics(0)
     weight, bias = solve([(stats, 1.0, True)], "lstsq")
     best = _mse(stats, weight, bias)
-    model = LCross(data.d_source, data.d_target, fit_on="corpus", init="random", lr=0.3, layer_pairs=data.layer_pairs)
+    model = LCross(_T(data), fit_on="corpus", init="random", lr=0.3)
     trainer = L.Trainer(
         max_epochs=100,
         logger=False,
@@ -130,7 +136,7 @@ def test_closed_form_start_on_both_sources_weighs_them_by_their_means(tmp_path, 
     data = _data(tmp_path, corpus_file, fit_on="both", corpus=_corpus(corpus_file, weight=0.25, max_rows=800))
     data.prepare_corpus()
     data.setup("fit")
-    model = LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.25, layer_pairs=data.layer_pairs)
+    model = LCross(_T(data), fit_on="both", corpus_weight=0.25)
     assert model.transform.bias is not None  # token states take an intercept by default
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(model, datamodule=data)
@@ -142,9 +148,9 @@ def test_closed_form_start_on_both_sources_weighs_them_by_their_means(tmp_path, 
     xs = torch.cat([a * (xs_c - xs_c.mean(0)), b * xs_d])
     xt = torch.cat([a * (xt_c - xt_c.mean(0)), b * xt_d])
     expected = torch.linalg.lstsq(xs, xt, driver="gelsd").solution
-    start = LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.25, layer_pairs=data.layer_pairs)
+    start = LCross(_T(data), fit_on="both", corpus_weight=0.25)
     start.trainer = trainer  # the closed form alone, without the training step
-    start._start_on_corpus(data)
+    start.on_fit_start()  # the closed-form start of the data module's corpus and deltas
     torch.testing.assert_close(start.transform.matrix().double(), expected, atol=1e-4, rtol=1e-4)
     intercept = xt_c.mean(0) - xs_c.mean(0) @ expected
     torch.testing.assert_close(start.transform.bias.double(), intercept, atol=1e-4, rtol=1e-4)
@@ -250,9 +256,9 @@ def test_a_model_that_disagrees_with_the_data_about_its_rows_is_refused(tmp_path
     data = _data(tmp_path, corpus_file, fit_on="both", corpus=_corpus(corpus_file, weight=0.1, max_rows=300))
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     for model, message in (
-        (LCross(data.d_source, data.d_target, layer_pairs=data.layer_pairs), "serves 'both'"),
+        (LCross(_T(data)), "serves 'both'"),
         (
-            LCross(data.d_source, data.d_target, fit_on="both", corpus_weight=0.9, layer_pairs=data.layer_pairs),
+            LCross(_T(data), fit_on="both", corpus_weight=0.9),
             "weighs the corpus 0.9, the data module 0.1",
         ),
     ):
@@ -269,7 +275,7 @@ def test_fitting_on_the_corpus_alone_needs_no_training_concept(tmp_path, corpus_
         test_concepts=["size"],
         corpus=_corpus(corpus_file, max_rows=300),
     )
-    model = LCross(data.d_source, data.d_target, fit_on="corpus", layer_pairs=data.layer_pairs)
+    model = LCross(_T(data), fit_on="corpus")
     L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(model, data)
     assert data.train_concepts == [] and data.describe()["n_train_rows"] == 0
     with pytest.raises(LCrossInputError, match="none is left to train T"):
@@ -303,7 +309,7 @@ class _BatchLog(L.Callback):
 def test_a_resumed_fit_streams_the_batches_an_uninterrupted_fit_would(tmp_path, corpus_file):
     def fit(epochs: int, resume=None):
         data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1000, batch_size=300))
-        model = LCross(data.d_source, data.d_target, fit_on="corpus", init="random", layer_pairs=data.layer_pairs)
+        model = LCross(_T(data), fit_on="corpus", init="random")
         log = _BatchLog()
         trainer = L.Trainer(
             max_epochs=epochs,

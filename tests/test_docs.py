@@ -43,10 +43,21 @@ UNCHECKED = {
     "source": "a shell builtin (activates the virtual environment)",
     "pip": "installs packages from the registry",
     "llama-cli": "llama.cpp's program, not installed here",
+    "llama-completion": "llama.cpp's program; scripts/check_llamacpp.sh builds it and runs these flags (opt-in)",
+    "llama-server": "llama.cpp's program, not installed here",
+    "GEMMA=$(python": "sets a shell variable to the packaged GGUF's path, for llama.cpp's commands",
+    "bash scripts/check_llamacpp.sh": "builds llama.cpp (about 25 minutes) and checks lcross's vectors in it (opt-in)",
+    "vllm": "the vLLM server (EasySteer's fork); needs CUDA, not installable here",
+    "jq": "builds a JSON request for the vLLM server",
+    "curl": "sends that request to the vLLM server",
     "mkdocs": "builds this site; CI runs `mkdocs build --strict`",
     "python scripts/error_table.py": "generates the error table of docs/reliability.md; a slow test compares them",
     "python bench/run.py": "the benchmark itself (about 22 min on 2 cores); docs/performance.md holds its figures",
     "python bench/corpus_fit_memory.py": "the corpus-fit memory benchmark (minutes); docs/fitting-on-text.md holds it",
+}
+# Python snippets of other programs' APIs, with why this test does not run them: (page, heading) -> reason.
+OTHER_PROGRAMS = {
+    ("docs/formats.md", "## Serving engines"): "vLLM-Hook's HookLLM needs vLLM and a CUDA GPU, not installable here",
 }
 LIGHTNING = {"fit", "validate", "test", "predict"}
 RUN_FOLDER = re.compile(r"(logs/[^/\s]+/version_\d+)")
@@ -104,7 +115,21 @@ def shell_commands() -> list[tuple[str, list[str]]]:
 
 
 def python_snippets() -> list[Block]:
-    return [b for b in code_blocks() if b.language in PYTHON]
+    return [b for b in code_blocks() if b.language in PYTHON and other_program(b) is None]
+
+
+def other_program(block: Block) -> str | None:
+    return next(
+        (why for (p, h), why in OTHER_PROGRAMS.items() if block.page == p and block.section.startswith(h)), None
+    )
+
+
+def test_every_python_snippet_left_unrun_is_of_another_program():
+    """Only snippets that import a program this machine cannot install are left unrun, and each such entry is used."""
+    unrun = [b for b in code_blocks() if b.language in PYTHON and other_program(b) is not None]
+    assert len(unrun) == len(OTHER_PROGRAMS)
+    for block in unrun:
+        assert "import lcross" not in block.text and "from lcross" not in block.text, block.where
 
 
 def lcross_argv(tokens: list[str]) -> list[str] | None:
@@ -286,7 +311,7 @@ def model_cache(tmp_path_factory):
 
 
 @pytest.mark.parametrize("block", SNIPPETS)
-def test_each_python_snippet_runs_as_written(block, tmp_path, monkeypatch, model_cache, capsys):
+def test_each_python_snippet_runs_as_written(block, tmp_path, monkeypatch, model_cache, capsys, request):
     if _needs_models(block):
         from lcross.models.packaged import packaged_gguf
 
@@ -294,9 +319,31 @@ def test_each_python_snippet_runs_as_written(block, tmp_path, monkeypatch, model
             pytest.skip("the offline demo models are not installed (bash scripts/setup.sh installs them)")
         monkeypatch.setenv("LCROSS_CACHE", str(model_cache))
     (tmp_path / "data").symlink_to(ROOT / "data")
+    _make_what_the_docs_made(block, tmp_path, request)
     monkeypatch.chdir(tmp_path)
     exec(compile(block.text, block.where, "exec"), {"__name__": "__main__"})
     assert capsys.readouterr().out.strip(), f"{block.where}: the snippet shows nothing"
+
+
+def _make_what_the_docs_made(block: Block, folder: Path, request: pytest.FixtureRequest) -> None:
+    """A run folder the snippet reads is a finished tiny fit; a vector file it loads that a command of the docs writes
+    (``--out``) or another program makes (named in a comment) is a real vector for that run's source model."""
+    runs = set(RUN_FOLDER.findall(block.text))
+    if not runs:
+        return
+    _, tiny = request.getfixturevalue("tiny_run")
+    for run in runs:
+        shutil.copytree(tiny, folder / run)
+    from lcross import SteeringVector, load_transform, save_vector
+
+    T = load_transform(tiny / "transform")
+    for name in re.findall(r"load_vector\(\"([^\"/]+)\"\)", block.text):
+        made = {argv[argv.index("--out") + 1] for _, argv in CHECKED if "--out" in argv}
+        assert name in made or name in "\n".join(b.text for b in code_blocks()), f"{block.where}: nothing makes {name}"
+        vector = {
+            source: torch.randn(T.d_source, generator=torch.Generator().manual_seed(0)) for source, _ in T.layer_pairs
+        }
+        save_vector(SteeringVector(vector, model="tiny"), folder / name)
 
 
 @pytest.mark.slow

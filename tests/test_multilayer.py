@@ -111,7 +111,7 @@ def test_two_layer_lcross_fits_each_layer_pair_to_its_closed_form_within_one_per
 
     xs, xt = _paired()
     n, d_target = xs.shape[0], xt.shape[-1]
-    module = LCross(6, 5, layer_pairs=[(4, 7), (5, 8)], init="random", lr=0.05, ridge=ridge)
+    module = LCross(LayerwiseTransform(6, 5, [(4, 7), (5, 8)]), init="random", lr=0.05, ridge=ridge)
     assert isinstance(module.transform, LayerwiseTransform)
     loader = DataLoader(TensorDataset(xs, xt), batch_size=len(xs))
     trainer = L.Trainer(
@@ -236,7 +236,7 @@ def test_lcross_refuses_data_with_more_layer_pairs_than_maps(tmp_path):
 
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(LCrossInputError, match="layer_pairs=datamodule.layer_pairs"):
-        trainer.fit(LCross(32, 48), datamodule=_dm(tmp_path))
+        trainer.fit(LCross(LinearTransform(32, 48)), datamodule=_dm(tmp_path))
 
 
 # -- end to end ------------------------------------------------------------------------------------------------------
@@ -245,6 +245,7 @@ def test_a_multi_layer_fit_logs_per_pair_metrics_and_loads_back_exactly(tmp_path
         tmp_path,
         "--data.source_layer=[1, 2]",
         "--data.target_layer=2-3",
+        "--model.transform=lcross.transform.LayerwiseTransform",
         "--trainer.max_epochs=3",
     )
     run = tmp_path / "logs" / "tiny" / "version_0"
@@ -260,13 +261,17 @@ def test_a_multi_layer_fit_logs_per_pair_metrics_and_loads_back_exactly(tmp_path
     assert exported.card["source_layer"] == [1, 2] and exported.card["target_layer"] == [2, 3]
     for key, value in from_checkpoint.state_dict().items():
         assert torch.equal(exported.state_dict()[key], value) and value.dtype == torch.float32
-    assert yaml.safe_load((run / "hparams.yaml").read_text())["layer_pairs"] == [[1, 2], [2, 3]]
+    assert yaml.safe_load((run / "hparams.yaml").read_text())["transform"]["init_args"]["layer_pairs"] == [
+        [1, 2],
+        [2, 3],
+    ]
     shared_root = tmp_path / "shared"
     fit_tiny(
         shared_root,
         "--data.source_layer=[1, 2]",
         "--data.target_layer=[2, 3]",
-        "--model.share_transform=true",
+        "--model.transform=lcross.transform.LayerwiseTransform",
+        "--model.transform.shared=true",
         "--trainer.max_epochs=1",
     )
     shared = load_transform(shared_root / "logs" / "tiny" / "version_0" / "transform")

@@ -200,9 +200,11 @@ model_settings = st.fixed_dictionaries(
 @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_any_model_setting_is_refused_by_name_or_builds_a_finite_transform(options):
     from lcross.training.module import LCross
+    from lcross.transform.linear import LinearTransform
 
+    own = {k: options.pop(k) for k in ("rank", "bias") if k in options}  # T's own settings, its init_args
     try:
-        system = LCross(4, 3, **options)
+        system = LCross(LinearTransform(4, 3, **own), **options)
     except LCrossInputError as err:
         assert "model." in str(err) or "rank" in str(err), str(err)
         return

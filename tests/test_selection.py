@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from lcross import LCrossInputError, ModelSpec, PairedDeltas
+from lcross import LCrossInputError, LinearTransform, ModelSpec, PairedDeltas
 from lcross.concepts.splits import make_split
 from lcross.training.crossval import crossvalidate, inner_validation, loco_folds, run
 from lcross.training.families import DEFAULT_FAMILIES, Family, families_named, fit_by_gradient
@@ -78,7 +78,7 @@ def test_no_test_concept_delta_reaches_the_fit_the_choice_or_early_stopping(tmp_
     data = _data(tmp_path)
     data.__class__ = _Recorder
     data.handed, data.vectors = [], []
-    system = LCross(data.d_source, data.d_target, lr=1e-2, init="random", layer_pairs=data.layer_pairs)
+    system = LCross(LinearTransform(data.d_source, data.d_target, data.layer_pairs), lr=1e-2, init="random")
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/cos", mode="max", save_top_k=1)
     stopping = EarlyStopping(monitor="val/cos", mode="max", patience=2)
     trainer = L.Trainer(
@@ -100,7 +100,7 @@ def test_no_test_concept_delta_reaches_the_fit_the_choice_or_early_stopping(tmp_
 
 def test_a_monitor_on_a_test_concepts_metric_is_refused(tmp_path):
     data = _data(tmp_path)
-    system = LCross(data.d_source, data.d_target, layer_pairs=data.layer_pairs)
+    system = LCross(LinearTransform(data.d_source, data.d_target, data.layer_pairs))
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "c", monitor="efficacy/size/transferred/beta_1.0", mode="max")
     trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, callbacks=[checkpoint])
     with pytest.raises(LCrossInputError, match="monitors 'efficacy/size/transferred/beta_1.0', a metric of test"):
@@ -177,7 +177,7 @@ def test_gradient_fits_reach_what_lcross_trained_by_lightning_reaches():
     generator = torch.Generator().manual_seed(1)
     xs, xt = torch.randn(40, 8, generator=generator), torch.randn(40, 6, generator=generator)
     plain = fit_by_gradient(xs, xt, epochs=25, lr=1e-2, loss="mse+cosine", ridge=0.01, orthogonality=0.1)
-    system = LCross(8, 6, loss="mse+cosine", lr=1e-2, ridge=0.01, orthogonality=0.1, init="random")
+    system = LCross(LinearTransform(8, 6), loss="mse+cosine", lr=1e-2, ridge=0.01, orthogonality=0.1, init="random")
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, xt), batch_size=40)
     trainer = L.Trainer(max_epochs=25, logger=False, enable_progress_bar=False, enable_checkpointing=False)
     trainer.fit(system, train_dataloaders=loader)

@@ -37,7 +37,7 @@ def test_apply_steers_every_layer_as_separate_hooks_would(tiny_llama):
 
 
 def test_transfer_maps_a_vector_to_the_target_layer_with_provenance():
-    transform = LinearTransform(3, 2, card={"source_layer": 5, "target_layer": 7, "target": {"name": "big"}})
+    transform = LinearTransform(3, 2, [(5, 7)], card={"target": {"name": "big"}})
     transform.set_matrix(torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]))
     vector = SteeringVector.single(torch.tensor([1.0, 1.0, 1.0]), 5, model="small", concept="joy", method="caa")
     moved = transform.transfer(vector)

@@ -39,14 +39,14 @@ def test_gradient_descent_reaches_the_closed_form_loss(init, rank, tmp_path):
     torch.manual_seed(0)
     xs, xt = _data()
     closed = _mse(LinearTransform.fit(xs, xt, "lstsq").matrix().detach(), xs, xt)
-    module = LCross(16, 8, lr=0.05, init=init, rank=rank)
+    module = LCross(LinearTransform(16, 8, rank=rank), lr=0.05, init=init)
     _fit(module, xs, xt, 400, tmp_path, enable_checkpointing=False)
     reached = _mse(module.transform.matrix().detach(), xs, xt)
     assert reached <= closed * 1.01, (reached, closed)
 
 
 def test_identity_init_and_orthogonality_penalty(tmp_path):
-    module = LCross(6, 6, init="identity")
+    module = LCross(LinearTransform(6, 6), init="identity")
     assert torch.equal(module.transform.matrix().detach(), torch.eye(6))
     assert orthogonality_penalty(module.transform.matrix()).item() == 0.0
     g = torch.Generator().manual_seed(0)
@@ -57,7 +57,7 @@ def test_identity_init_and_orthogonality_penalty(tmp_path):
 
 def test_low_rank_closed_form_init_is_the_truncated_svd():
     weight = torch.randn(10, 7, generator=torch.Generator().manual_seed(0))
-    module = LCross(10, 7, rank=3, init="random")
+    module = LCross(LinearTransform(10, 7, rank=3), init="random")
     module.transform.set_matrix(weight)
     u, s, vh = torch.linalg.svd(weight)
     torch.testing.assert_close(module.transform.matrix().detach(), (u[:, :3] * s[:3]) @ vh[:3], atol=1e-5, rtol=1e-5)
@@ -65,7 +65,7 @@ def test_low_rank_closed_form_init_is_the_truncated_svd():
 
 def test_checkpoint_loads_back_as_the_same_transform(tmp_path):
     xs, xt = _data(n=64, d_s=6, d_t=5)
-    module = LCross(6, 5, lr=0.01, init="random", bias=True, rank=4)
+    module = LCross(LinearTransform(6, 5, bias=True, rank=4), lr=0.01, init="random")
     _fit(module, xs, xt, 3, tmp_path, callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)])
     transform = load_transform(tmp_path / "ckpt" / "last.ckpt")
     assert isinstance(transform, LinearTransform)

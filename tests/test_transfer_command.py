@@ -20,9 +20,7 @@ from tests.conftest import ROOT
 
 def _export(tmp_path):
     """A tiny one-map export, 32 -> 48, fitted at source layer 1 -> target layer 2."""
-    transform = LinearTransform(
-        32, 48, card={"source_layer": 1, "target_layer": 2, "source": {"name": "src-m"}, "target": {"name": "tgt-m"}}
-    )
+    transform = LinearTransform(32, 48, [(1, 2)], card={"source": {"name": "src-m"}, "target": {"name": "tgt-m"}})
     transform.reset_random(seed=4)
     return transform.save_pretrained(tmp_path / "transform")
 

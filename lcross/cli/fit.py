@@ -24,6 +24,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -37,7 +38,13 @@ from lcross.report.summary import run_summary
 from lcross.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
 from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross
-from lcross.training.moved_settings import moved_setting_error, moved_setting_named_in
+from lcross.training.moved_settings import (
+    check_arguments,
+    check_model_section,
+    moved_setting_error,
+    moved_setting_named_in,
+    upgrade_hyperparameters,
+)
 
 
 class LCrossArgumentParser(LightningArgumentParser):
@@ -78,11 +85,13 @@ class LCrossCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
-        # The widths of T come from the models' configs, read by the data module before any weights load.
-        parser.link_arguments("data.d_source", "model.d_source", apply_on="instantiate")
-        parser.link_arguments("data.d_target", "model.d_target", apply_on="instantiate")
-        # So do the layer pairs T maps: one map for one pair, one per pair (or one shared) for several.
-        parser.link_arguments("data.layer_pairs", "model.layer_pairs", apply_on="instantiate")
+        # The widths of T come from the models' configs, read by the data module before any weights load, and go
+        # straight into the transform's init_args (model.transform: a class_path, as hydra's `net`), so that LCross
+        # never builds T itself and a new kind of map is one class and a config.
+        parser.link_arguments("data.d_source", "model.transform.init_args.d_source", apply_on="instantiate")
+        parser.link_arguments("data.d_target", "model.transform.init_args.d_target", apply_on="instantiate")
+        # So do the layer pairs T maps: LinearTransform for one pair, LayerwiseTransform for several.
+        parser.link_arguments("data.layer_pairs", "model.transform.init_args.layer_pairs", apply_on="instantiate")
         # And what T's rows are (concept deltas, corpus token states or both, weighed): its loss and bias follow.
         parser.link_arguments("data.fit_on", "model.fit_on", apply_on="instantiate")
         parser.link_arguments("data.corpus_weight", "model.corpus_weight", apply_on="instantiate")
@@ -109,9 +118,19 @@ class LCrossCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """As LightningCLI's, after refusing the model keys that moved into ``model.transform`` by name (jsonargparse
+        would answer with a dump of every option)."""
+        if isinstance(args, dict):
+            check_model_section(args.get("model"), "model")
+        else:
+            check_arguments(sys.argv[1:] if args is None else list(args))
+        super().parse_arguments(parser, args)
+
     def _parse_ckpt_path(self) -> None:
-        """An explicit ``--ckpt_path`` is checked whole before LightningCLI reads its hyperparameters (a torn file
-        would fail there with a bare zip error)."""
+        """An explicit ``--ckpt_path`` is checked whole before its hyperparameters are read (a torn file would fail
+        there with a bare zip error), and the hyperparameters of a checkpoint written before T's settings moved into
+        ``model.transform`` are read in the new shape (LightningCLI's own reading, with that one step added)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if subcommand == "predict" and ckpt_path in (None, "last", "best", "hpc", "registry"):
@@ -121,9 +140,19 @@ class LCrossCLI(LightningCLI):
                 where="--ckpt_path",
                 fix="pass --ckpt_path <run>/checkpoints/last.ckpt (the vectors are written into that run's folder)",
             )
-        if ckpt_path not in (None, "last", "best", "hpc", "registry"):
-            check_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
+        if ckpt_path in (None, "last", "best", "hpc", "registry"):
+            return
+        check_checkpoint(ckpt_path)
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        hparams = upgrade_hyperparameters(hparams)
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
 
     def before_instantiate_classes(self) -> None:
         """Each fit gets its own run folder, claimed before anything is written (two runs started together never

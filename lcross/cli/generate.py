@@ -49,7 +49,6 @@ def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int]
 def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, SteeringVector, bool]:
     """(target ModelSpec, steering vector at the target layer(s), chat_template) of a finished fit: the concept's own
     target SV or its source SV transferred through the run's exported T (every layer pair of a multi-layer run)."""
-    from lcross.evaluation.variants import transfer_per_pair
     from lcross.training.config import data_module_from_config
     from lcross.transform.loading import load_transform
 
@@ -68,7 +67,7 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, S
     source = data.steering_vector("source", concept).to(torch.float32)
     return (
         data.target,
-        transfer_per_pair(transform, source, data.layer_pairs, model=data.target.name),
+        transform.transfer(source, data.layer_pairs, model=data.target.name),
         data.chat_template,
     )
 

@@ -30,15 +30,7 @@ from lcross.formats import load_vector, save_vector
 from lcross.formats.gguf_file import model_type_of, with_model_type
 from lcross.formats.vector_files import FORMATS, SUFFIXES, format_for, format_path, named_format
 from lcross.steering.vector import SteeringVector
-from lcross.transform.layerwise import LayerwiseTransform, Transform
-
-
-def source_layers(transform: Transform) -> list[int] | None:
-    """The source layers T has maps for (None: a one-map T whose card does not say which layer it was fitted on)."""
-    if isinstance(transform, LayerwiseTransform):
-        return [s for s, _ in transform.layer_pairs]
-    layer = transform.card.get("source_layer")
-    return [layer] if isinstance(layer, int) else None
+from lcross.transform.base import Transform
 
 
 def transfer_vector(
@@ -47,10 +39,10 @@ def transfer_vector(
     """``vector`` (optionally only ``layers``) through T, with clear errors for a vector T cannot map.
 
     Args:
-        transform: a ``LinearTransform`` or ``LayerwiseTransform`` (``lcross.load_transform``).
+        transform: any form of T (``lcross.load_transform``).
         vector: a source-model vector.
         layers: the layers of ``vector`` to transfer (default: all of them).
-        target_layer: with a one-map T, the target layer to put the result at (default: the card's).
+        target_layer: with a one-pair transfer, the target layer to put the result at (default: T's).
     """
     if layers:
         vector = vector.with_directions({l: vector[l] for l in layers})
@@ -62,7 +54,8 @@ def transfer_vector(
             + (f" (from {name})" if name else ""),
             fix="give a vector made in the transform's source model, or a transform trained from the vector's model",
         )
-    mapped = source_layers(transform)
+    # a file's vector must be mapped whole: a layer T has no map for is named, not left out
+    mapped = None if transform.layer_pairs is None else [s for s, _ in transform.layer_pairs]
     if mapped is not None:
         missing = [l for l in vector.layers if l not in mapped]
         if missing:
@@ -71,16 +64,13 @@ def transfer_vector(
                 fix=f"pick layers it maps with --layer (layers=...), e.g. --layer {mapped[0]}, or use a transform "
                 "trained at those layers",
             )
-    if isinstance(transform, LayerwiseTransform):
-        if target_layer is not None:
-            raise LCrossInputError("--target-layer needs a one-map transform", fix="leave it out: T names its pairs")
-        return transform.transfer(vector)  # every pair's own map; refuses a vector without all its source layers
-    if len(vector.layers) != 1:
+    elif len(vector.layers) != 1:
         raise LCrossInputError(
-            f"this transform has one map, and the vector has layers {vector.layers}",
-            fix="pick one layer with --layer",
+            f"this transform has one map, and the vector has layers {vector.layers}", fix="pick one layer with --layer"
         )
-    return transform.transfer(vector, target_layer)
+    if target_layer is not None and transform.n_pairs != 1:
+        raise LCrossInputError("--target-layer needs a one-map transform", fix="leave it out: T names its pairs")
+    return transform.transfer(vector, target_layer=target_layer)
 
 
 def newest_run(config: str | Path) -> Path:

@@ -17,13 +17,11 @@ from collections.abc import Sequence
 
 import torch
 
-from lcross.errors import LCrossInputError
 from lcross.evaluation.data import EvaluationData
 from lcross.models.layers import as_layer_list
 from lcross.results import RANDOM_DIRECTION_FAMILY, RANDOM_T_FAMILY, Variant
 from lcross.steering.vector import SteeringVector
-from lcross.transform.layerwise import LayerwiseTransform, Transform
-from lcross.transform.linear import LinearTransform
+from lcross.transform.base import Transform
 
 # Added to the seeds of random directions: a Gaussian direction seeded like a map would be that map's first row.
 DIRECTION_SEED_OFFSET = 1_000_003
@@ -86,7 +84,7 @@ def _source_own_transferred(
     source = data.steering_vector("source", concept).to(torch.float32)
     own = data.steering_vector("target", concept).to(torch.float32)
     pairs = list(zip(as_layer_list(data.layers["source"]), as_layer_list(data.layers["target"])))
-    return source, own, transfer_per_pair(transform, source, pairs, model=own.model), pairs
+    return source, own, transform.transfer(source, pairs, model=own.model), pairs
 
 
 def _random_draw(
@@ -110,32 +108,6 @@ def _random_draw(
         directions[t] = vector * transferred[t].norm() / vector.norm()
     what = "a random Gaussian T" if family == RANDOM_T_FAMILY else "a random Gaussian direction in the target"
     return own.with_directions(directions, transform=f"{what}, norm-matched (draw {k})")
-
-
-def transfer_per_pair(
-    transform: Transform, source: SteeringVector, pairs: Sequence[Sequence[int]], model: str = ""
-) -> SteeringVector:
-    """The source vector mapped pair by pair: source layer s of each (s, t) through T's map of that pair, to layer t."""
-    maps = transform_maps(transform, pairs)
-    directions = {int(t): maps[i].transfer(source[int(s)]).detach() for i, (s, t) in enumerate(pairs)}
-    return source.with_directions(directions, model=model, transform=f"from {source.model or 'the source'} through T")
-
-
-def transform_maps(transform: Transform, pairs: Sequence[Sequence[int]]) -> list[LinearTransform]:
-    """T's map for each of the data's layer pairs, in order; an error when T was trained on other layers."""
-    wanted = [(int(s), int(t)) for s, t in pairs]
-    if isinstance(transform, LayerwiseTransform):
-        trained = transform.layer_pairs
-    else:
-        card = transform.card
-        known = isinstance(card.get("source_layer"), int) and isinstance(card.get("target_layer"), int)
-        trained = [(card["source_layer"], card["target_layer"])] if known else wanted[:1]
-    if trained != wanted:
-        raise LCrossInputError(
-            f"the transform maps layer pairs {trained} and the data uses {wanted}",
-            fix="use a transform trained on the same source and target layers (see its transform_card.json)",
-        )
-    return transform.layer_maps()
 
 
 def comparison_variants(data: EvaluationData, source_self_steering: bool) -> list[str]:

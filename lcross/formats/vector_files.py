@@ -18,7 +18,9 @@ docs/formats.md has the commands and which positions each program steers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from lcross.errors import LCrossInputError
 from lcross.formats.easysteer_spec import EasySteerSpec
@@ -29,9 +31,10 @@ from lcross.formats.vector_format import VectorFormat
 from lcross.formats.vllm_hook_config import VllmHookConfig
 from lcross.steering.vector import SteeringVector
 
-FORMATS: dict[str, VectorFormat] = {
-    f.name: f for f in (GgufFile(), SafetensorsFile(), PtFile(), EasySteerSpec(), VllmHookConfig())
-}
+# Read-only: a format is added by a class in this package, not by writing into the registry.
+FORMATS: Mapping[str, VectorFormat] = MappingProxyType(
+    {f.name: f for f in (GgufFile(), SafetensorsFile(), PtFile(), EasySteerSpec(), VllmHookConfig())}
+)
 SUFFIXES = tuple(f.suffix for f in FORMATS.values())
 
 

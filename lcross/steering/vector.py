@@ -2,7 +2,7 @@
 
 A vector is ``{layer: tensor [d_model]}`` (lcross's layer l = the output of decoder block l) plus provenance: the
 model it lives in, the concept, the aggregation method, and the transform it went through, if any. ``apply`` steers a
-model with every layer at once; ``LinearTransform.transfer`` maps one into another model's space. Files and other
+model with every layer at once; ``Transform.transfer`` maps one into another model's space. Files and other
 libraries are ``lcross.formats``'s concern: ``save_vector`` / ``load_vector`` read and write llama.cpp / repeng control
 vectors (``.gguf``), ``.safetensors`` and ``.pt``; ``to_steering_vectors`` / ``from_steering_vectors`` convert to
 the steering-vectors library.

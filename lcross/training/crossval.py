@@ -36,6 +36,7 @@ from lcross.progress import phase
 from lcross.steering.aggregators import SVMethod, steering_vector
 from lcross.steering.hooks import Positions
 from lcross.training.families import Family, families_named, fit_family
+from lcross.transform.base import Transform
 from lcross.transform.sufficient_stats import GramStats
 
 Rows = tuple[torch.Tensor, torch.Tensor]  # (source deltas [n, d_s], target deltas [n, d_t]) of one concept
@@ -71,7 +72,7 @@ def r2_score(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def sv_cosine(transform: Any, rows: Rows, method: SVMethod) -> float:
+def sv_cosine(transform: Transform, rows: Rows, method: SVMethod) -> float:
     source_sv, own_sv = steering_vector(rows[0], method), steering_vector(rows[1], method)
     transferred = transform.transfer(source_sv)
     return float(torch.nn.functional.cosine_similarity(transferred.double(), own_sv.double(), dim=0))
@@ -87,7 +88,7 @@ class FoldResult:
     selection_cos: float  # the chosen setting's mean val cosine on the inner folds
     r2: float
     cos: float
-    transform: Any = field(default=None, repr=False)
+    transform: Transform | None = field(default=None, repr=False)
     norm_ratio: float = float("nan")  # |T sv_source| / |own SV| on the test concept
 
 
@@ -99,7 +100,7 @@ def select_and_fit(
     inner_folds: int,
     seed: int,
     corpus: GramStats | None = None,
-) -> tuple[dict[str, Any], float, Any]:
+) -> tuple[dict[str, Any], float, Transform]:
     """(chosen setting, its mean inner val cosine, T refitted with it on all of ``remaining``): the test concept is
     not among ``remaining``, so it reaches neither the fit nor the choice."""
     validation = inner_validation(remaining, inner_folds)
@@ -259,6 +260,7 @@ def run(
             # (an unregularised T's vectors are many times longer, and any long vector swings p_match); how far each
             # T's own scaling is off is reported as norm_ratio
             for result in (r for r in folds if r.test == test):
+                assert result.transform is not None  # set by crossvalidate
                 moved = result.transform.transfer(source_sv).detach().float()
                 result.norm_ratio = float(moved.norm() / own.norm())
                 vectors[result.family] = moved * own.norm() / moved.norm()

@@ -45,8 +45,8 @@ class PairedDeltas(L.LightningDataModule):
         source_layer: decoder block (0-based) of the source whose output is read; or several, as a list
             ``[10, 11, 12]`` or an inclusive range ``"10-12"``, for multi-layer transfer.
         target_layer: decoder block(s) of the target read and steered, as many as source layers: source layer i maps
-            into target layer i (one T per layer pair, or one shared with ``model.share_transform``), and steering
-            shifts every target layer at once.
+            into target layer i (one T per layer pair, or one shared: ``model.transform.init_args.shared``), and
+            steering shifts every target layer at once.
         concepts: concept name -> data source (a CAA folder or JSON file, a JSONL file or folder, a RepE emotion
             file, a dataset id, or a mapping of two lists ``{positive: ..., negative: ..., positive_column: ...}``;
             see ``lcross.load_concept``).

@@ -15,8 +15,9 @@ import torch
 
 from lcross.corpus.fit import fit_parts, transform_from_parts
 from lcross.errors import LCrossInputError
+from lcross.transform.base import Transform
 from lcross.transform.linear import LinearTransform
-from lcross.transform.losses import LossName, fit_loss, penalties
+from lcross.transform.losses import LossName, fit_loss
 from lcross.transform.sufficient_stats import GramStats
 
 Kind = Literal["closed", "gradient", "corpus"]
@@ -96,7 +97,7 @@ def fit_family(
     xt: torch.Tensor,
     seed: int = 0,
     corpus: GramStats | None = None,
-):
+) -> Transform:
     """T fitted on rows ``xs`` -> ``xt`` by the family with one of its settings (``corpus``: the corpus's statistics,
     for the corpus families)."""
     options = {**family.fixed, **setting}
@@ -135,7 +136,7 @@ def fit_by_gradient(
     xs, xt = xs.float(), xt.float()
     for _ in range(epochs):
         optimiser.zero_grad()
-        objective = fit_loss(transform(xs), xt, loss, cosine_weight) + penalties([transform], ridge, orthogonality)
+        objective = fit_loss(transform(xs), xt, loss, cosine_weight) + transform.penalty(ridge, orthogonality)
         assert isinstance(objective, torch.Tensor)
         objective.backward()
         optimiser.step()

@@ -1,14 +1,17 @@
-"""LCross: the LightningModule that fits the transform T by gradient descent on paired deltas.
+"""LCross: the LightningModule that fits the transform T by gradient descent on paired rows.
 
-The system is separate from the model: LCross holds the transform it trains as ``self.transform`` (a
-``LinearTransform``, or a ``LayerwiseTransform`` with one map per layer pair; built from its arguments, or passed in),
-so its checkpoint's state dict is T's under the prefix ``transform.``, and ``lcross.load_transform`` rebuilds T from
-that in one place.
+The system is separate from the model: LCross is given the transform it trains (``model.transform`` in a config, a
+``class_path`` and its ``init_args``, as lightning-hydra-template's ``net``; the CLI links the widths and layer pairs
+into it from the data module), holds it as ``self.transform``, so its checkpoint's state dict is T's under the prefix
+``transform.``, and ``lcross.load_transform`` rebuilds T from that in one place. It asks T only what the contract
+``lcross.transform.base.Transform`` offers, so a new kind of map is one class and a config, with no edit here; and it
+reads its data only through ``lcross.training.data.TrainingData``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 import lightning as L
@@ -17,108 +20,95 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric, R2Score
 
 from lcross.errors import LCrossInputError
-from lcross.models.layers import as_layer_list
-from lcross.setting_checks import flag, one_of
-from lcross.transform.closed_form import FitMethod, fit_map
+from lcross.setting_checks import one_of
+from lcross.training.data import FitOn, TrainingData, training_data_members
+from lcross.transform.base import Transform
+from lcross.transform.closed_form import FitMethod
 from lcross.transform.interpolation import interpolation_warning, is_regularised
-from lcross.transform.layerwise import LayerwiseTransform, Transform, build_transform, pair_key
-from lcross.transform.loading import CARD_KEY, CONFIG_KEY
-from lcross.transform.losses import LossName, fit_loss, penalties
+from lcross.transform.layerwise import pair_key
+from lcross.transform.loading import CARD_KEY, CONFIG_KEY, checkpoint_config
+from lcross.transform.losses import LossName, fit_loss
 
-Init = Literal["closed_form", "identity", "random"]
+Init = Literal["closed_form", "identity", "random", "given"]
 
 
 class LCross(L.LightningModule):
-    """Trains T: [d_source] -> [d_target] so that source deltas map onto the paired target deltas.
+    """Trains T so that source rows map onto the paired target rows.
 
     Args:
-        d_source: source hidden size (linked from the data module by the CLI).
-        d_target: target hidden size (linked from the data module by the CLI).
+        transform: the T to train (a ``lcross.transform.Transform``: ``LinearTransform`` for one layer pair,
+            ``LayerwiseTransform`` for several, or a form of your own); its own settings (rank, bias, shared maps)
+            are its init_args, and the CLI links its widths and layer pairs from the data module.
         loss: ``mse`` (the closed form's objective), ``cosine`` (direction only) or ``mse+cosine``.
         cosine_weight: weight of the cosine term in ``mse+cosine``.
         lr: AdamW learning rate.
         weight_decay: AdamW's decoupled weight decay.
         ridge: coefficient of an explicit ||W||_F^2 penalty added to the loss.
         orthogonality: coefficient of a penalty pulling W towards orthonormal rows/columns.
-        rank: if set, T = A @ B with A [d_source, rank] and B [rank, d_target].
-        init: ``closed_form`` (fit with ``init_method`` on the training deltas, then refine), ``identity`` (needs
-            d_source == d_target) or ``random`` (Gaussian, std 1/sqrt(d_source)).
+        init: ``closed_form`` (fit with ``init_method`` on the training rows, then refine), ``identity`` (needs
+            d_source == d_target), ``random`` (Gaussian, std 1/sqrt(d_source), distinct map i seeded i) or ``given``
+            (train T from the weights it came with, e.g. a pre-fitted T).
         init_method: closed form used for ``init=closed_form``: lstsq (the paper's), ridge or procrustes.
         init_alpha: ridge penalty for ``init_method=ridge``.
-        bias: learn an offset too (never applied to steering vectors, which are differences); None (default): on when
-            T is fitted on corpus token states (``fit_on`` corpus or both: states have a mean, deltas do not), off for
-            deltas alone. Delta rows always go through the linear part only.
-        layer_pairs: the (source layer, target layer) pairs T maps (linked from the data module by the CLI): one pair
-            gives one ``LinearTransform``, several give a ``LayerwiseTransform`` with one map per pair.
-        share_transform: with several layer pairs, fit one map shared by all of them instead of one per pair.
-        transform: the module to train, if not built from the arguments above (e.g. a pre-fitted LinearTransform).
         fit_on: what the rows are (linked from the data module by the CLI): ``deltas``, ``corpus`` (token states,
             affine) or ``both`` (each batch a dict of the two; the loss weighs them ``corpus_weight`` to
-            ``1 - corpus_weight``).
+            ``1 - corpus_weight``). A T whose bias is left undecided (``bias: null``) gets one exactly when it is
+            fitted on token states (states have a mean, deltas do not); delta rows always go through its linear part.
         corpus_weight: the corpus's share of the loss with ``fit_on=both`` (linked from the data module).
     """
 
     def __init__(
         self,
-        d_source: int,
-        d_target: int,
+        transform: Transform,
         loss: LossName = "mse",
         cosine_weight: float = 0.5,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         ridge: float = 0.0,
         orthogonality: float = 0.0,
-        rank: int | None = None,
         init: Init = "closed_form",
         init_method: FitMethod = "lstsq",
         init_alpha: float = 1.0,
-        bias: bool | None = None,
-        layer_pairs: list[list[int]] | None = None,
-        share_transform: bool = False,
-        transform: Transform | None = None,
-        fit_on: Literal["deltas", "corpus", "both"] = "deltas",
+        fit_on: FitOn = "deltas",
         corpus_weight: float = 0.5,
     ):
         super().__init__()
-        one_of(fit_on, ("deltas", "corpus", "both"), "model.fit_on")
-        if bias is None:  # resolved before the hyperparameters are saved: the card and hparams.yaml say which
-            bias = fit_on != "deltas"
-        # lists, not tuples: hparams.yaml stays plain YAML (yaml.safe_load reads it)
-        layer_pairs = None if layer_pairs is None else [[int(s), int(t)] for s, t in layer_pairs]
-        self.save_hyperparameters(ignore=["transform"])
+        if not isinstance(transform, Transform):
+            raise LCrossInputError(
+                f"LCross is given the transform to train, not a {type(transform).__name__}",
+                where="model.transform",
+                fix="pass LCross(LinearTransform(d_source, d_target, ...), ...), or in a config "
+                "model.transform.class_path: lcross.transform.LinearTransform",
+            )
+        one_of(fit_on, get_args(FitOn), "model.fit_on")
         _check_settings(lr=lr, weight_decay=weight_decay, ridge=ridge, orthogonality=orthogonality, alpha=init_alpha)
         one_of(loss, get_args(LossName), "model.loss")
         one_of(init, get_args(Init), "model.init")
         one_of(init_method, get_args(FitMethod), "model.init_method")
-        flag(bias, "model.bias")
-        flag(share_transform, "model.share_transform")
         if not isinstance(cosine_weight, int | float) or not 0.0 <= cosine_weight <= 1.0:
             raise LCrossInputError(f"cosine_weight is {cosine_weight}", where="model.cosine_weight", fix="use 0 to 1")
-        if init == "identity" and d_source != d_target:
+        if init == "identity" and transform.d_source != transform.d_target:
             raise LCrossInputError(
-                f"init='identity' needs equal widths, got {d_source} -> {d_target}",
+                f"init='identity' needs equal widths, got {transform.d_source} -> {transform.d_target}",
                 where="model.init",
                 fix="use closed_form or random",
             )
-        if transform is None:
-            pairs = None if layer_pairs is None else [(s, t) for s, t in layer_pairs]
-            transform = build_transform(d_source, d_target, pairs, shared=share_transform, bias=bias, rank=rank)
-            for i, single in enumerate(transform.unique_maps()):
-                single.reset_random(seed=i)
-        elif (transform.d_source, transform.d_target) != (d_source, d_target):
-            raise LCrossInputError(
-                f"the given transform maps {transform.d_source} -> {transform.d_target}, the data {d_source} -> "
-                f"{d_target}",
-                where="model.transform",
-            )
-        self.transform = transform
+        # decided before the hyperparameters are saved: the card and hparams.yaml say whether T has a bias
+        transform.resolve_bias(fit_on != "deltas")
+        if init != "given":
+            # every run starts from the same seeded T (a closed-form start overwrites it when the fit starts)
+            transform.reset_random()
         if init == "identity":
-            for single in transform.unique_maps():
-                single.set_matrix(torch.eye(d_source))
+            transform.set_identity()
+        self.save_hyperparameters(ignore=["transform"])
+        # T itself is in the state dict; the hyperparameters name it as a config would, in primitives: its class path
+        # and init args (a second call, so that hparams.yaml, written from the initial hyperparameters, has them too)
+        self.save_hyperparameters({"transform": transform.describe()})
+        self.transform = transform
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.val_r2 = R2Score(multioutput="variance_weighted")
         # Per layer pair, when there are several: val/r2/<source layer>_<target layer>.
-        pairs = transform.layer_pairs if isinstance(transform, LayerwiseTransform) else []
+        pairs = transform.layer_pairs if transform.layer_pairs is not None and len(transform.layer_pairs) > 1 else []
         self.pair_names = [pair_key(p) for p in pairs]
         self.val_r2_pairs = torch.nn.ModuleList([R2Score(multioutput="variance_weighted") for _ in self.pair_names])
 
@@ -132,61 +122,57 @@ class LCross(L.LightningModule):
         transform.card = dict(card or {})
         return transform
 
+    def data(self) -> TrainingData | None:
+        """The trainer's data module (None without one: rows from a plain loader), checked against what LCross
+        reads from it."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is None:
+            return None
+        if not isinstance(datamodule, TrainingData):
+            lacking = [m for m in training_data_members() if not hasattr(datamodule, m)]
+            raise LCrossInputError(
+                f"the data module {type(datamodule).__name__} lacks {lacking}, which LCross reads",
+                where="data",
+                fix="use lcross.PairedDeltas, or give the data module what lcross.training.data.TrainingData lists",
+            )
+        return datamodule
+
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "tensors"):
+        data = self.data()
+        if data is None:
             return
-        callbacks = getattr(self.trainer, "callbacks", [])
-        _refuse_monitors_of_test_concepts(callbacks, getattr(datamodule, "test_concepts", []))
-        _check_same_rows(dict(self.hparams), datamodule)
+        _refuse_monitors_of_test_concepts(getattr(self.trainer, "callbacks", []), data.test_concepts)
+        _check_same_rows(dict(self.hparams), data)
+        self.transform.pairs_for(
+            data.layer_pairs,
+            where="model.transform",
+            fix="build T with layer_pairs=datamodule.layer_pairs (the CLI links them into "
+            "model.transform.init_args.layer_pairs)",
+        )
+        # A resumed run keeps its restored weights; only a fresh one is initialised from the closed form.
+        start = self.hparams["init"] == "closed_form" and self.trainer.ckpt_path is None
+        method, alpha = self.hparams["init_method"], self.hparams["init_alpha"]
+        groups = self.transform.fit_groups()
         if self.hparams["fit_on"] != "deltas":
-            self._start_on_corpus(datamodule)
+            # Rows streamed from the corpus: the closed form (and the interpolation check) from their sufficient
+            # statistics, one pass over the shards, never all rows in memory.
+            parts = [data.fit_statistics(group, affine=self.transform.affine) for group in groups]
+            for part in parts:
+                self._warn_if_interpolating(int(sum(stats.n for stats, _, _ in part)))
+            if start:
+                self.transform.fit_statistics(parts, method, alpha)
             return
-        xs, xt = datamodule.tensors("train")  # [n, n_layer_pairs, d]
+        xs, xt = data.tensors("train")  # [n, n_layer_pairs, d]
         if xs.ndim == 2:  # a data module of one layer pair, [n, d]
             xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
-        if xs.shape[1] != len(self.transform.layer_maps()):
-            raise LCrossInputError(
-                f"the data has {xs.shape[1]} layer pairs and T {len(self.transform.layer_maps())} map(s)",
-                where="model.layer_pairs",
-                fix="pass layer_pairs=datamodule.layer_pairs to LCross (the CLI links them)",
-            )
-        n_rows = xs.shape[0] * (xs.shape[1] if self.hparams.get("share_transform") else 1)
-        warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, xs.shape[-1])
+        self._warn_if_interpolating(xs.shape[0] * (xs.shape[1] if None in groups else 1))
+        if start:
+            self.transform.fit_closed_form(xs, xt, method, alpha)
+
+    def _warn_if_interpolating(self, n_rows: int) -> None:
+        warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, self.transform.d_source)
         if warning:
             rank_zero_warn(warning)
-        # A resumed run keeps its restored weights; only a fresh one is initialised from the closed form.
-        if self.hparams["init"] != "closed_form" or self.trainer.ckpt_path is not None:
-            return
-        method, alpha = self.hparams["init_method"], self.hparams["init_alpha"]
-        if isinstance(self.transform, LayerwiseTransform):
-            self.transform.fit_closed_form(xs, xt, method, alpha)
-            return
-        self.transform.set_fit(*fit_map(xs[:, 0], xt[:, 0], method, alpha, bias=self.bias is not None))
-
-    def _start_on_corpus(self, datamodule: Any) -> None:
-        """Rows streamed from the corpus: the closed form (and the interpolation check) from their sufficient
-        statistics, one pass over the shards, never all rows in memory."""
-        from lcross.transform.sufficient_stats import solve
-
-        maps = self.transform.layer_maps()
-        shared = len(self.transform.unique_maps()) == 1 and len(maps) > 1
-        affine = self.transform.bias is not None
-        targets = [(None, self.transform.unique_maps()[0])] if shared else list(enumerate(maps))
-        for pair, single in targets:
-            parts = datamodule.fit_statistics(pair, affine=affine)
-            n_rows = int(sum(stats.n for stats, _, _ in parts))
-            warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, single.d_source)
-            if warning:
-                rank_zero_warn(warning)
-            if self.hparams["init"] != "closed_form" or self.trainer.ckpt_path is not None:
-                continue
-            method, alpha = self.hparams["init_method"], self.hparams["init_alpha"]
-            single.set_fit(*solve(parts, method, alpha if method == "ridge" else 0.0))
-
-    @property
-    def bias(self) -> torch.nn.Parameter | None:
-        return self.transform.bias
 
     # -- training -----------------------------------------------------------------------------------------------
     def model_step(
@@ -198,11 +184,7 @@ class LCross(L.LightningModule):
         xs, xt = batch[0], batch[1]
         if xs.ndim == 2:  # rows of one layer pair, [n, d]
             xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
-        if affine is None or affine:
-            pred = self(xs)
-        else:
-            maps = self.transform.layer_maps()
-            pred = torch.stack([m.transfer(xs[:, i]) for i, m in enumerate(maps)], dim=1)
+        pred = self(xs) if affine is None or affine else self.transform.transfer(xs)
         loss = fit_loss(pred, xt, self.hparams["loss"], self.hparams["cosine_weight"])
         return loss, pred, xt
 
@@ -225,8 +207,7 @@ class LCross(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._training_loss(batch)
-        maps = self.transform.unique_maps()
-        objective = loss + penalties(maps, self.hparams["ridge"], self.hparams["orthogonality"])
+        objective = loss + self.transform.penalty(self.hparams["ridge"], self.hparams["orthogonality"])
         self.train_loss(loss)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/objective", objective, on_step=False, on_epoch=True)
@@ -248,23 +229,16 @@ class LCross(L.LightningModule):
         """Cosine between each validation concept's transferred source SV and the target's own SV (the mean over
         layer pairs, when there are several), and ``val/cos``, their mean (a monitor for checkpoints and early
         stopping). Test concepts are never among them."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "steering_vector"):
+        data = self.data()
+        if data is None:
             return
-        pairs = list(zip(as_layer_list(datamodule.layers["source"]), as_layer_list(datamodule.layers["target"])))
-        maps = self.transform.layer_maps()
-        if len(maps) != len(pairs):
-            return  # on_fit_start has said why
-        names = getattr(datamodule, "selection_concepts", None) or datamodule.eval_concepts
         per_concept = []
-        for name in names:
-            own = datamodule.steering_vector("target", name)
-            source = datamodule.steering_vector("source", name)
-            cosines = []
-            for single, (s, t) in zip(maps, pairs):
-                weight = single.matrix().detach()
-                transferred = source[s].to(weight) @ weight
-                cosines.append(torch.nn.functional.cosine_similarity(transferred, own[t].to(weight), dim=0))
+        for name in data.selection_concepts or data.eval_concepts:
+            own = data.steering_vector("target", name)
+            moved = self.transform.transfer(data.steering_vector("source", name), data.layer_pairs)
+            cosines = [
+                torch.nn.functional.cosine_similarity(moved[t], own[t].to(moved[t]), dim=0) for t in moved.layers
+            ]
             per_concept.append(torch.stack(cosines).mean())
             self.log(f"val/cos/{name}", per_concept[-1])
         if per_concept:
@@ -273,16 +247,15 @@ class LCross(L.LightningModule):
     def predict_step(self, batch: list[str], batch_idx: int) -> dict[str, Any]:
         """Concept names -> each concept's source SV transferred through T to the target layer(s) (``predict``; the
         ``TransferredVectors`` callback writes them into the run folder)."""
-        from lcross.evaluation.variants import transfer_per_pair
-
-        data = getattr(self.trainer, "datamodule", None)
-        if data is None or not hasattr(data, "steering_vector"):
+        data = self.data()
+        if data is None:
             raise LCrossInputError("predict needs the run's data module", fix="run `main.py predict --config ...`")
         transform = self.to_transform(card=self.card()).to(torch.float32)
-        pairs = list(zip(as_layer_list(data.layers["source"]), as_layer_list(data.layers["target"])))
         target = data.model_name("target")
         return {
-            name: transfer_per_pair(transform, data.steering_vector("source", name).to(torch.float32), pairs, target)
+            name: transform.transfer(
+                data.steering_vector("source", name).to(torch.float32), data.layer_pairs, model=target
+            )
             for name in batch
         }
 
@@ -291,8 +264,8 @@ class LCross(L.LightningModule):
 
     def card(self) -> dict[str, Any]:
         """Where this T comes from and how it did: data and models, hyperparameters, the latest logged metrics."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        card = datamodule.describe() if datamodule is not None and hasattr(datamodule, "describe") else {}
+        data = self.data()
+        card = {} if data is None else data.describe()
         on = {"deltas": "concept deltas", "corpus": "corpus token states", "both": "corpus token states and deltas"}
         card["fit_method"] = (
             f"gradient descent ({self.hparams['loss']}) on {on[self.hparams['fit_on']]}, init {self.hparams['init']}"
@@ -302,11 +275,11 @@ class LCross(L.LightningModule):
         return card
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = self.transform.config()
+        checkpoint[CONFIG_KEY] = checkpoint_config(self.transform)
         checkpoint[CARD_KEY] = self.card()
 
 
-def _refuse_monitors_of_test_concepts(callbacks: Any, test_concepts: list[str]) -> None:
+def _refuse_monitors_of_test_concepts(callbacks: Any, test_concepts: Sequence[str]) -> None:
     """A checkpoint or early-stopping monitor must not read a test concept's metric: that would select on it."""
     for callback in callbacks or []:
         monitor = getattr(callback, "monitor", None)
@@ -320,19 +293,19 @@ def _refuse_monitors_of_test_concepts(callbacks: Any, test_concepts: list[str]) 
             )
 
 
-def _check_same_rows(hparams: dict[str, Any], datamodule: Any) -> None:
+def _check_same_rows(hparams: dict[str, Any], data: TrainingData) -> None:
     """The model's idea of its rows (fit_on, corpus_weight) must be the data module's: the closed-form start comes
     from the data module's weights and the training loss from the model's (the CLI links them; a library user may
     not)."""
-    served = getattr(datamodule, "fit_on", "deltas")
+    served = data.fit_on
     if served != hparams["fit_on"]:
         raise LCrossInputError(
             f"the model is set to fit on {hparams['fit_on']!r}, but the data module serves {served!r}",
             where="model.fit_on",
             fix=f"pass LCross(fit_on={served!r}) (the CLI links it from data.fit_on)",
         )
-    weight = getattr(datamodule, "corpus_weight", None)
-    if served == "both" and weight is not None and abs(weight - hparams["corpus_weight"]) > 1e-12:
+    weight = data.corpus_weight
+    if served == "both" and abs(weight - hparams["corpus_weight"]) > 1e-12:
         raise LCrossInputError(
             f"the model weighs the corpus {hparams['corpus_weight']}, the data module {weight}",
             where="model.corpus_weight",

@@ -3,7 +3,6 @@ data settings with the final figures in the HPARAMS tab, so runs can be compared
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -55,11 +54,8 @@ def hparams_view(card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]
         "train_concepts": ",".join(card.get("train_concepts", [])),
         "eval_concepts": ",".join(card.get("eval_concepts", [])),
     }
-    for key, value in card.get("hyperparameters", {}).items():
-        if isinstance(value, int | float | str | bool) or value is None:
-            settings[f"model/{key}"] = value
-        elif isinstance(value, list | tuple | dict):  # layer pairs, a transform's settings: shown, and comparable
-            settings[f"model/{key}"] = json.dumps(value, sort_keys=True)
+    for key, value in _flat(card.get("hyperparameters", {}), "model"):
+        settings[key] = value
     metrics: dict[str, float] = {}
     for kind, prefix in (("efficacy", "hp/efficacy"), ("generation", "hp/gen")):
         for concept, entry in card.get(kind, {}).items():
@@ -74,3 +70,15 @@ def hparams_view(card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]
                     for family, ranked in transferred.get("vs_random", {}).items():
                         metrics[f"{prefix}/{row}/transferred/p_{family}/beta_{beta:+g}"] = ranked["p"][index]
     return {k: ("" if v is None else v) for k, v in settings.items()}, metrics
+
+
+def _flat(values: dict[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    """Plain settings as ``prefix/key``, nested ones (the transform's class path and init args) as
+    ``prefix/key/inner``; lists and other values are left out."""
+    flat: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat += _flat(value, f"{prefix}/{key}")
+        elif isinstance(value, int | float | str | bool) or value is None:
+            flat.append((f"{prefix}/{key}", value))
+    return flat

@@ -1,13 +1,14 @@
-"""The transform T from a source model's hidden space to a target's: its forms, closed-form fits and sufficient
-statistics, losses and penalties, files and the Hub card, and loading a trained T back.
+"""The transform T from a source model's hidden space to a target's: the contract every form keeps (``base``), its
+forms (``linear``, ``layerwise``), closed-form fits and sufficient statistics, losses and penalties, files and the Hub
+card, and loading a trained T back.
 """
 
 from lcross.exports import lazy_exports
 
 _EXPORTS = {
+    "Transform": "lcross.transform.base",
     "LinearTransform": "lcross.transform.linear",
     "LayerwiseTransform": "lcross.transform.layerwise",
-    "build_transform": "lcross.transform.layerwise",
     "fit_map": "lcross.transform.closed_form",
     "GramStats": "lcross.transform.sufficient_stats",
     "solve": "lcross.transform.sufficient_stats",

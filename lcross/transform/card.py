@@ -26,7 +26,7 @@ def model_card_text(card: dict[str, Any]) -> str:
         "",
         f"Form: `{card.get('format', '')}`"
         + (f", rank {card['rank']}" if card.get("rank") else ", full rank")
-        + (", one map per layer pair" if card.get("layer_pairs") and not card.get("shared") else ""),
+        + (", one map per layer pair" if len(card.get("layer_pairs") or []) > 1 and not card.get("shared") else ""),
     ]
     fields = ("fit_on", "train_concepts", "val_concepts", "test_concepts", "split", "sv_method", "n_train_rows")
     data = {k: card[k] for k in fields if k in card}

@@ -2,8 +2,8 @@
 
 An export is a folder: ``transform.safetensors`` (the state dict, dtype kept) next to ``transform_card.json`` (the
 format, the constructor arguments, and where T came from and how well it did), plus ``config.json`` (the format and
-constructor arguments alone) and ``README.md`` (a model card written from the transform card). A transform class mixes
-this in and provides ``FORMAT``, ``config()`` and ``from_config()``.
+constructor arguments alone) and ``README.md`` (a model card written from the transform card). The contract of T,
+``lcross.transform.base.Transform``, mixes this in; every form provides ``FORMAT``, ``config()`` and ``from_config()``.
 
 Saving, loading and pushing go through ``huggingface_hub.ModelHubMixin``: ``save_pretrained(folder)``,
 ``from_pretrained(folder or repo id)`` and ``push_to_hub(repo_id)`` are the mixin's, with lcross's file layout and

@@ -1,31 +1,36 @@
-"""The transform T: a plain linear map from a source model's hidden space to a target model's.
+"""LinearTransform: T as one linear map from a source model's hidden space to a target model's, for one layer pair.
 
 Rows are vectors: ``T(x) = x @ W + bias`` with W of shape [d_source, d_target], as in the paper (sv_target ~= sv_source
 T). W is either one full matrix (``weight``) or, with ``rank`` r, the product of two factors ``left`` [d_source, r] @
-``right`` [r, d_target]. This one module is what ``LCross`` trains (its checkpoint holds it under ``transform.``), what
-``load_transform`` returns, and what an export holds: ``transform.safetensors`` (the state dict, dtype kept) next to
-``transform_card.json`` (the constructor arguments, and where T came from and how well it did).
+``right`` [r, d_target]. It is what ``LCross`` trains for one layer pair (its checkpoint holds it under ``transform.``),
+what ``load_transform`` returns for one, and what an export holds: ``transform.safetensors`` (the state dict, dtype
+kept) next to ``transform_card.json`` (the constructor arguments, and where T came from and how well it did).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from lcross.errors import LCrossInputError
-from lcross.steering.vector import SteeringVector
+from lcross.setting_checks import flag
+from lcross.transform.base import StatisticsParts, Transform
 from lcross.transform.closed_form import FitMethod, fit_map
-from lcross.transform.files import TransformFiles
+from lcross.transform.losses import penalties
 
 
-class LinearTransform(TransformFiles, torch.nn.Module):
-    """T: [.., d_source] -> [.., d_target].
+class LinearTransform(Transform):
+    """T: [.., d_source] -> [.., d_target], one linear map (and an optional offset) for one layer pair.
 
     Args:
-        d_source: the source model's hidden size.
-        d_target: the target model's hidden size.
-        bias: add a learned offset. Steering vectors are differences, so ``transfer`` never adds it.
+        d_source: the source model's hidden size (linked from the data module by the CLI).
+        d_target: the target model's hidden size (linked from the data module by the CLI).
+        layer_pairs: the one (source layer, target layer) pair T maps (linked from the data module by the CLI);
+            None: not tied to layers. Several pairs need a ``LayerwiseTransform``.
+        bias: add a learned offset to states. Steering vectors are differences, so ``transfer`` never adds it. None:
+            decided by what T is fitted on (``LCross``: on for corpus token states, off for deltas); off elsewhere.
         rank: if set, W = left @ right with a [d_source, rank] and a [rank, d_target] factor.
         card: free-form provenance and metrics, saved with the weights.
     """
@@ -36,71 +41,57 @@ class LinearTransform(TransformFiles, torch.nn.Module):
         self,
         d_source: int,
         d_target: int,
-        bias: bool = False,
+        layer_pairs: Sequence[Sequence[int]] | None = None,
+        bias: bool | None = None,
         rank: int | None = None,
         card: dict[str, Any] | None = None,
     ):
-        super().__init__()
-        for name, value in (("d_source", d_source), ("d_target", d_target)):
-            if not isinstance(value, int) or value < 1:
-                raise LCrossInputError(f"{name} is {value!r}", fix="give the model's hidden size, a positive int")
-        if rank is not None and not 0 < rank <= min(d_source, d_target):
+        super().__init__(d_source, d_target, layer_pairs, card)
+        if self.layer_pairs is not None and len(self.layer_pairs) != 1:
             raise LCrossInputError(
-                f"rank {rank} must be in 1..{min(d_source, d_target)}", where="rank", fix="lower the rank or unset it"
+                f"a LinearTransform maps one layer pair, and {len(self.layer_pairs)} were given: {self.layer_pairs}",
+                where="model.transform",
+                fix="use lcross.transform.LayerwiseTransform (one map per layer pair, or one shared: shared: true)",
             )
-        self.d_source, self.d_target, self.rank = d_source, d_target, rank
+        if bias is not None:
+            flag(bias, "model.transform.init_args.bias")
+        if rank is not None and (
+            isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank <= min(d_source, d_target)
+        ):
+            raise LCrossInputError(
+                f"rank {rank} must be in 1..{min(d_source, d_target)}",
+                where="model.transform.init_args.rank",
+                fix="lower the rank or unset it",
+            )
+        self.rank = rank
         if rank is None:
             self.weight = torch.nn.Parameter(torch.zeros(d_source, d_target))
         else:
             self.left = torch.nn.Parameter(torch.zeros(d_source, rank))
             self.right = torch.nn.Parameter(torch.zeros(rank, d_target))
         self.bias = torch.nn.Parameter(torch.zeros(d_target)) if bias else None
-        self.card: dict[str, Any] = dict(card or {})
+        self._bias_undecided = bias is None
 
     # -- the map --------------------------------------------------------------------------------------------------
     def matrix(self) -> torch.Tensor:
         """W [d_source, d_target] (the low-rank factors multiplied out)."""
         return self.weight if self.rank is None else self.left @ self.right
 
+    @property
+    def affine(self) -> bool:
+        return self.bias is not None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        self._check_width(x)
         weight = self.matrix()
         y = x.to(weight.dtype) @ weight
         return y if self.bias is None else y + self.bias
 
-    def transfer(self, vector: torch.Tensor | SteeringVector, target_layer: int | None = None):
-        """Maps a steering vector (a difference of activations): the linear part only, no bias.
-
-        A tensor maps to a tensor. A ``SteeringVector`` maps to one in the target's space, at ``target_layer`` (default:
-        the target layer in this transform's card, when the vector sits at the card's source layer).
-        """
-        if isinstance(vector, SteeringVector):
-            return self._transfer_vector(vector, target_layer)
-        self._check_input(vector)
+    def map_differences(self, rows: torch.Tensor, pair: int = 0) -> torch.Tensor:
+        """The linear part alone (an offset cancels in a difference), on T's device and dtype."""
+        self._check_width(rows)
         weight = self.matrix()
-        return vector.to(weight.dtype) @ weight
-
-    def _transfer_vector(self, vector: SteeringVector, target_layer: int | None) -> SteeringVector:
-        if len(vector.layers) != 1:
-            raise LCrossInputError(
-                f"this transform has one map, and the vector has layers {vector.layers}",
-                fix="transfer one layer at a time, or use a per-layer transform",
-            )
-        (layer,) = vector.layers
-        if target_layer is None:
-            if self.card.get("source_layer") not in (None, layer):
-                raise LCrossInputError(
-                    f"the vector is at layer {layer}, but this transform maps source layer {self.card['source_layer']}",
-                    fix="give a vector from that layer, or pass target_layer explicitly",
-                )
-            target_layer = self.card.get("target_layer", layer)
-        source = self.card.get("source", {}).get("name", "") if isinstance(self.card.get("source"), dict) else ""
-        target = self.card.get("target", {}).get("name", "") if isinstance(self.card.get("target"), dict) else ""
-        return vector.with_directions(
-            {int(target_layer): self.transfer(vector[layer]).detach()},
-            model=target,
-            transform=f"from {vector.model or source or 'the source'} (layer {layer}) through T",
-        )
+        return rows.to(device=weight.device, dtype=weight.dtype) @ weight
 
     def set_matrix(self, weight: torch.Tensor) -> None:
         """Sets W; with a rank, to its best rank-r approximation split evenly between the factors."""
@@ -120,6 +111,7 @@ class LinearTransform(TransformFiles, torch.nn.Module):
             with torch.no_grad():
                 self.bias.copy_(bias)
 
+    # -- starting points and penalties ----------------------------------------------------------------------------
     def reset_random(self, seed: int = 0) -> None:
         """Gaussian entries with std 1/sqrt(fan-in): the starting point of ``init=random``."""
         generator = torch.Generator().manual_seed(seed)
@@ -129,6 +121,32 @@ class LinearTransform(TransformFiles, torch.nn.Module):
             else:
                 self.left.copy_(torch.randn(self.d_source, self.rank, generator=generator) / self.d_source**0.5)
                 self.right.copy_(torch.randn(self.rank, self.d_target, generator=generator) / self.rank**0.5)
+
+    def set_identity(self) -> None:
+        self.set_matrix(torch.eye(self.d_source))
+
+    def fit_closed_form(
+        self, x_source: torch.Tensor, x_target: torch.Tensor, method: FitMethod = "lstsq", alpha: float = 1.0
+    ) -> None:
+        """W (and the intercept, when T has one) in closed form on paired rows [n, d] (or [n, 1, d])."""
+        if x_source.ndim == 3:
+            x_source, x_target = x_source[:, 0], x_target[:, 0]
+        self.set_fit(*fit_map(x_source, x_target, method, alpha, bias=self.bias is not None))
+
+    def fit_statistics(self, parts: Sequence[StatisticsParts], method: FitMethod = "lstsq", alpha: float = 0.0) -> None:
+        from lcross.transform.sufficient_stats import solve
+
+        (mine,) = parts
+        self.set_fit(*solve(mine, method, alpha if method == "ridge" else 0.0))
+
+    def penalty(self, ridge: float, orthogonality: float) -> torch.Tensor | float:
+        return penalties([self], ridge, orthogonality)
+
+    def resolve_bias(self, on: bool) -> None:
+        if self._bias_undecided and on:
+            weight = self.matrix()
+            self.bias = torch.nn.Parameter(torch.zeros(self.d_target, dtype=weight.dtype, device=weight.device))
+        self._bias_undecided = False
 
     @classmethod
     def fit(
@@ -147,17 +165,7 @@ class LinearTransform(TransformFiles, torch.nn.Module):
         transform.set_fit(weight, b)
         return transform
 
-    # -- configuration and files ----------------------------------------------------------------------------------
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments (primitives only): enough to rebuild the module before loading its weights."""
-        return {"d_source": self.d_source, "d_target": self.d_target, "bias": self.bias is not None, "rank": self.rank}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], card: dict[str, Any] | None = None) -> LinearTransform:
-        return cls(
-            config["d_source"], config["d_target"], bias=config.get("bias", False), rank=config.get("rank"), card=card
-        )
-
+    # -- the maps, configuration and files --------------------------------------------------------------------------
     def layer_maps(self) -> list[LinearTransform]:
         """The map of each layer pair, in order: this one map (a per-layer transform has several)."""
         return [self]
@@ -166,22 +174,35 @@ class LinearTransform(TransformFiles, torch.nn.Module):
         """The distinct maps (what penalties and initialisation act on): this one."""
         return [self]
 
-    def check_models(self, d_source: int, d_target: int) -> None:
-        """Raises a clear error when T does not fit the hidden sizes of the models it is used with."""
-        if (self.d_source, self.d_target) != (d_source, d_target):
-            raise LCrossInputError(
-                f"the transform maps {self.d_source} -> {self.d_target}, but the models have hidden sizes "
-                f"{d_source} (source) -> {d_target} (target)",
-                fix="use a transform trained for this model pair (see its transform_card.json), or train one",
-            )
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (primitives only): enough to rebuild the module before loading its weights."""
+        pairs = None if self.layer_pairs is None else [list(p) for p in self.layer_pairs]
+        return {
+            "d_source": self.d_source,
+            "d_target": self.d_target,
+            "layer_pairs": pairs,
+            "bias": self.bias is not None,
+            "rank": self.rank,
+        }
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.shape[-1] != self.d_source:
-            raise LCrossInputError(
-                f"input of width {x.shape[-1]} given to a transform from width {self.d_source}",
-                fix="pass vectors from the source model this transform was trained on",
-            )
+    @classmethod
+    def from_config(cls, config: dict[str, Any], card: dict[str, Any] | None = None) -> LinearTransform:
+        pairs = config.get("layer_pairs")
+        if pairs is None and card is not None:
+            # written before a one-pair T knew its pair: the run's card named the layers it was fitted at
+            source, target = card.get("source_layer"), card.get("target_layer")
+            if isinstance(source, int) and isinstance(target, int):
+                pairs = [[source, target]]
+        return cls(
+            config["d_source"],
+            config["d_target"],
+            pairs,
+            bias=bool(config.get("bias", False)),
+            rank=config.get("rank"),
+            card=card,
+        )
 
     def extra_repr(self) -> str:
         rank = "" if self.rank is None else f", rank={self.rank}"
-        return f"d_source={self.d_source}, d_target={self.d_target}, bias={self.bias is not None}{rank}"
+        pairs = "" if self.layer_pairs is None else f", layer_pairs={self.layer_pairs}"
+        return f"d_source={self.d_source}, d_target={self.d_target}{pairs}, bias={self.bias is not None}{rank}"

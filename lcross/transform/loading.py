@@ -1,38 +1,54 @@
 """load_transform: a trained T back as a plain, frozen transform, from a Lightning checkpoint or an export folder.
 
-A checkpoint written by ``main.py fit`` holds T's state dict under the prefix ``transform.`` and T's constructor
-arguments under ``lcross_transform``; an export folder holds the same state dict and arguments. Both go through
-``from_state`` of the transform's class: a ``LinearTransform`` for one layer pair, a ``LayerwiseTransform`` (one map
-per layer pair) when the run used several.
+A checkpoint written by ``main.py fit`` holds T's state dict under the prefix ``transform.`` and T's format and
+constructor arguments under ``lcross_transform``; an export folder holds the same state dict, format and arguments.
+The format picks the form (``lcross.transform.base.FORMATS``, where every form registers itself), and both go through
+that form's ``from_state``. Checkpoints written before the format was stored beside the arguments are read too: their
+arguments list layer pairs exactly when the run had several (a ``LayerwiseTransform``).
 """
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lcross.errors import LCrossInputError
+from lcross.transform.base import FORMATS, Transform
 from lcross.transform.files import export_folder, read_export
-from lcross.transform.layerwise import LayerwiseTransform, Transform
-from lcross.transform.linear import LinearTransform
 
 STATE_PREFIX = "transform."
 CONFIG_KEY = "lcross_transform"
 CARD_KEY = "lcross_card"
+# The forms of this package, imported so that they have registered their formats before a file is read. A form
+# defined elsewhere registers when its module is imported (as the CLI does when a config names it).
+FORM_MODULES = ("lcross.transform.linear", "lcross.transform.layerwise")
+_LEGACY_FORMATS = ("lcross.LinearTransform/1", "lcross.LayerwiseTransform/1")
 
 
-FORMATS: dict[str, type[LinearTransform] | type[LayerwiseTransform]] = {
-    LinearTransform.FORMAT: LinearTransform,
-    LayerwiseTransform.FORMAT: LayerwiseTransform,
-}
+def transform_class(config: dict[str, Any], where: str) -> type[Transform]:
+    """The form a stored configuration names by its ``format`` (or, written before formats were stored there, the
+    per-layer form exactly when it lists layer pairs)."""
+    for module in FORM_MODULES:
+        importlib.import_module(module)
+    fmt = config.get("format", _LEGACY_FORMATS["layer_pairs" in config])
+    cls = FORMATS.get(str(fmt))
+    if cls is None:
+        raise LCrossInputError(
+            f"unknown transform format {fmt!r}",
+            where=where,
+            fix=f"this lcross reads {sorted(FORMATS)}; re-export T, update lcross, or import the module of its form",
+        )
+    return cls
 
 
-def transform_class(config: dict) -> type[LinearTransform] | type[LayerwiseTransform]:
-    """The class a stored configuration rebuilds: per-layer when it lists layer pairs."""
-    return LayerwiseTransform if "layer_pairs" in config else LinearTransform
+def checkpoint_config(transform: Transform) -> dict[str, Any]:
+    """What a checkpoint stores under ``CONFIG_KEY``: T's format and constructor arguments."""
+    return {"format": transform.FORMAT, **transform.config()}
 
 
 def load_transform(path: str | Path) -> Transform:
@@ -49,14 +65,9 @@ def load_transform(path: str | Path) -> Transform:
         path = export_folder(str(path))
     if path.is_dir():
         card, weights = read_export(path)
-        cls = FORMATS.get(str(card.get("format")))
-        if cls is None:
-            raise LCrossInputError(
-                f"unknown transform format {card.get('format')!r}",
-                where=str(path),
-                fix=f"this lcross reads {sorted(FORMATS)}; re-export T or update lcross",
-            )
-        return cls.from_state(card, weights, card, str(path)).frozen()
+        if "format" not in card:  # an export has always stored its format: without one it is damaged
+            raise LCrossInputError("unknown transform format None", where=str(path), fix="re-export T")
+        return transform_class(card, str(path)).from_state(card, weights, card, str(path)).frozen()
     if not path.is_file():
         raise LCrossInputError("no such checkpoint or export folder", where=str(path), fix="check the path")
     checkpoint = read_checkpoint(path)
@@ -80,7 +91,7 @@ def load_transform(path: str | Path) -> Transform:
         raise LCrossInputError(
             f"its transform entries {odd} are not tensors", where=str(path), fix="the file is damaged; re-run the fit"
         )
-    return transform_class(config).from_state(config, state, dict(card), str(path)).frozen()
+    return transform_class(config, str(path)).from_state(config, state, dict(card), str(path)).frozen()
 
 
 def read_checkpoint(path: Path) -> object:
