@@ -18,9 +18,9 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from lcross.errors import LCrossInputError
-from lcross.formats import save_vector
+from lcross.files import safe_name
 from lcross.formats.gguf_file import model_type_of, with_model_type
-from lcross.formats.vector_files import FORMATS, format_path
+from lcross.formats.vector_files import FORMATS, write_named_vectors
 from lcross.models.loading import ModelSpec
 
 
@@ -44,6 +44,10 @@ class TransferredVectors(BasePredictionWriter):
                 where="vectors.formats",
                 fix=f"use some of {list(FORMATS)}",
             )
+        if safe_name(dirname, "vectors.dirname") != dirname:
+            raise LCrossInputError(
+                f"dirname {dirname!r} is not one plain folder name", where="vectors.dirname", fix="use e.g. vectors"
+            )
         self.dirname = dirname
         self.beta = beta
         self.model_type: str | None = None
@@ -63,12 +67,9 @@ class TransferredVectors(BasePredictionWriter):
             return
         for concept, vector in prediction.items():  # every vector checked before any file is written
             self._check_layers(vector.layers, f"concept {concept!r}")
+        moved = {concept: with_model_type(vector, self.model_type) for concept, vector in prediction.items()}
         folder = run_folder(trainer) / self.dirname
-        for concept, vector in prediction.items():
-            vector = with_model_type(vector, self.model_type)
-            self.written += [
-                save_vector(vector, format_path(folder, concept, fmt), beta=self.beta) for fmt in self.formats
-            ]
+        self.written += write_named_vectors(moved, folder, self.formats, beta=self.beta, where="vectors")
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Refuses, before any vector is computed, a format the target layers cannot be written in; notes the target

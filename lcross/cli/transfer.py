@@ -28,7 +28,7 @@ from lcross.cli.checks import CHECK_HELP, existing, passed, run_concept, run_con
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector, save_vector
 from lcross.formats.gguf_file import model_type_of, with_model_type
-from lcross.formats.vector_files import FORMATS, SUFFIXES, format_for, format_path, named_format
+from lcross.formats.vector_files import FORMATS, SUFFIXES, format_for, named_format, write_named_vectors
 from lcross.steering.vector import SteeringVector
 from lcross.transform.base import Transform
 
@@ -112,21 +112,21 @@ def run_source_vectors(run: str | Path, concepts: list[str] | None = None) -> di
 
 
 def write_run_vectors(
-    run: str | Path, transform: Transform, formats: list[str], dirname: str = "vectors", beta: float = 1.0
+    run: str | Path,
+    transform: Transform,
+    formats: list[str],
+    dirname: str = "vectors",
+    beta: float = 1.0,
+    force: bool = False,
 ) -> list[Path]:
     """Every evaluation concept's transferred vector written into ``<run>/<dirname>/<concept><suffix>`` for each
-    format name (``gguf``, ``easysteer``, ...); ``beta`` goes into the serving-engine configs."""
-    chosen = [named_format(fmt) for fmt in formats]
+    format name (``gguf``, ``easysteer``, ...; the concept as a safe file name); ``beta`` goes into the
+    serving-engine configs. A file there that lcross did not write is refused unless ``force``."""
+    for fmt in formats:
+        named_format(fmt)
     model_type = target_model_type(run)
     moved = {c: with_model_type(transfer_vector(transform, v), model_type) for c, v in run_source_vectors(run).items()}
-    for concept, vector in moved.items():  # every vector checked before any file is written
-        for fmt in chosen:
-            fmt.check_layers(vector.layers, f"concept {concept!r}, format {fmt.name}")
-    return [
-        save_vector(vector, format_path(Path(run) / dirname, concept, fmt.name), beta=beta)
-        for concept, vector in moved.items()
-        for fmt in chosen
-    ]
+    return write_named_vectors(moved, Path(run) / dirname, formats, beta=beta, force=force, where="lcross transfer")
 
 
 def target_model_type(run: str | Path) -> str | None:
@@ -177,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="the multiplier written into serving-engine configs (easysteer's scale, vllm-hook's coefficient; "
         "default 1). .gguf, .safetensors and .pt hold directions only: llama.cpp takes the scale on its command line",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --run and no --concept: replace files in <run>/vectors that lcross did not write (refused without)",
     )
     parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
@@ -235,7 +240,8 @@ def _run(args: argparse.Namespace) -> list[Path]:
     if from_run and not args.concept:  # every evaluation concept, into the run folder
         run = Path(args.run) if args.run else newest_run(args.config)
         transform = load_transform(args.transform or run / "transform")
-        return write_run_vectors(run, transform, args.format or ["gguf", "safetensors"], beta=args.beta)
+        formats = args.format or ["gguf", "safetensors"]
+        return write_run_vectors(run, transform, formats, beta=args.beta, force=args.force)
     model_type = None
     if from_run:
         run = Path(args.run) if args.run else newest_run(args.config)

@@ -28,7 +28,7 @@ from lcross.errors import LCrossInputError
 from lcross.evaluation.data import EvaluationData, checked_transform
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.variants import comparison_vectors, random_vectors
-from lcross.files import atomic_path
+from lcross.files import atomic_path, inside
 from lcross.progress import phase
 from lcross.results import RANDOM_FAMILIES, ConceptEfficacy, Sweep, Variant
 from lcross.setting_checks import one_of
@@ -289,5 +289,5 @@ def answer_rows(
 def write_answers(folder: str | Path, epoch: int, answers: Mapping[str, list[dict[str, Any]]]) -> None:
     """Every judged answer, ``<folder>/answers/<concept>_epoch<e>.jsonl`` (one JSON row per answer), written whole."""
     for concept, rows in answers.items():
-        with atomic_path(Path(folder) / "answers" / f"{concept}_epoch{epoch}.jsonl") as tmp:
+        with atomic_path(inside(Path(folder) / "answers", concept, f"_epoch{epoch}.jsonl")) as tmp:
             tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))

@@ -23,6 +23,7 @@ from torchmetrics.functional import pearson_corrcoef, spearman_corrcoef
 
 from lcross.errors import LCrossInputError
 from lcross.evaluation.judges.base import Judge
+from lcross.files import safe_name
 
 
 def agreement(
@@ -45,14 +46,16 @@ def agreement(
 
 def newest_answers(run: str | Path, concept: str) -> Path:
     """The answers file of the last evaluation of ``concept`` in a run folder."""
-    files = list((Path(run) / "answers").glob(f"{concept}_epoch*.jsonl"))
+    pattern = re.compile(re.escape(safe_name(concept, "concept")) + r"_epoch(\d+)\.jsonl")
+    folder = Path(run) / "answers"
+    files = [f for f in folder.glob("*_epoch*.jsonl") if pattern.fullmatch(f.name)]
     if not files:
         raise LCrossInputError(
             f"no answers for {concept!r} under {Path(run) / 'answers'}",
             where="judge_agreement",
             fix="give the run folder of a fit whose config ran GenerationEfficacy on that concept",
         )
-    return max(files, key=lambda f: int(re.search(r"_epoch(\d+)\.jsonl$", f.name).group(1)))  # type: ignore[union-attr]
+    return max(files, key=lambda f: int(pattern.fullmatch(f.name).group(1)))  # type: ignore[union-attr]
 
 
 def compare(run: str | Path, concept: str, judge: Judge) -> dict[str, Any]:

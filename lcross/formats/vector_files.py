@@ -23,12 +23,15 @@ from pathlib import Path
 from types import MappingProxyType
 
 from lcross.errors import LCrossInputError
+from lcross.files import inside, record_written, refuse_foreign_files
 from lcross.formats.easysteer_spec import EasySteerSpec
+from lcross.formats.easysteer_spec import vector_path_for as easysteer_vector_path
 from lcross.formats.gguf_file import GgufFile
 from lcross.formats.pt_file import PtFile
 from lcross.formats.safetensors_file import SafetensorsFile
 from lcross.formats.vector_format import VectorFormat
 from lcross.formats.vllm_hook_config import VllmHookConfig
+from lcross.formats.vllm_hook_config import vector_path_for as vllm_hook_vector_path
 from lcross.steering.vector import SteeringVector
 
 # Read-only: a format is added by a class in this package, not by writing into the registry.
@@ -54,6 +57,47 @@ def save_vector(vector: SteeringVector, path: str | Path, *, beta: float = 1.0) 
     fmt.check_layers(vector.layers, str(path))
     fmt.write(vector, path, beta)
     return path
+
+
+def write_named_vectors(
+    vectors: Mapping[str, SteeringVector],
+    folder: str | Path,
+    formats: list[str],
+    *,
+    beta: float = 1.0,
+    force: bool = False,
+    where: str = "vectors",
+) -> list[Path]:
+    """Writes each named vector (concept -> vector) into ``folder/<safe name><suffix>`` for each format name; returns
+    the paths. Every layer is checked, and every file the writes would replace is checked to be one lcross wrote there
+    (``lcross.files.record_written``), before anything is written: a file of someone else's is refused unless
+    ``force``."""
+    chosen = [named_format(fmt, where) for fmt in formats]
+    for name, vector in vectors.items():
+        for fmt in chosen:
+            fmt.check_layers(vector.layers, f"concept {name!r}, format {fmt.name}")
+    paths = {(name, fmt.name): inside(folder, name, fmt.suffix, "concept") for name in vectors for fmt in chosen}
+    if not force:
+        refuse_foreign_files(
+            [file for path in paths.values() for file in files_of(path)],
+            where,
+            "move or remove that file, write into another folder, or pass --force to replace it",
+        )
+    written = [save_vector(vectors[name], path, beta=beta) for (name, _), path in paths.items()]
+    record_written([file for path in written for file in files_of(path)])
+    return written
+
+
+def files_of(path: str | Path) -> list[Path]:
+    """Every file ``save_vector(vector, path)`` writes: ``path``, and for a serving-engine config the vector file
+    beside it that the config names."""
+    path = Path(path)
+    fmt = format_for(path)
+    if fmt.name == EasySteerSpec.name:
+        return [path, easysteer_vector_path(path)]
+    if fmt.name == VllmHookConfig.name:
+        return [path, vllm_hook_vector_path(path)]
+    return [path]
 
 
 def load_vector(path: str | Path, layer: int | None = None) -> SteeringVector:
@@ -85,8 +129,9 @@ def format_for(path: str | Path) -> VectorFormat:
 
 
 def format_path(folder: str | Path, stem: str, name: str) -> Path:
-    """``folder/<stem><suffix>`` for the format called ``name`` (``gguf``, ``easysteer``, ...)."""
-    return Path(folder) / f"{stem}{named_format(name).suffix}"
+    """``folder/<stem><suffix>`` for the format called ``name`` (``gguf``, ``easysteer``, ...); ``stem`` is a name
+    (a concept's), made a safe file name inside ``folder`` (``lcross.files.safe_name``)."""
+    return inside(folder, stem, named_format(name).suffix, "concept")
 
 
 def named_format(name: str, where: str = "--format") -> VectorFormat:

@@ -11,12 +11,15 @@ probability in % with its 95% bootstrap interval over the held-out items.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import torch
 
+from lcross.files import safe_name
 from lcross.models.layers import layer_label
 from lcross.report.plots import map_figure, sweep_figure
 from lcross.results import (
@@ -107,7 +110,7 @@ def _sweep_plot(cards: list[dict[str, Any]], concept: str, key: str, out: Path) 
                 bands[name + suffix if own else name] = run_bands[name]
     entry = next(table_entry(card, key, concept) for card in cards if concept in table_rows(card, key))
     baseline, random = entry["target"]["unsteered"]["mean"], random_bands(entry)
-    slug = concept.replace(" (", "_").replace(")", "")
+    slug = safe_name(concept.replace(" (", "_").replace(")", ""), "concept")
     if key == "efficacy":
         figure = sweep_figure(concept, curve_betas(entry), curves, baseline, bands, random_bands=random)
         name = f"sweep_{slug}.png"
@@ -120,7 +123,12 @@ def _sweep_plot(cards: list[dict[str, Any]], concept: str, key: str, out: Path) 
         )  # fmt: skip
         name = f"generation_{slug}.png"
     figure.savefig(out / name, dpi=120)
-    return f"![{concept}]({name})"
+    return f"![{_markdown_text(concept)}]({quote(name)})"
+
+
+def _markdown_text(text: str) -> str:
+    """A name as an image's alt text in Markdown: one line, its brackets and backslashes escaped."""
+    return re.sub(r"([\\\[\]])", r"\\\1", " ".join(text.split()))
 
 
 def _trained_on(card: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from lcross.errors import LCrossInputError
 from lcross.extraction.cache import DeltaCache
 from lcross.extraction.settings import ExtractionSettings
 from lcross.extraction.store import DeltaStore, Side
+from lcross.files import file_names
 from lcross.models.layers import check_layer, parse_layers
 from lcross.models.loading import ModelSpec
 from lcross.models.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_max_text_tokens
@@ -132,6 +133,8 @@ class PairedDeltas(L.LightningDataModule):
         self.fit_on = fit_on
         if not concepts:
             raise LCrossInputError("no concepts configured", where="data.concepts", fix="map concept names to data")
+        # every name becomes a file name (answers, vectors, plots): safe, and distinct also without case
+        self.file_names = file_names(list(concepts), "data.concepts")
         self.split = make_split(
             list(concepts), val_concepts, split, val_fraction, test_concepts, need_train=fit_on != "corpus"
         )
@@ -327,6 +330,7 @@ class PairedDeltas(L.LightningDataModule):
             "test_concepts": self.test_concepts,
             "eval_concepts": self.eval_concepts,
             "roles": {name: self.split.role(name) for name in self.concepts},
+            "file_names": self.file_names,
             "chat_template": self.chat_template,
             "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas and self.train_concepts else 0,
             "fit_on": self.fit_on,
