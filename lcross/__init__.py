@@ -16,6 +16,7 @@ _EXPORTS = {
     "ExtractionSettings": "lcross.extraction.settings",
     "LCross": "lcross.training.module",
     "LCrossInputError": "lcross.errors",
+    "LCrossFitError": "lcross.errors",
     "LayerwiseTransform": "lcross.transform.layerwise",
     "LinearTransform": "lcross.transform.linear",
     "ModelSpec": "lcross.models.loading",

@@ -9,3 +9,9 @@ class LCrossInputError(ValueError):
         if fix:
             parts.append(f"Fix: {fix}")
         super().__init__(" ".join(parts))
+
+
+class LCrossFitError(LCrossInputError):
+    """A fit that stopped because it cannot go on correctly: T's loss or weights became NaN or Inf. Nothing is
+    exported; the checkpoints of the epochs before stay as they were. A subclass of ``LCrossInputError`` so the
+    command line shows it as one ``error: ... Fix: ...`` line (exit 2)."""

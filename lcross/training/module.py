@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric, R2Score
 
-from lcross.errors import LCrossInputError
+from lcross.errors import LCrossFitError, LCrossInputError
 from lcross.setting_checks import one_of
 from lcross.training.data import FitOn, TrainingData, training_data_members
 from lcross.transform.base import Transform
@@ -161,13 +161,17 @@ class LCross(L.LightningModule):
                 self._warn_if_interpolating(int(sum(stats.n for stats, _, _ in part)))
             if start:
                 self.transform.fit_statistics(parts, method, alpha)
+            self._check_weights_finite("after its closed-form start")
             return
         xs, xt = data.tensors("train")  # [n, n_layer_pairs, d]
         if xs.ndim == 2:  # a data module of one layer pair, [n, d]
             xs, xt = xs.unsqueeze(1), xt.unsqueeze(1)
         self._warn_if_interpolating(xs.shape[0] * (xs.shape[1] if None in groups else 1))
+        for side, rows in (("source", xs), ("target", xt)):
+            _check_rows_finite(rows, f"the training rows ({side} deltas of the training concepts)")
         if start:
             self.transform.fit_closed_form(xs, xt, method, alpha)
+        self._check_weights_finite("after its closed-form start")
 
     def _warn_if_interpolating(self, n_rows: int) -> None:
         warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, self.transform.d_source)
@@ -206,12 +210,40 @@ class LCross(L.LightningModule):
         return weight * losses["corpus"] + (1 - weight) * losses["deltas"]
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        for name, rows in batch.items() if isinstance(batch, dict) else [("deltas", batch)]:
+            for side, part in zip(("source", "target"), rows or ()):
+                _check_rows_finite(part, f"training batch {batch_idx} of epoch {self.current_epoch} ({name}, {side})")
         loss = self._training_loss(batch)
         objective = loss + self.transform.penalty(self.hparams["ridge"], self.hparams["orthogonality"])
+        if not torch.isfinite(objective):
+            raise LCrossFitError(
+                f"the training objective became {float(objective.detach())} at epoch {self.current_epoch}, batch "
+                f"{batch_idx} (loss {float(loss.detach())}), on finite rows: the fit diverged; nothing is exported and "
+                "the checkpoints of earlier epochs are kept",
+                where="model",
+                fix=f"lower model.lr (now {self.hparams['lr']}) or the penalties (ridge {self.hparams['ridge']}, "
+                f"orthogonality {self.hparams['orthogonality']}); the closed form (init: closed_form, max_epochs: 0) "
+                "cannot diverge",
+            )
         self.train_loss(loss)
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/objective", objective, on_step=False, on_epoch=True)
         return objective
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._check_weights_finite(f"after the optimiser step of epoch {self.current_epoch}, batch {batch_idx}")
+
+    def _check_weights_finite(self, when: str) -> None:
+        """A T with a NaN or Inf weight stops the fit before any checkpoint or export holds it."""
+        bad = [name for name, value in self.transform.state_dict().items() if not torch.isfinite(value).all()]
+        if bad:
+            raise LCrossFitError(
+                f"T's weights {bad} became NaN or Inf {when}: nothing is exported and the checkpoints of earlier "
+                "epochs are kept",
+                where="model",
+                fix=f"lower model.lr (now {self.hparams['lr']}), model.weight_decay ({self.hparams['weight_decay']}) "
+                f"or the penalties (ridge {self.hparams['ridge']}); with init_method lstsq on too few rows use ridge",
+            )
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         # validation rows are concept deltas: a T fitted on token states maps them with its linear part only
@@ -313,6 +345,24 @@ def _check_same_rows(hparams: dict[str, Any], data: TrainingData) -> None:
         )
 
 
+def _check_rows_finite(rows: Any, what: str) -> None:
+    """Rows holding NaN or Inf are named as data, before T sees them (T would become NaN and say nothing of why)."""
+    if not isinstance(rows, torch.Tensor) or not rows.is_floating_point() or torch.isfinite(rows).all():
+        return
+    bad = (~torch.isfinite(rows)).flatten(1).any(dim=1).nonzero().flatten().tolist() if rows.ndim > 1 else [0]
+    raise LCrossInputError(
+        f"{what}: {len(bad)} row(s) hold NaN or Inf (rows {bad[:5]}{' ...' if len(bad) > 5 else ''}): the data, not T",
+        where="data",
+        fix="re-extract them (delete the run's data.cache_dir entries; a model loaded in float16 can overflow: use "
+        "bfloat16 or float32), or remove the rows from your data",
+    )
+
+
+# A penalty above this outweighs any data loss by orders of magnitude, and its arithmetic (coefficient times the
+# squared norm of W, in float32) overflows at the sizes of real models long before 1e38.
+MAX_PENALTY = 1e6
+
+
 def _check_settings(**values: float) -> None:
     """lr must be positive and at most 10; penalties and alpha non-negative; all finite."""
     names = {"alpha": "init_alpha"}
@@ -326,3 +376,16 @@ def _check_settings(**values: float) -> None:
             raise LCrossInputError(f"lr is {value}", where=option, fix="use a learning rate in (0, 10], e.g. 1e-3")
         if value < 0:
             raise LCrossInputError(f"{names.get(name, name)} is {value}", where=option, fix="use 0 or more")
+        if name in ("weight_decay", "ridge", "orthogonality") and value > MAX_PENALTY:
+            raise LCrossInputError(
+                f"{name} is {value}: its arithmetic overflows float32 (the weights or the loss become Inf, then NaN)",
+                where=option,
+                fix=f"use at most {MAX_PENALTY:g} (usual values are 0 to 10)",
+            )
+    if values["lr"] * values["weight_decay"] >= 1:
+        raise LCrossInputError(
+            f"lr {values['lr']} times weight_decay {values['weight_decay']} is 1 or more: AdamW's decay step would "
+            "flip the weights' sign and grow them every step",
+            where="model.weight_decay",
+            fix="keep lr * weight_decay well below 1 (e.g. weight_decay 0.01 with lr 1e-3)",
+        )
