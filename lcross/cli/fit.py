@@ -35,7 +35,13 @@ from lcross.callbacks.vector_writer import TransferredVectors
 from lcross.errors import LCrossInputError
 from lcross.files import claim_version, remove_stale_temporaries
 from lcross.report.summary import run_summary
-from lcross.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
+from lcross.training.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint,
+    check_same_run,
+    resumable_checkpoint,
+    run_identity,
+)
 from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross
 from lcross.training.moved_settings import (
@@ -199,6 +205,27 @@ class LCrossCLI(LightningCLI):
                     fix="make it writable, or set trainer.logger.init_args.save_dir to a writable folder",
                 ) from None
         os.environ[RUN_VERSION_ENV] = args.version
+
+    def before_fit(self) -> None:
+        self._check_same_run()
+
+    def before_validate(self) -> None:
+        self._check_same_run()
+
+    def before_test(self) -> None:
+        self._check_same_run()
+
+    def before_predict(self) -> None:
+        self._check_same_run()
+
+    def _check_same_run(self) -> None:
+        """A checkpoint is resumed (or evaluated) only with the settings that define its T and rows, compared before
+        the trainer writes anything (config.yaml, events, checkpoints)."""
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        data, model = self.datamodule, self.model
+        if not ckpt_path or not Path(ckpt_path).is_file() or not isinstance(data, PairedDeltas):
+            return
+        check_same_run(ckpt_path, run_identity(data.identity(), dict(model.hparams)))
 
     def after_predict(self) -> None:
         """Ends a predict with the files it wrote."""

@@ -15,12 +15,14 @@ import logging
 import os
 import tempfile
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lcross.corpus.settings import CorpusSettings
 from lcross.errors import LCrossInputError
 
 log = logging.getLogger(__name__)
@@ -124,3 +126,87 @@ def check_checkpoint(path: str | Path) -> None:
             where=str(path),
             fix="resume from another checkpoint in that folder, or with --ckpt_path last (the newest intact one)",
         )
+
+
+# What a checkpoint's T and its rows are defined by, as its card records them (``PairedDeltas.describe``) and as its
+# hyperparameters do: resuming with any of them changed would train one T half on one setup and half on another.
+# The optimiser's settings (lr, weight_decay), epochs and callbacks may change on a resume.
+_DATA_OPTIONS = {
+    "source": "data.source",
+    "target": "data.target",
+    "source_layer": "data.source_layer",
+    "target_layer": "data.target_layer",
+    "sv_method": "data.sv_method",
+    "split": "data.split",
+    "train_concepts": "data.concepts (training concepts)",
+    "val_concepts": "data.val_concepts",
+    "test_concepts": "data.test_concepts",
+    "chat_template": "data.chat_template",
+    "fit_on": "data.fit_on",
+    "corpus_weight": "data.corpus.weight",
+    "corpus": "data.corpus",
+    "concept_fingerprints": "data.concepts (their pairs)",
+}
+_MODEL_OPTIONS = {
+    "transform": "model.transform (its class, widths, layer pairs, rank, bias)",
+    "loss": "model.loss",
+    "cosine_weight": "model.cosine_weight",
+    "ridge": "model.ridge",
+    "orthogonality": "model.orthogonality",
+}
+# How a model is run, not which model it is: these may change on a resume (another device, another attention kernel).
+_HOW_A_MODEL_RUNS = ("device", "attn_implementation", "prefer_packaged", "trust_remote_code")
+
+
+def run_identity(card: dict[str, Any], hparams: dict[str, Any]) -> dict[str, Any]:
+    """option -> value of every setting that defines T and its rows, from a card (``PairedDeltas.describe()`` or a
+    checkpoint's) and LCross's hyperparameters; settings the card or hyperparameters lack are left out."""
+    import json
+
+    out: dict[str, Any] = {}
+    for key, option in _DATA_OPTIONS.items():
+        if key in card:
+            value = card[key]
+            if key in ("source", "target") and isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k not in _HOW_A_MODEL_RUNS}
+            if key == "corpus" and isinstance(value, dict):
+                value = {f.name: value.get(f.name) for f in fields(CorpusSettings) if f.name != "weight"}
+            out[option] = value
+    for key, option in _MODEL_OPTIONS.items():
+        if key in hparams:
+            out[option] = hparams[key]
+    return json.loads(json.dumps(out, default=str, sort_keys=True))  # tuples and lists alike
+
+
+def check_same_run(checkpoint: str | Path, now: dict[str, Any]) -> None:
+    """Refuses to resume (or evaluate) the checkpoint with settings that define T and its rows changed, naming each
+    change and how to start a new run; ``now`` is ``run_identity`` of the current data module and model. A
+    checkpoint without a card (not written by LCross) is not compared."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    from lcross.transform.loading import CARD_KEY
+
+    card, hparams = saved.get(CARD_KEY), saved.get("hyper_parameters") or {}
+    if not isinstance(card, dict):
+        return
+    before = run_identity(card, hparams)
+    changed = [
+        f"{option}: {_short(before[option])} in the checkpoint, {_short(now[option])} now"
+        for option in before
+        if option in now and before[option] != now[option]
+    ]
+    if changed:
+        path = Path(checkpoint)
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        raise LCrossInputError(
+            f"the checkpoint was trained with other settings: {'; '.join(changed)}",
+            where=str(checkpoint),
+            fix=f"to continue that run, use its own settings (--config {run / 'config.yaml'}); to train with the new "
+            "settings, start a new run: leave out --ckpt_path (or give a new trainer.logger.init_args.name)",
+        )
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 160 else text[:150] + "...}"

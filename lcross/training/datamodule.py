@@ -8,6 +8,7 @@ the LightningModule, so they never land in a checkpoint.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 import lightning as L
@@ -331,11 +332,31 @@ class PairedDeltas(L.LightningDataModule):
             "eval_concepts": self.eval_concepts,
             "roles": {name: self.split.role(name) for name in self.concepts},
             "file_names": self.file_names,
+            "concept_fingerprints": {name: concept.fingerprint() for name, concept in self.concepts.items()},
             "chat_template": self.chat_template,
             "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas and self.train_concepts else 0,
             "fit_on": self.fit_on,
             **({"corpus_weight": self.corpus_weight} if self.fit_on == "both" else {}),
             **({"corpus": self.corpus.describe()} if self.corpus is not None else {}),
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """What defines T's rows, as ``describe`` records it, read without extracting or planning anything (a resume
+        compares it with its checkpoint's card: ``lcross.training.checkpoints.check_same_run``)."""
+        return {
+            "source": self.source.describe(),
+            "target": self.target.describe(),
+            **self.layer_description(),
+            "sv_method": self.sv_method,
+            "split": self.split.by,
+            "train_concepts": self.train_concepts,
+            "val_concepts": self.val_concepts,
+            "test_concepts": self.test_concepts,
+            "concept_fingerprints": {name: concept.fingerprint() for name, concept in self.concepts.items()},
+            "chat_template": self.chat_template,
+            "fit_on": self.fit_on,
+            **({"corpus_weight": self.corpus_weight} if self.fit_on == "both" else {}),
+            **({"corpus": asdict(self.corpus.settings)} if self.corpus is not None else {}),
         }
 
 
