@@ -82,6 +82,7 @@ def extract_deltas_sharded(
     batch_size: int | None = None,
     max_batch_tokens: int | None = None,
     pairs_per_step: int = 64,
+    meta: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Extracts the deltas of ``pairs`` with ``L.Trainer(**trainer_kwargs).predict`` and stores them under ``key``.
 
@@ -94,6 +95,7 @@ def extract_deltas_sharded(
         batch_size, max_batch_tokens: per forward pass, as in ``extract_deltas``.
         pairs_per_step: pairs handed to one predict_step (Lightning's distributed sampler splits these steps
             between the ranks without repeating any).
+        meta: what the entries hold (side, concept, shard), recorded in each beside its layer.
     """
     layers = [layer] if isinstance(layer, int) else list(layer)
     keys = [key] if isinstance(key, str) else list(key)
@@ -112,12 +114,12 @@ def extract_deltas_sharded(
     if trainer.global_rank == 0:
         merged = _merge(shard_dir, len(pairs))
         for i, (l, k) in enumerate(zip(layers, keys)):
-            cache.save(k, merged[:, i], {"sharded": trainer.world_size, "layer": l})
+            cache.save(k, merged[:, i], {**(meta or {}), "sharded": trainer.world_size, "layer": l})
         for path in shard_dir.glob("rank*.safetensors"):
             path.unlink()
         os.rmdir(shard_dir)
     trainer.strategy.barrier()
-    entries = [cache.load(k) for k in keys]
+    entries = [cache.load(k, {**(meta or {}), "layer": l}) for l, k in zip(layers, keys)]
     if any(entry is None for entry in entries):
         raise RuntimeError(f"sharded extraction wrote no readable cache entries {keys!r} in {cache.root}")
     stacked = torch.stack([e for e in entries if e is not None], dim=1)

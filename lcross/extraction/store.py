@@ -70,6 +70,7 @@ class DeltaStore:
         self.max_text_tokens = max_text_tokens
         self._models: dict[Side, tuple[torch.nn.Module, Any]] = {}
         self._fingerprints: dict[Side, str] = {}
+        self._widths: dict[Side, int] = {}
 
     # -- models -------------------------------------------------------------------------------------------------
     def model(self, side: Side) -> tuple[torch.nn.Module, Any]:
@@ -107,6 +108,19 @@ class DeltaStore:
             for layer in self.layers[side]
         }
 
+    def expected(self, side: Side, concept: str, shard: int, layer: int) -> dict[str, Any]:
+        """What the cache entry of one (side, concept, shard, layer) must say it holds (``DeltaCache.load``)."""
+        size = self.extraction.shard_size
+        n = len(self.concepts[concept].train[shard * size : (shard + 1) * size])
+        width = self._widths.get(side)
+        if width is None:
+            width = self._widths[side] = self.specs[side].hidden_size()
+        return {"side": side, "concept": concept, "shard": shard, "layer": layer, "shape": [n, width]}
+
+    def entry(self, side: Side, concept: str, shard: int, layer: int, key: str) -> torch.Tensor | None:
+        """The cached deltas of one (side, concept, shard, layer), or None when absent or failing a check."""
+        return self.cache.load(key, self.expected(side, concept, shard, layer))
+
     def keys(self, side: Side, concept: str) -> list[str]:
         """Every cache key of the concept on one side, shard by shard (layers in order within a shard)."""
         return [k for shard in range(self.n_shards(concept)) for k in self.shard_keys(side, concept, shard).values()]
@@ -120,10 +134,10 @@ class DeltaStore:
             side
             for side in SIDES
             if any(
-                self.cache.load(key) is None
+                self.entry(side, name, shard, layer, key) is None
                 for name in self.concepts
                 for shard in range(self.n_shards(name))
-                for key in self.shard_keys(side, name, shard).values()
+                for layer, key in self.shard_keys(side, name, shard).items()
             )
         ]
         for side in SIDES:  # every text measured before the first forward pass, also when the deltas are cached
@@ -132,7 +146,9 @@ class DeltaStore:
             for name, concept in self.concepts.items() if side in needed else ():
                 for shard in range(self.n_shards(name)):
                     keys = self.shard_keys(side, name, shard)
-                    missing = {layer: key for layer, key in keys.items() if self.cache.load(key) is None}
+                    missing = {
+                        layer: key for layer, key in keys.items() if self.entry(side, name, shard, layer, key) is None
+                    }
                     if not missing:
                         continue
                     size = self.extraction.shard_size
@@ -142,6 +158,8 @@ class DeltaStore:
                     with phase(what, 2 * len(pairs)) as advance:
                         meta = {"side": side, "concept": name, "shard": shard}
                         self._extract_shard(side, pairs, missing, meta, advance)
+                        if any(self.entry(side, name, shard, l, k) is None for l, k in missing.items()):
+                            raise RuntimeError(f"the deltas of {name} ({side}, shard {shard}) did not reach the cache")
             if also is not None:
                 also(side)
             if side == "source":
@@ -186,6 +204,7 @@ class DeltaStore:
                 cache=self.cache,
                 key=list(keys.values()),
                 trainer_kwargs=settings.trainer,
+                meta=meta,
                 chat_template=self.chat_template,
                 batch_size=settings.batch_size,
                 max_batch_tokens=settings.max_batch_tokens,
@@ -214,7 +233,8 @@ class DeltaStore:
             for name in self.concepts:
                 shards = []
                 for shard in range(self.n_shards(name)):
-                    layers = [self.cache.load(key) for key in self.shard_keys(side, name, shard).values()]
+                    keys = self.shard_keys(side, name, shard)
+                    layers = [self.entry(side, name, shard, layer, key) for layer, key in keys.items()]
                     if any(entry is None for entry in layers):
                         raise RuntimeError(f"deltas of {name} ({side}) are not cached; call extract_missing() first")
                     shards.append(torch.stack([e for e in layers if e is not None], dim=1))
