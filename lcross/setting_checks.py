@@ -86,3 +86,22 @@ def document_fields(cls: SettingsClass) -> SettingsClass:
     if lines:
         cls.__doc__ = inspect.cleandoc(cls.__doc__ or "") + "\n\nAttributes:\n" + "\n".join(lines)
     return cls
+
+
+# Usual betas are 1 to 20 (a few hundred with unit vectors); beyond this a shift swamps every hidden state, and a
+# 1e30 beta overflows a float16 or bfloat16 model's arithmetic (exit 0 with NaN answers scored as chance).
+MAX_BETA = 1e6
+
+
+def beta_value(value: Any, where: str) -> float:
+    """A steering multiplier: a finite number with ``|beta| <= MAX_BETA``; returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise LCrossInputError(f"beta is {value!r}", where=where, fix="use a finite number, e.g. 1.5")
+    if abs(value) > MAX_BETA:
+        raise LCrossInputError(
+            f"beta is {value:g}, beyond +-{MAX_BETA:g}: the shift would swamp every hidden state (and overflow a "
+            "float16/bfloat16 model)",
+            where=where,
+            fix="use betas of about 1 to 20 (steering strength grows with |beta|)",
+        )
+    return float(value)

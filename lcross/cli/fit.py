@@ -271,12 +271,31 @@ def run(argv: list[str]) -> int:
         if done.code == 1 and _interrupted():
             raise Interrupted() from None
         raise
+    except Exception as error:
+        named = _named_cause(error)
+        if named is None or named is error:
+            raise
+        # jsonargparse wraps what a class's constructor raised (an efficacy callback's bad beta) in its own union
+        # error, a 70-line traceback: the named error inside is what the user needs
+        raise named from None
     finally:
         sys.argv = program
         _drop_unused_run_folder()
     if cli.trainer is not None and cli.trainer.interrupted:
         raise Interrupted()
     return 0
+
+
+def _named_cause(error: BaseException) -> LCrossInputError | None:
+    """The ``LCrossInputError`` an exception is, or was raised from (its causes and contexts, nearest first)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LCrossInputError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _interrupted() -> bool:

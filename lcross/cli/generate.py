@@ -25,6 +25,7 @@ import torch
 from lcross.cli.checks import CHECK_HELP, existing, model_input, passed, run_concept
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector
+from lcross.setting_checks import beta_value
 from lcross.steering.generation import generate_grid
 from lcross.steering.hooks import POSITIONS, Steering
 from lcross.steering.vector import SteeringVector
@@ -149,6 +150,31 @@ def _check_arguments(args: argparse.Namespace) -> None:
         existing(args.vector, "--vector")
     if args.max_new_tokens < 1:
         raise LCrossInputError(f"--max-new-tokens is {args.max_new_tokens}", fix="use 1 or more")
+    for beta in args.beta or []:
+        beta_value(beta, "--beta")
+
+
+def _check_against_model(spec: Any, vector: SteeringVector, max_new_tokens: int) -> None:
+    """Checked from the model's config, before its weights load: the layers exist, the directions are finite, and
+    the answers fit the context (generation past it runs until killed, or fails deep inside the model)."""
+    from lcross.models.layers import check_layer
+    from lcross.models.text_limits import context_length
+
+    for layer in vector.layers:
+        check_layer(layer, spec.num_layers(), f"model {spec.name}")
+        if not torch.isfinite(vector[layer]).all():
+            raise LCrossInputError(
+                f"the steering vector's direction at layer {layer} holds NaN or Inf",
+                where="the steering vector",
+                fix="use another vector (one transferred from NaN deltas or through a NaN T is unusable)",
+            )
+    context = context_length(spec.config())
+    if context is not None and max_new_tokens >= context:
+        raise LCrossInputError(
+            f"--max-new-tokens is {max_new_tokens}, but {spec.name} has a context of {context} tokens",
+            where="--max-new-tokens",
+            fix=f"use fewer than {context} (the prompt takes part of the context too)",
+        )
 
 
 def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -168,7 +194,8 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
         direction, stored = read_vector(args.vector, args.layer)
         spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
         vector = SteeringVector.single(direction, layer)
-    betas = args.beta or [-1.0, 1.0]
+    betas = [beta_value(beta, "--beta") for beta in args.beta or [-1.0, 1.0]]
+    _check_against_model(spec, vector, args.max_new_tokens)
     model, tokenizer = load_model(spec)
     grid: dict[Any, list[Steering] | None] = {"unsteered": None}
     for beta in betas:

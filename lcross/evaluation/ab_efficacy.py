@@ -15,7 +15,6 @@ returns; a script or notebook calls it directly with any ``EvaluationData``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from lcross.evaluation.data import EvaluationData, checked_transform
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.progress import phase
 from lcross.results import ConceptEfficacy, Variant, set_label
-from lcross.setting_checks import flag, one_of, whole_number
+from lcross.setting_checks import beta_value, flag, one_of, whole_number
 from lcross.steering.hooks import POSITIONS, Positions
 from lcross.transform.layerwise import Transform
 
@@ -62,9 +61,7 @@ class ABEfficacySettings:
             raise LCrossInputError(
                 f"betas is {grid!r}", where=f"{owner}.betas", fix="give a list of numbers, e.g. [-1, 1]"
             )
-        betas = [float(b) for b in grid if float(b) != 0.0]
-        if not all(math.isfinite(b) for b in betas):
-            raise LCrossInputError(f"betas {betas} are not all finite", where=f"{owner}.betas", fix="use numbers")
+        betas = [beta_value(b, f"{owner}.betas") for b in grid if float(b) != 0.0]
         if not betas:
             raise LCrossInputError(
                 "the beta grid is empty", where=f"{owner}.betas", fix="give at least one beta, e.g. [-1, 1]"

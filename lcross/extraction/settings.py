@@ -53,3 +53,20 @@ class ExtractionSettings:
                 fix="give Trainer arguments by name, e.g. {accelerator: gpu, devices: 8, strategy: ddp_spawn}, or null "
                 "for one process",
             )
+        if self.trainer:
+            import inspect
+
+            from lightning.pytorch import Trainer
+
+            known = [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
+            unknown = sorted(set(self.trainer) - set(known))
+            if unknown:
+                import difflib
+
+                close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+                hints = ", ".join(f"{k} (did you mean {v[0]}?)" if v else k for k, v in close.items())
+                raise LCrossInputError(
+                    f"Trainer takes no argument(s) {hints}",
+                    where="data.extraction.trainer",
+                    fix="use Lightning Trainer arguments, e.g. {accelerator: gpu, devices: 8, strategy: ddp_spawn}",
+                )

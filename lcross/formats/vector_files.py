@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+import torch
+
 from lcross.errors import LCrossInputError
 from lcross.files import inside, record_written, refuse_foreign_files
 from lcross.formats.easysteer_spec import EasySteerSpec
@@ -112,7 +114,35 @@ def load_vector(path: str | Path, layer: int | None = None) -> SteeringVector:
     fmt = format_for(path)
     if not path.is_file():
         raise LCrossInputError("no such vector file", where=str(path), fix="check the path")
-    return fmt.read(path, layer)
+    try:
+        vector = fmt.read(path, layer)
+    except (IndexError, KeyError, TypeError, ValueError, OverflowError, UnicodeDecodeError) as err:
+        if isinstance(err, LCrossInputError):
+            raise
+        raise LCrossInputError(
+            f"cannot be read as a {fmt.name} vector file ({path.stat().st_size} bytes; truncated or damaged?): "
+            f"{type(err).__name__}: {err}",
+            where=str(path),
+            fix="write or download the file again; lcross writes it with save_vector or `lcross transfer`",
+        ) from None
+    check_directions(vector, str(path))
+    return vector
+
+
+def check_directions(vector: SteeringVector, where: str) -> None:
+    """Every direction holds finite real floating-point numbers: an integer, boolean or complex tensor (whose
+    imaginary part a cast would drop without a word), or NaN or Inf, is refused naming the layer."""
+    for at, direction in vector.directions.items():
+        if direction.is_complex() or not direction.is_floating_point():
+            raise LCrossInputError(
+                f"the direction at layer {at} is a {direction.dtype} tensor, not real floating-point numbers",
+                where=where,
+                fix="store the directions as float32, bfloat16 or float16",
+            )
+        if not torch.isfinite(direction).all():
+            raise LCrossInputError(
+                f"the direction at layer {at} holds NaN or Inf", where=where, fix="use a vector of finite numbers"
+            )
 
 
 def format_for(path: str | Path) -> VectorFormat:

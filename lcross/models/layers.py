@@ -113,6 +113,12 @@ def parse_layers(value: int | str | list[int] | tuple[int, ...], where: str) -> 
                 f"cannot read {value!r} as layers", where=where, fix="give an int, a list [12, 13], or a range '12-15'"
             )
         return layers
+    if not isinstance(value, list | tuple | range):
+        raise LCrossInputError(
+            f"{value!r} ({type(value).__name__}) is not a layer",
+            where=where,
+            fix="give an int (a 0-based block index), a list [12, 13], or a range '12-15'",
+        )
     layers = list(value)
     if not layers or any(isinstance(l, bool) or not isinstance(l, int) for l in layers):
         raise LCrossInputError(f"{value!r} is not a list of layers", where=where, fix="give 0-based block indices")

@@ -78,6 +78,8 @@ class ModelSpec:
             raise LCrossInputError(
                 f"unknown device {self.device!r}", where="ModelSpec.device", fix="use cpu, cuda, cuda:N, mps or auto"
             )
+        if self.device == "mps":
+            _check_device_present("mps")
         if self.name.startswith(TINY_PREFIX):
             from lcross.models.tiny import check_tiny_fields
 
@@ -217,6 +219,7 @@ def as_spec(spec: ModelSpec | str | dict) -> ModelSpec:
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _check_device_present(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LCrossInputError(f"device {device!r} asked for, but CUDA is not available", fix="use device: cpu or auto")
     return torch.device(device)
@@ -448,3 +451,24 @@ def _ensure_pad_token(tokenizer: Any, model: torch.nn.Module) -> None:
             model.resize_token_embeddings(len(tokenizer))
         else:
             tokenizer.pad_token = fallback
+
+
+def _check_device_present(device: str) -> None:
+    """A device this machine lacks is named when the spec is built, before any run folder or cache entry is written
+    (torch would fail only when the weights move, deep in extraction)."""
+    if device == "mps" and not (torch.backends.mps.is_available()):
+        raise LCrossInputError(
+            "device is 'mps', but this machine has no Apple MPS device (or torch is built without it)",
+            where="ModelSpec.device",
+            fix="use cpu, cuda or auto",
+        )
+    if device.startswith("cuda") and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or torch is built without CUDA)"
+            raise LCrossInputError(
+                f"device is {device!r}, but this machine has {have}",
+                where="ModelSpec.device",
+                fix="use cpu or auto" + (f", or cuda:0 to cuda:{count - 1}" if count else ""),
+            )

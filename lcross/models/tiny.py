@@ -86,3 +86,22 @@ def check_tiny_fields(arch: str, fields: dict) -> None:
             where="ModelSpec.tiny",
             fix="use config fields such as hidden_size, num_hidden_layers, num_attention_heads (and seed)",
         )
+    sizes = {k: v for k, v in fields.items() if k in _SIZES or k.endswith(("_size", "_layers", "_heads"))}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LCrossInputError(
+                f"{name} is {value!r}", where=f"ModelSpec.tiny.{name}", fix="use a whole number >= 1"
+            )
+
+
+# Size fields of a tiny model's config: each must be a whole number >= 1 (0 divided by zero deep in the model).
+_SIZES = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "max_position_embeddings",
+)

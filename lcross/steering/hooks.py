@@ -16,6 +16,7 @@ import torch
 
 from lcross.errors import LCrossInputError
 from lcross.models.layers import decoder_block
+from lcross.setting_checks import beta_value
 
 Positions = Literal["all", "after_prompt", "last_prompt"]
 POSITIONS: tuple[Positions, ...] = ("all", "after_prompt", "last_prompt")
@@ -41,8 +42,7 @@ class Steering:
     def __post_init__(self) -> None:
         if self.positions not in POSITIONS:
             raise LCrossInputError(f"unknown positions {self.positions!r}", fix=f"use one of {list(POSITIONS)}")
-        if not math.isfinite(float(self.beta)):
-            raise LCrossInputError(f"beta is {self.beta}", fix="use a finite number")
+        beta_value(self.beta, "beta")
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from lcross.bootstrap import bootstrap_ci
 from lcross.errors import LCrossInputError
 from lcross.files import atomic_path
 from lcross.progress import phase
+from lcross.setting_checks import beta_value
 from lcross.steering.aggregators import SVMethod, steering_vector
 from lcross.steering.hooks import Positions
 from lcross.training.families import Family, families_named, fit_family
@@ -189,7 +190,7 @@ def pooled(values: Sequence[float], seed: int = 0) -> dict[str, float]:
 
 def check_arguments(config: str | Path, beta: float, max_items: int | None) -> None:
     """The settings ``run`` refuses before it reads any data (also ``lcross crossval --check``)."""
-    if not isinstance(beta, int | float) or not math.isfinite(beta) or beta <= 0:
+    if beta_value(beta, "--beta") <= 0:
         raise LCrossInputError(
             f"beta is {beta}", where="--beta", fix="use a positive number: the swing is +beta - -beta"
         )

@@ -8,6 +8,7 @@ the LightningModule, so they never land in a checkpoint.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -112,6 +113,23 @@ class PairedDeltas(L.LightningDataModule):
         corpus: CorpusSettings | None = None,
     ):
         super().__init__()
+        settings_group(source, ModelSpec, "data.source")
+        settings_group(target, ModelSpec, "data.target")
+        for option, names in (("val_concepts", val_concepts), ("test_concepts", test_concepts)):
+            if names is not None and (not isinstance(names, list | tuple) or isinstance(names, str)):
+                raise LCrossInputError(
+                    f"{option} is {names!r}, not a list of concept names",
+                    where=f"data.{option}",
+                    fix=f"write [{names!r}]",
+                )
+        if not isinstance(concepts, dict):
+            raise LCrossInputError(
+                f"concepts is a {type(concepts).__name__}, not a mapping of names to data",
+                where="data.concepts",
+                fix="give {name: path or dataset}, e.g. {sentiment: data/demo/sentiment}",
+            )
+        if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
+            raise LCrossInputError(f"cache_dir is {cache_dir!r}", where="data.cache_dir", fix="give a folder path")
         self.source, self.target = source, target
         self.layers = _paired_layers(source_layer, target_layer)
         for option, value, minimum, optional in (
