@@ -19,6 +19,7 @@ LightningCLI (``lcross.callbacks.vector_writer.TransferredVectors``), with T tak
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -70,7 +71,31 @@ def transfer_vector(
         )
     if target_layer is not None and transform.n_pairs != 1:
         raise LCrossInputError("--target-layer needs a one-map transform", fix="leave it out: T names its pairs")
+    if target_layer is not None:
+        _check_target_layer(transform, target_layer)
     return transform.transfer(vector, target_layer=target_layer)
+
+
+def _check_target_layer(transform: Transform, layer: int) -> None:
+    """``--target-layer`` must be a block of T's target model (read from T's card, config only, no weights); a
+    target the card does not name well enough to read is checked only for being >= 0."""
+    from dataclasses import fields
+
+    from lcross.models.layers import check_layer
+    from lcross.models.loading import ModelSpec
+
+    if layer < 0:
+        raise LCrossInputError(f"--target-layer is {layer}", fix="use a 0-based block index (0 or more)")
+    target = transform.card.get("target")
+    if not isinstance(target, dict) or not target.get("name"):
+        return
+    known = {f.name for f in fields(ModelSpec)}
+    try:
+        spec = ModelSpec(**{k: v for k, v in target.items() if k in known})
+        blocks = spec.num_layers()
+    except (LCrossInputError, OSError, ValueError, TypeError):  # the target model is not here: T's map still works
+        return
+    check_layer(layer, blocks, f"--target-layer: target {spec.name}")
 
 
 def newest_run(config: str | Path) -> Path:
@@ -215,8 +240,24 @@ def _check_arguments(args: argparse.Namespace) -> None:
                 fix=f"end --out with {named_format(args.format[0]).suffix}, or drop --concept/--out",
             )
         format_for(args.out)  # the suffix is checked before any model or data loads
+        _check_out(Path(args.out))
     if args.vector and not args.transform:
         raise LCrossInputError("--vector needs --transform", where="lcross transfer", fix="give T (export, .ckpt)")
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a file name in an existing folder this process may write into."""
+    if out.is_dir():
+        raise LCrossInputError("--out is a folder", where=str(out), fix="give a file name, e.g. --out out/vector.gguf")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise LCrossInputError(
+            "the folder of --out does not exist", where=str(out), fix=f"create it first (mkdir -p {folder})"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise LCrossInputError(
+            "--out cannot be written here (permission denied)", where=str(out), fix="give a file in a writable folder"
+        )
 
 
 def _check_inputs(args: argparse.Namespace) -> None:

@@ -152,6 +152,14 @@ def parse_item(record: Any, where: str) -> Item:
                     where=where,
                     fix="list the choices in the question as ' (A) ...', ' (B) ...'",
                 )
+        letters = [_ANSWER.match(record[key]).group(1) for key in _AB_FIELDS[1:]]  # type: ignore[union-attr]
+        if letters[0] == letters[1]:
+            raise LCrossInputError(
+                f"answer_matching_behavior and answer_not_matching_behavior are both ({letters[0]}): the pair's two "
+                "answers are the same text, a zero delta in training and an undefined score in evaluation",
+                where=where,
+                fix="give the answer that matches the behaviour and the one that does not, e.g. (A) and (B)",
+            )
         return ABItem(question, record[_AB_FIELDS[1]], record[_AB_FIELDS[2]])
     if "prompt" not in record and "positive" in record and "negative" in record:
         return TextsItem(*_different(record, where))

@@ -31,7 +31,6 @@ exactly 1 .. layer_count. lcross reads such a file as llama.cpp applies it (dire
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +38,7 @@ from typing import Any, ClassVar
 import torch
 
 from lcross.errors import LCrossInputError
-from lcross.formats.vector_format import FORMAT, PROVENANCE, VectorFormat, provenance_strings
+from lcross.formats.vector_format import FORMAT, PROVENANCE, VectorFormat, parse_meta, provenance_strings
 from lcross.models.loading import ModelSpec
 from lcross.steering.vector import SteeringVector
 
@@ -133,7 +132,7 @@ class GgufFile(VectorFormat):
         hint = text(f"{ARCH}.model_hint") or ""
         if text("lcross.format") == FORMAT:  # written by lcross: its provenance, exactly
             provenance = {key: text(f"lcross.{key}") or "" for key in PROVENANCE}
-            return SteeringVector(directions, meta=json.loads(text("lcross.meta") or "{}"), **provenance)
+            return SteeringVector(directions, meta=parse_meta(text("lcross.meta"), path), **provenance)
         _warn_foreign(path, reader, sorted(directions))
         # A foreign file: its hint names the model (repeng: config.model_type; llama.cpp: its architecture name).
         model = hint if hint != MODEL_HINT_PLACEHOLDER else ""

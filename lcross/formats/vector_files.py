@@ -57,6 +57,7 @@ def save_vector(vector: SteeringVector, path: str | Path, *, beta: float = 1.0) 
     path = Path(path)
     fmt = format_for(path)
     fmt.check_layers(vector.layers, str(path))
+    check_directions(vector, str(path))  # a NaN vector (a NaN T, NaN deltas) is never written as if it were one
     fmt.write(vector, path, beta)
     return path
 

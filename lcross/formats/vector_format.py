@@ -110,8 +110,30 @@ def vector_from_tensors(
             )
         directions[number] = value
     provenance = {key: metadata.get(key, "") for key in PROVENANCE}
-    meta = json.loads(metadata["meta"]) if metadata.get("meta") else {}
-    return SteeringVector(directions, meta=meta, **provenance)
+    return SteeringVector(directions, meta=parse_meta(metadata.get("meta"), path), **provenance)
+
+
+def parse_meta(text: Any, path: Path) -> dict[str, Any]:
+    """A vector file's ``meta`` provenance (JSON text of an object; empty or absent: {}), or a named error: a damaged
+    or hand-edited field is refused, never read as something else."""
+    if text in (None, ""):
+        return {}
+    try:
+        meta = json.loads(text) if isinstance(text, str) else None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise LCrossInputError(
+            f"its provenance field meta is not valid JSON ({err})",
+            where=str(path),
+            fix="re-save the vector with lcross (save_vector), or remove the meta field",
+        ) from None
+    if not isinstance(meta, dict):
+        raise LCrossInputError(
+            f"its provenance field meta is {type(meta).__name__ if isinstance(text, str) else type(text).__name__}, "
+            "not a JSON object",
+            where=str(path),
+            fix="re-save the vector with lcross (save_vector), or remove the meta field",
+        )
+    return meta
 
 
 def read_json_object(path: Path, fix: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from lcross.formats.vector_format import (
     PROVENANCE,
     VectorFormat,
     named_file,
+    parse_meta,
     provenance_strings,
     read_json_object,
 )
@@ -114,7 +115,7 @@ class VllmHookConfig(VectorFormat):
         loaded = read_pt(tensor_path, optimal_layer)
         saved: dict[str, Any] = config["lcross"] if isinstance(config.get("lcross"), dict) else {}
         provenance = {key: str(saved.get(key, "")) for key in PROVENANCE}
-        meta: dict[str, Any] = json.loads(saved["meta"]) if saved.get("meta") else {}
+        meta = parse_meta(saved.get("meta"), path)
         if saved.get("format") != FORMAT:
             meta["beta"] = float(steering.get("coefficient", 0))
         return SteeringVector(loaded.directions, meta=meta, **provenance)

@@ -224,7 +224,7 @@ def run(
 
     check_arguments(config, beta, max_items)
     positions, batch_size = _efficacy_settings(config)
-    data = data_module_from_config(config)
+    data = data_module_from_config(config, own_folds=True)  # folds of its own: val_concepts may be left out
     families = families_named(family_names, corpus=data.corpus is not None)
     if len(data.layer_pairs) != 1:
         raise LCrossInputError(
