@@ -22,9 +22,11 @@ import torch
 from lcross import (
     CorpusSettings,
     ExtractionSettings,
+    LCross,
     LinearTransform,
     ModelSpec,
     PairedDeltas,
+    SteeringVector,
     extract_deltas,
     load_concept,
     load_model,
@@ -33,7 +35,7 @@ from lcross import (
 )
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
 from lcross.corpus.passages import CorpusSource, iter_passages
-from lcross.formats.vector_files import load_vector
+from lcross.formats.vector_files import load_vector, save_vector
 from lcross.models.tiny import byte_tokenizer, tiny_model
 from lcross.training.checkpoints import check_checkpoint
 
@@ -130,6 +132,79 @@ def _fit_with_old_name(tmp: Path) -> None:
     main(["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--config", str(old)])
 
 
+def _fit_rows(tmp: Path, xs: torch.Tensor, xt: torch.Tensor) -> None:
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lcross import LCross
+
+    trainer = L.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp
+    )
+    trainer.fit(LCross(LinearTransform(4, 3), init="random"), DataLoader(TensorDataset(xs, xt), batch_size=len(xs)))
+
+
+def _nan_rows(tmp: Path) -> None:
+    xs = torch.ones(8, 4)
+    xs[2, 1] = float("nan")
+    _fit_rows(tmp, xs, torch.ones(8, 3))
+
+
+def _changed_resume(tmp: Path) -> None:
+    from lcross.training.checkpoints import check_same_run, run_identity
+    from lcross.transform.loading import CARD_KEY
+
+    card = {"source_layer": 1, "target_layer": 2, "train_concepts": ["size", "speed"]}
+    torch.save({CARD_KEY: card, "hyper_parameters": {"loss": "mse"}}, tmp / "logs_last.ckpt")
+    now = {"source_layer": 1, "target_layer": 3, "train_concepts": ["size", "age"]}
+    check_same_run(tmp / "logs_last.ckpt", run_identity(now, {"loss": "mse"}))
+
+
+def _foreign_vector(tmp: Path) -> None:
+    from lcross.formats.vector_files import write_named_vectors
+
+    folder = _folder(tmp, "run_vectors")
+    (folder / "sentiment.gguf").write_text("someone else's file")
+    write_named_vectors({"sentiment": SteeringVector.single(torch.ones(4), 1)}, folder, ["gguf"])
+
+
+def _vector_file(tmp: Path, name: str, tensor: torch.Tensor, metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    if name.endswith(".pt"):
+        torch.save({1: tensor}, tmp / name)
+    else:
+        save_file({"direction.1": tensor}, tmp / name, metadata=metadata)
+    return tmp / name
+
+
+def _truncated_control_vector(tmp: Path) -> Path:
+    from lcross.formats import save_vector
+
+    path = save_vector(SteeringVector({1: torch.ones(64), 2: torch.ones(64)}), tmp / "half.gguf")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    return path
+
+
+def _long_generation() -> None:
+    from lcross.cli.generate import _check_against_model
+
+    _check_against_model(ModelSpec("tiny-llama"), SteeringVector.single(torch.ones(32), 1), 100_000)
+
+
+def _target_layer_beyond() -> None:
+    from lcross.cli.transfer import transfer_vector
+
+    transform = LinearTransform(4, 3, [(1, 2)], card={"target": {"name": "tiny-gemma3_text"}})
+    transfer_vector(transform, SteeringVector.single(torch.ones(4), 1), target_layer=9)
+
+
+def _out_folder(tmp: Path) -> None:
+    from lcross.cli.transfer import _check_out
+
+    _check_out(_folder(tmp, "out.gguf"))
+
+
 def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
     model, tokenizer = tiny_model("llama"), byte_tokenizer()
     nan_model = tiny_model("llama")
@@ -214,6 +289,50 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
             lambda: next(iter_passages(CorpusSource(str(_file(tmp, "c.jsonl", '{"body": "Hello."}\n'))))),
         ),
         ("corpus weight outside (0, 1)", lambda: CorpusSettings("data/corpus", weight=1.5)),
+        (
+            "two concept names that differ only in case (one file on macOS and Windows)",
+            lambda: _data_module(
+                concepts={"Size": str(DEMO / "size"), "size": str(DEMO / "age")}, val_concepts=["Size"]
+            ),
+        ),
+        (
+            "a vector file in the run folder that lcross did not write (`transfer --run`, predict)",
+            lambda: _foreign_vector(tmp),
+        ),
+        ("NaN in the training rows", lambda: _nan_rows(tmp)),
+        ("a fit whose loss becomes Inf (diverges)", lambda: _fit_rows(tmp, torch.full((8, 4), 1e30), torch.ones(8, 3))),
+        ("a penalty whose arithmetic overflows (model.ridge 1e38)", lambda: LCross(LinearTransform(4, 3), ridge=1e38)),
+        ("a resume (`--ckpt_path last`) with settings that define T changed", lambda: _changed_resume(tmp)),
+        ("a NaN beta (config or library)", lambda: SteeringEfficacy(betas=[float("nan"), 1.0])),
+        ("a beta beyond 1e6", lambda: SteeringEfficacy(betas=[-1e30, 1e30])),
+        ("device mps where there is none", lambda: ModelSpec("tiny-llama", device="mps")),
+        ("a tiny model size of 0", lambda: ModelSpec("tiny-llama", tiny={"hidden_size": 0})),
+        ("an unknown data.extraction.trainer key", lambda: ExtractionSettings(trainer={"acelerator": "gpu"})),
+        ("a float layer (library call)", lambda: _data_module(source_layer=1.5)),
+        (
+            "a CAA item whose two answers are the same letter",
+            lambda: load_concept(_file(tmp, "same.json", json.dumps([{**AB, "answer_not_matching_behavior": "(A)"}]))),
+        ),
+        ("a truncated control-vector .gguf", lambda: load_vector(_truncated_control_vector(tmp))),
+        (
+            "an integer vector file",
+            lambda: load_vector(_vector_file(tmp, "int.safetensors", torch.ones(4, dtype=torch.int32))),
+        ),
+        (
+            "a complex vector file",
+            lambda: load_vector(_vector_file(tmp, "complex.pt", torch.ones(4, dtype=torch.complex64))),
+        ),
+        (
+            "malformed provenance metadata in a vector file",
+            lambda: load_vector(_vector_file(tmp, "meta.safetensors", torch.ones(4), {"meta": "{bad"})),
+        ),
+        (
+            "an all-NaN vector to be written",
+            lambda: save_vector(SteeringVector.single(torch.full((4,), float("nan")), 1), tmp / "nan.gguf"),
+        ),
+        ("`lcross transfer --target-layer` beyond the target model", _target_layer_beyond),
+        ("`lcross transfer --out` that is a folder", lambda: _out_folder(tmp)),
+        ("`lcross generate --max-new-tokens` beyond the model's context", _long_generation),
     ]
 
 

@@ -209,3 +209,116 @@ def test_any_model_setting_is_refused_by_name_or_builds_a_finite_transform(optio
         assert "model." in str(err) or "rank" in str(err), str(err)
         return
     assert all(torch.isfinite(p).all() for p in system.parameters())
+
+
+names = st.one_of(
+    st.sampled_from(["", ".", "..", "../../escaped", "/tmp/x", "a/b", "a\\b", "~", "a~2Fb", "C:\\x", "\x00", "é"]),
+    st.text(min_size=0, max_size=30),
+    st.text(alphabet=st.sampled_from("./\\~_-aZ\n\t\u00e9\u4e2d\U0001f600"), max_size=300),
+    st.integers(min_value=100, max_value=600).map(lambda n: "x" * n),
+)
+
+
+@given(name=names)
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_any_concept_name_is_refused_by_name_or_written_as_one_file_inside_the_folder(tmp_path_factory, name):
+    from lcross.files import original_name, safe_name
+    from lcross.formats.vector_files import files_of, write_named_vectors
+    from lcross.steering.vector import SteeringVector
+
+    folder = tmp_path_factory.mktemp("named")
+    vector = SteeringVector.single(torch.ones(4), 1)
+    try:
+        written = write_named_vectors({name: vector}, folder / "vectors", ["safetensors", "easysteer"])
+    except LCrossInputError as err:
+        assert name == "" and "cannot be a file name" in str(err), str(err)
+        return
+    for path in written:
+        for file in files_of(path):
+            assert file.parent == folder / "vectors" and file.is_file(), file
+    stem = safe_name(name)
+    assert written[0].name == f"{stem}.safetensors"
+    assert original_name(stem) in (name, None) and (original_name(stem) == name or len(stem) == 120)
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")) == sorted(
+        f.name for path in written for f in files_of(path)
+    )
+
+
+vector_values = st.one_of(
+    st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int32, torch.bool]).flatmap(
+        lambda dtype: st.lists(st.floats(allow_nan=True, allow_infinity=True, width=16), min_size=1, max_size=6).map(
+            lambda xs: torch.tensor(xs).to(dtype)
+        )
+    ),
+    st.lists(st.complex_numbers(max_magnitude=10, allow_nan=False), min_size=1, max_size=4).map(torch.tensor),
+)
+
+
+@given(values=vector_values, suffix=st.sampled_from([".safetensors", ".pt", ".gguf"]))
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_any_vector_file_is_refused_by_name_or_read_back_as_written(tmp_path_factory, values, suffix):
+    from safetensors.torch import save_file
+
+    from lcross.formats import load_vector, save_vector
+    from lcross.steering.vector import SteeringVector
+
+    path = tmp_path_factory.mktemp("vectors") / f"v{suffix}"
+    try:  # written by lcross where it can be (gguf: float32 only), else as another program would write it
+        save_vector(SteeringVector({3: values}), path)
+    except LCrossInputError as err:
+        assert "NaN or Inf" in str(err) or "not real floating-point" in str(err), str(err)
+        if suffix == ".pt":
+            torch.save({3: values}, path)
+        elif suffix == ".safetensors" and not values.is_complex():
+            save_file({"direction.3": values}, path)
+        else:
+            return
+    try:
+        read = load_vector(path)
+    except LCrossInputError as err:
+        assert str(path) in str(err) and "Fix:" in str(err), str(err)
+        assert not torch.isfinite(values).all() or not values.is_floating_point() or values.is_complex()
+        return
+    assert read.layers == [3] and read[3].is_floating_point() and torch.isfinite(read[3]).all()
+    torch.testing.assert_close(read[3].to(values.dtype), values, check_dtype=False)
+
+
+DEFINING = {
+    "source_layer": st.sampled_from([1, 2, [1, 2]]),
+    "target_layer": st.sampled_from([2, 3]),
+    "train_concepts": st.sampled_from([["size", "speed"], ["size"], ["speed", "size"]]),
+    "sv_method": st.sampled_from(["caa", "repe"]),
+    "source": st.sampled_from(
+        [{"name": "tiny-llama", "device": "cpu"}, {"name": "tiny-llama", "device": "cuda"}, {"name": "other"}]
+    ),
+}
+
+
+@given(changes=st.fixed_dictionaries({}, optional=DEFINING), loss=st.sampled_from(["mse", "cosine"]))
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_a_resume_is_refused_exactly_when_a_setting_that_defines_T_changed(tmp_path_factory, changes, loss):
+    from lcross.training.checkpoints import check_same_run, run_identity
+    from lcross.transform.loading import CARD_KEY
+
+    card = {
+        "source_layer": 1,
+        "target_layer": 2,
+        "train_concepts": ["size", "speed"],
+        "sv_method": "caa",
+        "source": {"name": "tiny-llama", "device": "cpu"},
+    }
+    path = tmp_path_factory.mktemp("resume") / "last.ckpt"
+    torch.save({CARD_KEY: card, "hyper_parameters": {"loss": "mse", "lr": 0.1}}, path)
+    now = {**card, **changes}
+    differ = [k for k in card if json.dumps(card[k]) != json.dumps(now[k]) and k != "source"]
+    if card["source"]["name"] != now["source"]["name"]:  # the device may change on a resume
+        differ.append("source")
+    try:
+        check_same_run(path, run_identity(now, {"loss": loss, "lr": 0.5}))
+    except LCrossInputError as err:
+        assert differ or loss != "mse", str(err)
+        for key in differ:
+            assert f"data.{key}" in str(err) or "data.concepts" in str(err), str(err)
+        assert "start a new run" in str(err)
+        return
+    assert not differ and loss == "mse"

@@ -95,7 +95,7 @@ def _check_target_layer(transform: Transform, layer: int) -> None:
         blocks = spec.num_layers()
     except (LCrossInputError, OSError, ValueError, TypeError):  # the target model is not here: T's map still works
         return
-    check_layer(layer, blocks, f"--target-layer: target {spec.name}")
+    check_layer(layer, blocks, f"target {spec.name}")
 
 
 def newest_run(config: str | Path) -> Path:
