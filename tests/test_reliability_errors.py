@@ -101,8 +101,9 @@ def test_transfer_names_a_folder_or_unwritable_out_and_a_target_layer_beyond_the
     (tmp_path / "folder.gguf").mkdir()
     assert console([*argv, "--out", str(tmp_path / "folder.gguf")]) == 2
     assert "--out is a folder" in capsys.readouterr().err
-    assert console([*argv, "--out", str(tmp_path / "missing" / "v.gguf")]) == 2
-    assert "the folder of --out does not exist" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("x")
+    assert console([*argv, "--out", str(tmp_path / "a_file" / "v.gguf")]) == 2
+    assert "which is a file, not a folder" in capsys.readouterr().err
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -246,13 +246,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def _check_out(out: Path) -> None:
-    """``--out`` must be a file name in an existing folder this process may write into."""
+    """``--out`` must be a file name whose folder exists or can be made (its nearest existing folder writable)."""
     if out.is_dir():
         raise LCrossInputError("--out is a folder", where=str(out), fix="give a file name, e.g. --out out/vector.gguf")
-    folder = out.parent if str(out.parent) else Path(".")
+    folder = out.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     if not folder.is_dir():
         raise LCrossInputError(
-            "the folder of --out does not exist", where=str(out), fix=f"create it first (mkdir -p {folder})"
+            f"--out lies under {folder}, which is a file, not a folder", where=str(out), fix="give another path"
         )
     if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise LCrossInputError(
