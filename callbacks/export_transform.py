@@ -13,6 +13,8 @@ from typing import Any
 
 import lightning as L
 
+from lcross.errors import LCrossInputError
+from lcross.files import safe_name
 from lcross.results import latest_results
 from lcross.training.tensorboard import hparams_view
 
@@ -25,6 +27,12 @@ class ExportTransform(L.Callback):
     """
 
     def __init__(self, dirname: str = "transform"):
+        if safe_name(dirname, "ExportTransform.dirname") != dirname:
+            raise LCrossInputError(
+                f"dirname {dirname!r} is not one plain folder name (it would be written outside the run folder)",
+                where="ExportTransform.dirname",
+                fix="use e.g. transform",
+            )
         self.dirname = dirname
         self.path: Path | None = None
 

@@ -46,7 +46,9 @@ class TransferredVectors(BasePredictionWriter):
             )
         if safe_name(dirname, "vectors.dirname") != dirname:
             raise LCrossInputError(
-                f"dirname {dirname!r} is not one plain folder name", where="vectors.dirname", fix="use e.g. vectors"
+                f"dirname {dirname!r} is not one plain folder name (it would be written outside the run folder)",
+                where="vectors.dirname",
+                fix="use e.g. vectors",
             )
         self.dirname = dirname
         self.beta = beta
