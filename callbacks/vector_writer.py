@@ -32,9 +32,12 @@ class TransferredVectors(BasePredictionWriter):
         dirname: folder inside the run folder (the checkpoint's run, else the trainer's root folder).
         beta: the multiplier written into the serving-engine configs (``easysteer``'s scale, ``vllm-hook``'s
             coefficient); the other formats hold directions only.
+        force: replace files in the folder that lcross did not write (refused otherwise, before anything is written).
     """
 
-    def __init__(self, formats: list[str] | None = None, dirname: str = "vectors", beta: float = 1.0):
+    def __init__(
+        self, formats: list[str] | None = None, dirname: str = "vectors", beta: float = 1.0, force: bool = False
+    ):
         super().__init__(write_interval="batch")
         self.formats = [f.lstrip(".") for f in (formats or ["safetensors", "gguf"])]
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -51,6 +54,7 @@ class TransferredVectors(BasePredictionWriter):
                 fix="use e.g. vectors",
             )
         self.dirname = dirname
+        self.force = force
         self.beta = beta
         self.model_type: str | None = None
         self.written: list[Path] = []
@@ -71,7 +75,9 @@ class TransferredVectors(BasePredictionWriter):
             self._check_layers(vector.layers, f"concept {concept!r}")
         moved = {concept: with_model_type(vector, self.model_type) for concept, vector in prediction.items()}
         folder = run_folder(trainer) / self.dirname
-        self.written += write_named_vectors(moved, folder, self.formats, beta=self.beta, where="vectors")
+        self.written += write_named_vectors(
+            moved, folder, self.formats, beta=self.beta, force=self.force, where="vectors"
+        )
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Refuses, before any vector is computed, a format the target layers cannot be written in; notes the target

@@ -108,3 +108,23 @@ def test_a_concept_name_is_checked_when_the_data_module_is_built():
             {"Size": str(DEMO_DATA / "size"), "size": str(DEMO_DATA / "age"), "speed": str(DEMO_DATA / "speed")},
             val_concepts=["speed"],
         )
+
+
+def test_predict_never_replaces_a_file_it_did_not_write_unless_forced(tiny_run, tmp_path, monkeypatch):
+    from lcross.cli.fit import main
+
+    from .conftest import ROOT
+
+    run = tmp_path / "version_0"
+    shutil.copytree(tiny_run[1], run)
+    (run / "vectors").mkdir(exist_ok=True)
+    foreign = run / "vectors" / "sentiment.safetensors"
+    foreign.write_text("someone else's notes")
+    monkeypatch.chdir(ROOT)
+    argv = ["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    with pytest.raises(LCrossInputError, match=r"sentiment.safetensors exists and was not written by lcross.*force"):
+        main([*argv, "--vectors.formats", "[safetensors]"])
+    assert foreign.read_text() == "someone else's notes"
+    main([*argv, "--vectors.formats", "[safetensors]", "--vectors.force", "true"])
+    assert foreign.read_bytes() != b"someone else's notes"
+    main([*argv, "--vectors.formats", "[safetensors]"])  # its own file is replaced freely

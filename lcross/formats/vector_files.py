@@ -84,7 +84,8 @@ def write_named_vectors(
         refuse_foreign_files(
             [file for path in paths.values() for file in files_of(path)],
             where,
-            "move or remove that file, write into another folder, or pass --force to replace it",
+            "move or remove that file, or write into another folder; to replace it, pass --force (lcross transfer) or "
+            "--vectors.force true (predict)",
         )
     written = [save_vector(vectors[name], path, beta=beta) for (name, _), path in paths.items()]
     record_written([file for path in written for file in files_of(path)])
