@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lcross import Steering, steer
+from lcross import Steering, SteeringVector, steer
 from lcross.models.layers import decoder_blocks
 from lcross.models.tiny import byte_tokenizer, tiny_model
 from lcross.steering.generation import generate_grid
@@ -34,26 +34,34 @@ def _expected(positions: str, prompt_len: int, total: int) -> list[int]:
     return [prompt_len - 1]
 
 
-def _by_hand(model, ids: torch.Tensor, shift: torch.Tensor | None, where: list[int]) -> torch.Tensor:
-    """Logits of one uncached forward pass over ``ids`` with ``shift`` added to block LAYER's output at ``where``."""
+Shifts = torch.Tensor | dict[int, torch.Tensor] | None  # one shift at block LAYER, or block -> shift
 
-    def hook(_module, _args, output):
-        hidden = (output[0] if isinstance(output, tuple) else output).clone()
-        for p in where:
-            hidden[:, p] = hidden[:, p] + shift
-        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
-    handle = decoder_blocks(model)[LAYER].register_forward_hook(hook) if shift is not None else None
+def _by_hand(model, ids: torch.Tensor, shift: Shifts, where: list[int]) -> torch.Tensor:
+    """Logits of one uncached forward pass over ``ids`` with ``shift`` added to block LAYER's output (or each shift
+    to its block's) at ``where``."""
+    shifts = {} if shift is None else {LAYER: shift} if isinstance(shift, torch.Tensor) else shift
+
+    def hook(add):
+        def add_by_hand(_module, _args, output):
+            hidden = (output[0] if isinstance(output, tuple) else output).clone()
+            for p in where:
+                hidden[:, p] = hidden[:, p] + add
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return add_by_hand
+
+    handles = [decoder_blocks(model)[layer].register_forward_hook(hook(add)) for layer, add in shifts.items()]
     try:
         with torch.no_grad():
             return model(ids, use_cache=False).logits
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.remove()
 
 
 def _greedy_by_hand(
-    model, ids: torch.Tensor, shift: torch.Tensor | None, positions: str, new: int, no_eos: bool = False
+    model, ids: torch.Tensor, shift: Shifts, positions: str, new: int, no_eos: bool = False
 ) -> list[int]:
     """Greedy decoding with one whole uncached pass per new token, steered by hand: no cache, no generate.
     ``no_eos``: never pick EOS (id 2), as generate's ``min_new_tokens`` does."""
@@ -98,6 +106,18 @@ def test_a_one_token_prompt_in_generate_with_a_cache(tiny, positions):
     reference = _by_hand(model, sequence[:, :-1], BETA * vector, _expected(positions, 1, NEW))
     torch.testing.assert_close(torch.stack(out.logits, dim=1), reference, rtol=1e-4, atol=1e-4)
     assert sequence[0, 1:].tolist() == _greedy_by_hand(model, ids, BETA * vector, positions, NEW, no_eos=True)
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_a_steering_vector_on_two_layers_steers_a_one_token_prompt_in_generate(tiny, positions):
+    """SteeringVector.apply (apply_steering: one hook per block, each counting its own calls) with generate."""
+    model, _ = tiny
+    vector = SteeringVector({0: _vector(model, 7), 2: _vector(model, 8)})
+    ids = torch.tensor([[1]])
+    with vector.apply(model, BETA, positions, prompt_end=1), torch.no_grad():
+        out = model.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
+    shifts = {layer: BETA * v for layer, v in vector.directions.items()}
+    assert out[0, 1:].tolist() == _greedy_by_hand(model, ids, shifts, positions, NEW, no_eos=True)
 
 
 @pytest.mark.parametrize("positions", POSITIONS)
