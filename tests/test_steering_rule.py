@@ -241,3 +241,18 @@ def test_block_outputs_are_hooked_in_one_module_only():
         if ".register_forward_hook(" in path.read_text(encoding="utf-8")
     }
     assert hooking == {"lcross/steering/hooks.py", "lcross/models/last_block.py"}
+
+
+def test_nested_captures_each_end_only_their_own_pass(tiny_llama):
+    """The outer capture stops after block 1; the inner one, which does not stop, does not absorb that ending."""
+    model, _ = tiny_llama
+    ids = torch.tensor([[1, 60, 61]])
+    after_inner = []
+    with torch.no_grad(), capturing(model, [1], stop=True) as outer:
+        with capturing(model, [0]) as inner:
+            model(ids, use_cache=False)
+        after_inner.append(1)  # not reached: the pass ended inside the inner context, and so does the outer body
+    assert not after_inner
+    with torch.no_grad():
+        hidden = model(ids, output_hidden_states=True).hidden_states
+    assert torch.equal(inner[0], hidden[1]) and torch.equal(outer[1], hidden[2])

@@ -285,21 +285,23 @@ def capturing(
     for layer in layers:
         check_layer(layer, len(blocks), type(model).__name__)
     captured: dict[int, torch.Tensor] = {}
+    mine = object()  # this context absorbs only the ending its own hook raised (captures may be nested)
 
     def hook(layer: int, deepest: bool):
         def keep(_module: torch.nn.Module, _args: tuple, output: Any) -> None:
             hidden = block_output(output)
             captured[layer] = hidden if positions is None else hidden[positions]
             if deepest:
-                raise _StopForward
+                raise _StopForward(mine)
 
         return keep
 
     handles = [blocks[l].register_forward_hook(hook(l, stop and l == layers[-1])) for l in layers]
     try:
         yield captured
-    except _StopForward:
-        pass
+    except _StopForward as ended:
+        if ended.args[0] is not mine:
+            raise
     finally:
         for handle in handles:
             handle.remove()
