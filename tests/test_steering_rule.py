@@ -179,21 +179,26 @@ def test_the_cache_passed_positionally_is_found(tiny_gpt2):
 
 @pytest.mark.parametrize("positions", POSITIONS)
 def test_hidden_states_are_exactly_the_unsteered_ones_after_the_context(tiny, positions):
+    """While steered, hidden_states[LAYER + 1] (block LAYER's output, read by transformers' own hook, which exists
+    before the context opens) is the unsteered one plus the shift at the rule's positions; after, every hidden state
+    is exactly the unsteered one."""
     model, _ = tiny
     ids = torch.tensor([[1, 60, 61, 62]])
+    vector = _vector(model, 6)
 
     def states():
         with torch.no_grad():
             return model(ids, output_hidden_states=True).hidden_states
 
     before, hooks = states(), _hook_counts(model)
-    with steer(model, _vector(model, 6), LAYER, BETA, positions, prompt_end=torch.tensor([2])):
+    with steer(model, vector, LAYER, BETA, positions, prompt_end=torch.tensor([2])):
         during = states()
         model.generate(ids[:, :1], max_new_tokens=2, do_sample=False, pad_token_id=0)
     after = states()
-    # (transformers records hidden_states[LAYER + 1] with a hook of its own that runs before the shift: the shift
-    # shows from the next block on)
-    assert not torch.equal(during[-1], before[-1])
+    expected = before[LAYER + 1].clone()
+    expected[:, _expected(positions, 2, 4)] += BETA * vector
+    assert all(torch.equal(a, b) for a, b in zip(during[: LAYER + 1], before[: LAYER + 1]))
+    torch.testing.assert_close(during[LAYER + 1], expected)
     assert all(torch.equal(a, b) for a, b in zip(after, before))
     assert _hook_counts(model) == hooks
 
@@ -241,6 +246,21 @@ def test_block_outputs_are_hooked_in_one_module_only():
         if ".register_forward_hook(" in path.read_text(encoding="utf-8")
     }
     assert hooking == {"lcross/steering/hooks.py", "lcross/models/last_block.py"}
+
+
+def test_a_capture_opened_outside_a_steering_context_records_the_steered_output(tiny_llama):
+    model, _ = tiny_llama
+    ids = torch.tensor([[1, 60, 61]])
+    vector = _vector(model, 9)
+    with torch.no_grad():
+        with capturing(model, [LAYER]) as plain:
+            model(ids, use_cache=False)
+        with capturing(model, [LAYER]) as outside, steer(model, vector, LAYER, BETA):
+            model(ids, use_cache=False)
+        with steer(model, vector, LAYER, BETA), capturing(model, [LAYER]) as inside:
+            model(ids, use_cache=False)
+    torch.testing.assert_close(outside[LAYER], plain[LAYER] + BETA * vector)
+    assert torch.equal(outside[LAYER], inside[LAYER])
 
 
 def test_nested_captures_each_end_only_their_own_pass(tiny_llama):

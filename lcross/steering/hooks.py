@@ -137,6 +137,9 @@ def shifting(
         prompt_end: where each row's prompt ends (its first position after the prompt): a [batch] tensor, or one int
             for every row; needed unless every position kind is ``all``.
 
+    The shift runs before any other hook on the block, so block ``l``'s output as anything reads it (``capturing``,
+    ``hidden_states[l + 1]``) is the shifted one; contexts nested on one block add the innermost shift first.
+
     Per block, a row's Steerings on it fill "slots" in their order; slot j adds a [rows, 1, d] shift (zero for rows
     without a j-th Steering there) under ``shift_mask``. A row thus gets ``hidden + mask * (beta * vector)`` once per
     Steering, in order: what steering that row alone does. The checks of ``check_steering`` are the caller's.
@@ -176,7 +179,9 @@ def shifting(
                 used = {item.positions for _, item in slot}
                 built.append((shift, used.pop() if len(used) == 1 else kinds.to(param.device)))
             hooks.append(_ShiftHook(built, prompt_end))
-            handles.append(block.register_forward_hook(hooks[-1], with_kwargs=True))
+            # first among the block's hooks: whatever reads the block's output (a capture, transformers' own record
+            # of hidden_states, opened before or after this context) reads the shifted one
+            handles.append(block.register_forward_hook(hooks[-1], with_kwargs=True, prepend=True))
         yield
     finally:
         for handle in handles:
