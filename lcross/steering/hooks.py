@@ -178,7 +178,9 @@ def shifting(
                 # this slot add zero whatever their kind
                 used = {item.positions for _, item in slot}
                 built.append((shift, used.pop() if len(used) == 1 else kinds.to(param.device)))
-            hooks.append(_ShiftHook(built, prompt_end))
+            # moved to the block's device once, not at every call
+            end = prompt_end.to(param.device) if isinstance(prompt_end, torch.Tensor) else prompt_end
+            hooks.append(_ShiftHook(built, end))
             # first among the block's hooks: whatever reads the block's output (a capture, transformers' own record
             # of hidden_states, opened before or after this context) reads the shifted one
             handles.append(block.register_forward_hook(hooks[-1], with_kwargs=True, prepend=True))
