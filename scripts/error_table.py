@@ -309,6 +309,7 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
         ("a tiny model size of 0", lambda: ModelSpec("tiny-llama", tiny={"hidden_size": 0})),
         ("an unknown data.extraction.trainer key", lambda: ExtractionSettings(trainer={"acelerator": "gpu"})),
         ("a float layer (library call)", lambda: _data_module(source_layer=1.5)),
+        ("a required setting missing (library call)", lambda: PairedDeltas(source=ModelSpec("tiny-llama"))),
         (
             "a CAA item whose two answers are the same letter",
             lambda: load_concept(_file(tmp, "same.json", json.dumps([{**AB, "answer_not_matching_behavior": "(A)"}]))),

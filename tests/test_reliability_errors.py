@@ -144,3 +144,8 @@ def test_crossval_chooses_its_own_folds_from_a_config_without_val_concepts(tmp_p
     assert console(argv) == 0
     folds = json.loads((out / "crossval.json").read_text())
     assert "sentiment" in json.dumps(folds) and "size" in json.dumps(folds)
+
+
+def test_a_library_call_missing_a_required_setting_is_named():
+    with pytest.raises(LCrossInputError, match=r"data: PairedDeltas: missing a required argument: 'target'.*Fix: give"):
+        PairedDeltas(source=ModelSpec("tiny-llama"))  # type: ignore[call-arg]

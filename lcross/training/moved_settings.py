@@ -14,6 +14,7 @@ one message, before anything loads; what lcross itself saved in the old shape is
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -92,9 +93,20 @@ P = ParamSpec("P")
 def refusing_moved_settings(init: Callable[Concatenate[Any, P], None]) -> Callable[Concatenate[Any, P], None]:
     """A Python caller passing an old flat keyword gets the error naming its new place, not a bare TypeError."""
 
+    signature = inspect.signature(init)
+
     @functools.wraps(init)
     def checked(self: Any, *args: P.args, **kwargs: P.kwargs) -> None:
         refuse_moved_settings(kwargs)
+        try:
+            signature.bind(self, *args, **kwargs)
+        except TypeError as err:  # a missing setting, or one given twice: named like every other bad setting
+            required = [n for n, p in signature.parameters.items() if p.default is p.empty and n != "self"]
+            raise LCrossInputError(
+                f"{type(self).__name__}: {err}",
+                where="data",
+                fix=f"give every required setting ({', '.join(required)}) once, by name",
+            ) from None
         init(self, *args, **kwargs)
 
     return checked
