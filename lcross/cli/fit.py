@@ -35,6 +35,7 @@ from lcross.callbacks.vector_writer import TransferredVectors
 from lcross.errors import LCrossInputError
 from lcross.files import claim_version, remove_stale_temporaries
 from lcross.report.summary import run_summary
+from lcross.threads import use_sensible_threads
 from lcross.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
 from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross
@@ -157,7 +158,13 @@ class LCrossCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Each fit gets its own run folder, claimed before anything is written (two runs started together never
         share one); `fit --ckpt_path last` instead continues the newest run of this config in place (same folder,
-        same last.ckpt). Processes a run launches (DDP ranks) use the folder their parent claimed."""
+        same last.ckpt). Processes a run launches (DDP ranks) use the folder their parent claimed.
+
+        Before anything loads, torch's thread count is set for the machine's load and the run's processes on CPU
+        (``lcross.threads``), and said."""
+        use_sensible_threads(
+            _cpu_processes((self.config[self.subcommand] if self.subcommand else self.config).get("trainer"))
+        )
         if self.subcommand != "fit":
             return
         config = self.config["fit"]
@@ -250,6 +257,13 @@ def run(argv: list[str]) -> int:
     if cli.trainer is not None and cli.trainer.interrupted:
         raise Interrupted()
     return 0
+
+
+def _cpu_processes(trainer: Any) -> int:
+    """Processes a run starts on CPU that share its cores (``devices: 2`` with ``accelerator: cpu``), else 1."""
+    devices = trainer.get("devices") if trainer is not None else None
+    on_cpu = str(trainer.get("accelerator") if trainer is not None else "").lower() == "cpu"
+    return devices if on_cpu and isinstance(devices, int) and devices > 1 else 1
 
 
 def _interrupted() -> bool:

@@ -28,6 +28,7 @@ from lcross.formats import load_vector
 from lcross.steering.generation import generate_grid
 from lcross.steering.hooks import POSITIONS, Steering
 from lcross.steering.vector import SteeringVector
+from lcross.threads import use_sensible_threads
 
 
 def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int]:
@@ -155,6 +156,7 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from lcross.models.loading import ModelSpec, load_model
 
     _check_arguments(args)
+    use_sensible_threads()
     chat_template = args.chat_template
     if args.run is not None:
         spec, vector, run_chat = vector_from_run(args.run, args.concept, args.variant)
