@@ -115,6 +115,9 @@ class GenerationEfficacy(L.Callback):
         self.every_n_epochs, self.bootstrap = every_n_epochs, bootstrap
         self.history: list[dict[str, Any]] = []  # one summary per evaluation, in state_dict (a resumed fit keeps it)
         self.last_answers: dict[str, list[dict[str, Any]]] = {}  # concept -> every answer of the last evaluation
+        # What does not depend on T (the source steering itself), measured in the first round on this data and
+        # reused in every later one; not saved (a resumed fit measures it once more).
+        self._reused: tuple[Any, dict[Any, Any]] = (None, {})
 
     @property
     def concepts(self) -> list[str] | None:
@@ -178,9 +181,16 @@ class GenerationEfficacy(L.Callback):
             self.settings,
             self.judges,
             on_result=lambda result: rank_zero_info(result.summary_line("generation")),
+            reused=self.reused(data),
         )
         self.last_answers = {name: result.answers for name, result in results.items()}
         return results
+
+    def reused(self, data: EvaluationData) -> dict[Any, Any]:
+        """The results kept for ``data`` (the same data module every round of a fit; other data starts afresh)."""
+        if self._reused[0] is not data:
+            self._reused = (data, {})
+        return self._reused[1]
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

@@ -163,6 +163,7 @@ def evaluate_generation_efficacy(
     judges: Judge | Callable[[str], Judge],
     *,
     on_result: Callable[[ConceptEfficacy], None] | None = None,
+    reused: dict[Any, Any] | None = None,
 ) -> dict[str, ConceptEfficacy]:
     """Generates and judges the steered answers of every concept to run.
 
@@ -172,6 +173,8 @@ def evaluate_generation_efficacy(
         settings: what to generate.
         judges: one judge for every concept, or concept -> its judge (e.g. a ``ConceptJudges``).
         on_result: called with each concept's result as soon as it is judged (e.g. to log a line).
+        reused: a dict kept from one call to the next with the same data, settings and judges (a fit's rounds): the
+            source's answers to its own SV, which do not depend on T, are generated once and taken from it after.
 
     Returns:
         concept -> its target sweep of judge scores (and the source's), with every answer in ``answers``.
@@ -180,14 +183,19 @@ def evaluate_generation_efficacy(
     results = {}
     for name in settings.concepts_to_run(data):
         judge = judges if isinstance(judges, Judge) else judges(name)
-        results[name] = concept_generation_efficacy(data, transform, name, settings, judge)
+        results[name] = concept_generation_efficacy(data, transform, name, settings, judge, reused)
         if on_result is not None:
             on_result(results[name])
     return results
 
 
 def concept_generation_efficacy(
-    data: EvaluationData, transform: Transform, name: str, settings: GenerationSettings, judge: Judge
+    data: EvaluationData,
+    transform: Transform,
+    name: str,
+    settings: GenerationSettings,
+    judge: Judge,
+    reused: dict[Any, Any] | None = None,
 ) -> ConceptEfficacy:
     """One concept's judged answers (``evaluate_generation_efficacy`` for one concept; ``transform`` already
     checked)."""
@@ -198,10 +206,15 @@ def concept_generation_efficacy(
     answers = generate_answers(data, "target", prompts, vectors, betas, settings)
     target = judge_answers(prompts, answers, list(vectors), betas, judge, data.model_name("target"))
     source, source_answers = None, {}
-    if settings.source_self_steering:
+    key = ("generation", "source", name, tuple(prompts), tuple(betas))  # not T's: once per run with ``reused``
+    if settings.source_self_steering and reused is not None and key in reused:
+        source, source_answers = reused[key]
+    elif settings.source_self_steering:
         own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
         source_answers = generate_answers(data, "source", prompts, own, betas, settings)
         source = judge_answers(prompts, source_answers, list(own), betas, judge, data.model_name("source"))
+        if reused is not None:
+            reused[key] = source, source_answers
     rows = answer_rows(prompts, target, answers, judge.scale)
     if source is not None:
         rows += answer_rows(prompts, source, source_answers, judge.scale)
