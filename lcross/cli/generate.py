@@ -25,6 +25,7 @@ import torch
 from lcross.cli.checks import CHECK_HELP, existing, model_input, passed, run_concept
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector
+from lcross.progress import phase
 from lcross.steering.generation import generate_grid
 from lcross.steering.hooks import POSITIONS, Steering
 from lcross.steering.vector import SteeringVector
@@ -175,9 +176,16 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     grid: dict[Any, list[Steering] | None] = {"unsteered": None}
     for beta in betas:
         grid[f"beta {beta:+g}"] = vector.steerings(beta, args.positions)
-    texts = generate_grid(
-        model, tokenizer, args.prompt, grid, max_new_tokens=args.max_new_tokens, chat_template=chat_template
-    )
+    with phase("generating answers", len(grid) * len(args.prompt), "answers") as advance:
+        texts = generate_grid(
+            model,
+            tokenizer,
+            args.prompt,
+            grid,
+            max_new_tokens=args.max_new_tokens,
+            chat_template=chat_template,
+            progress=advance,
+        )
     return [
         {"prompt": prompt, "answers": {str(key): texts[key][index] for key in grid}}
         for index, prompt in enumerate(args.prompt)

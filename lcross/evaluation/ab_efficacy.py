@@ -148,10 +148,10 @@ def concept_ab_efficacy(
         items = all_items[: settings.max_items]
         label = name if test_set is None else set_label(name, test_set)
         n_scored = len(items) * (1 + len(vectors) * len(settings.betas))
-        with phase(f"A/B sweep of {label} on the target", n_scored, "scorings"):
+        with phase(f"A/B sweep of {label} on the target", n_scored, "scorings") as advance:
             target = steering_sweep(
                 model, tokenizer, items, None, vectors, settings.betas, **sweep,
-                model_name=data.model_name("target"),
+                model_name=data.model_name("target"), progress=advance,
             ).separate_random()  # fmt: skip
         source = None
         # the source steering itself does not depend on T: measured once per run when a ``reused`` dict is kept
@@ -160,11 +160,12 @@ def concept_ab_efficacy(
             source = reused[key]
         elif settings.source_self_steering:
             source_model, source_tokenizer = data.model("source")
-            with phase(f"A/B sweep of {label} on the source", len(items) * (1 + len(settings.betas)), "scorings"):
+            n_source = len(items) * (1 + len(settings.betas))
+            with phase(f"A/B sweep of {label} on the source", n_source, "scorings") as advance:
                 source = steering_sweep(
                     source_model, source_tokenizer, items, None,
                     {Variant.SOURCE_ON_SOURCE: source_vector}, settings.betas, **sweep,
-                    model_name=data.model_name("source"),
+                    model_name=data.model_name("source"), progress=advance,
                 )  # fmt: skip
             if reused is not None:
                 reused[key] = source

@@ -241,7 +241,7 @@ def generate_answers(
             )
         for beta in betas:
             grid[str(variant), beta] = vector.steerings(beta, settings.positions)
-    with phase(f"generating {side} answers", len(grid) * len(prompts), "answers"):
+    with phase(f"generating {side} answers", len(grid) * len(prompts), "answers") as advance:
         answers: dict[Any, list[str]] = generate_grid(
             model,
             tokenizer,
@@ -250,6 +250,7 @@ def generate_answers(
             max_new_tokens=settings.max_new_tokens,
             chat_template=data.chat_template,
             batch_size=settings.batch_size,
+            progress=advance,
         )
     return answers
 

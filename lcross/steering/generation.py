@@ -14,7 +14,7 @@ rounding of differently shaped matrix products could differ): position ids come 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -93,6 +93,7 @@ def generate_grid(
     seed: int = 0,
     chat_template: bool = False,
     batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[Hashable, list[str]]:
     """``generate`` for every steering in ``steerings``, over the same prompts, in shared batches.
 
@@ -112,6 +113,8 @@ def generate_grid(
         seed: as in ``generate``.
         chat_template: as in ``generate``.
         batch_size: rows per ``model.generate`` call; rows of all keys count.
+        progress: called with the number of answers written after each batch (``advance`` of a
+            ``lcross.progress.phase``).
 
     Returns:
         key -> the generated texts, one per prompt in the order of ``prompts``; keys in the order of ``steerings``.
@@ -129,6 +132,7 @@ def generate_grid(
         seed=seed,
         chat_template=chat_template,
         batch_size=batch_size,
+        progress=progress,
     )
 
 
@@ -146,6 +150,7 @@ def _generate(
     seed: int,
     chat_template: bool,
     batch_size: int,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[Hashable, list[str]]:
     _check_settings(where, prompts, max_new_tokens, do_sample, temperature, top_p, batch_size)
     if not isinstance(steerings, Mapping) or not steerings:
@@ -183,6 +188,8 @@ def _generate(
             decoded = tokenizer.batch_decode(out[:, width:].cpu(), skip_special_tokens=True)
             for (v, p), text in zip(batch_rows, decoded):
                 texts[v][p] = text
+            if progress is not None:
+                progress(len(batch_rows))
     return dict(zip(keys, texts))
 
 
