@@ -103,7 +103,12 @@ class LCrossCLI(LightningCLI):
         parser.add_lightning_class_args(TransferredVectors, "vectors", required=False)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None)."""
+        """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None).
+
+        The settings are checked by now (the data module and model are built) and no language model has loaded:
+        torch's thread count is set here for the machine's load and the run's processes on CPU
+        (``lcross.threads``), and said in the run's first lines."""
+        use_sensible_threads(_cpu_processes(self._get(self.config_init, "trainer", default={})))
         keys = self._parser(self.subcommand).callback_keys
         extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
         if self.subcommand == "predict":
@@ -158,13 +163,7 @@ class LCrossCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Each fit gets its own run folder, claimed before anything is written (two runs started together never
         share one); `fit --ckpt_path last` instead continues the newest run of this config in place (same folder,
-        same last.ckpt). Processes a run launches (DDP ranks) use the folder their parent claimed.
-
-        Before anything loads, torch's thread count is set for the machine's load and the run's processes on CPU
-        (``lcross.threads``), and said."""
-        use_sensible_threads(
-            _cpu_processes((self.config[self.subcommand] if self.subcommand else self.config).get("trainer"))
-        )
+        same last.ckpt). Processes a run launches (DDP ranks) use the folder their parent claimed."""
         if self.subcommand != "fit":
             return
         config = self.config["fit"]
