@@ -26,7 +26,7 @@ from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_g
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.judges.per_concept import ConceptJudges
 from lcross.evaluation.variants import comparison_variants
-from lcross.results import RANDOM_BAND_EDGES, ConceptEfficacy
+from lcross.results import RANDOM_BAND_EDGES, ConceptEfficacy, empty_answers
 from lcross.steering.hooks import Positions
 from lcross.training.tensorboard import register_charts
 from lcross.transform.layerwise import Transform
@@ -201,16 +201,16 @@ class GenerationEfficacy(L.Callback):
 
 def samples_table(result: ConceptEfficacy) -> str:
     """A Markdown table of sample answers (TensorBoard renders it in the TEXT tab)."""
+    empty, total = empty_answers(result.summary())
     lines = [
-        f"judge: {result.target.metric}",
+        f"judge: {result.target.metric}; empty answers (not judged, left out of every mean): {empty} of {total}",
         "",
         "| model | variant | beta | prompt | answer | score |",
         "|---|---|---|---|---|---|",
     ]
     for row in result.extra.get("samples", []):
-        answer = row["answer"].replace("|", "\\|").replace("\n", " ")
+        answer = row["answer"].replace("|", "\\|").replace("\n", " ") or "(empty)"
         prompt = row["prompt"].replace("|", "\\|").replace("\n", " ")
-        lines.append(
-            f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {row['score']:.3f} |"
-        )
+        score = "not judged" if row.get("empty") else f"{row['score']:.3f}"
+        lines.append(f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {score} |")
     return "\n".join(lines)

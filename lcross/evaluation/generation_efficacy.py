@@ -263,10 +263,19 @@ def judge_answers(
     judge: Judge,
     model: str = "",
 ) -> Sweep:
-    """The judge's scores of ``generate_answers``' answers as a sweep (one judge call per variant and beta)."""
-    scores = {key: judge(prompts, texts) for key, texts in answers.items()}
+    """The judge's scores of ``generate_answers``' answers as a sweep (one judge call per variant and beta).
+
+    An empty answer (nothing but white space) is not judged: a judge would score it as something (VADER: neutral),
+    which says nothing about the concept. Its score is NaN, so every mean leaves it out, and the sweep's ``empty``
+    counts it."""
+    empty = {key: torch.tensor([not text.strip() for text in texts]) for key, texts in answers.items()}
+    scores = {key: judge(prompts, texts).masked_fill(empty[key], math.nan) for key, texts in answers.items()}
     items = {v: torch.stack([scores[str(v), b] for b in betas]) for v in variants}
-    return Sweep(betas, items, scores[UNSTEERED, 0.0], model=model, metric=judge.name)
+    masks = {str(v): torch.stack([empty[str(v), b] for b in betas]) for v in variants}
+    return Sweep(
+        betas, items, scores[UNSTEERED, 0.0], model=model, metric=judge.name,
+        empty={UNSTEERED: empty[UNSTEERED, 0.0], **masks},
+    )  # fmt: skip
 
 
 def is_random_draw(variant: str) -> bool:
@@ -292,6 +301,7 @@ def answer_rows(
                     "index": index,
                     "prompt": prompts[index],
                     "answer": text,
+                    "empty": not text.strip(),  # not judged: its score is NaN, left out of every mean
                     "score": float(scores[index]),
                     "judge": sweep.metric,
                     "scale": list(scale),

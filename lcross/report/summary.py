@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lcross.results import evaluation_entries
+from lcross.results import empty_answers, evaluation_entries
 from lcross.tables import efficacy_table, random_table
 from lcross.transform.files import CARD_NAME
 
@@ -32,6 +32,10 @@ def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
             for c, e in entries.items()
         )
         lines += ["", f"{what} (mean [95% interval]; items per concept: {items}):"]
+        empties = {c: empty_answers(e) for c, e in entries.items()}
+        if any(total for _, total in empties.values()):  # judged answers: empty ones are not judged
+            counts = ", ".join(f"{c} {n} of {total}" for c, (n, total) in empties.items() if total)
+            lines += [f"empty answers, left out of every mean (a cell says how many it lacks): {counts}"]
         betas = sorted({b for e in entries.values() for b in e["betas"]}, key=lambda b: (abs(b), b))
         for beta in betas:
             table = efficacy_table([card], beta, key=key, percent=key == "efficacy")
