@@ -2,7 +2,7 @@
 
     lcross generate --model google/gemma-3-270m --vector sentiment.safetensors --layer 9 --beta -1.5 --beta 1.5 \
         --prompt "Tell me about your day."
-    lcross generate --run logs/demo/version_0 --concept sentiment --beta 1.5 --prompt "Describe your street."
+    lcross generate --run logs/demo --concept sentiment --beta 1.5 --prompt "Describe your street."
 
 Prints, for every prompt, the unsteered answer and the answer at every beta, one under the other.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from lcross.cli.checks import CHECK_HELP, existing, model_input, passed, run_concept
+from lcross.cli.checks import CHECK_HELP, existing, model_input, passed, resolve_run, run_concept
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector
 from lcross.progress import phase
@@ -57,7 +57,9 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, S
     run = Path(run)
     config = run / "config.yaml"
     if not config.exists():
-        raise LCrossInputError("no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N")
+        raise LCrossInputError(
+            "no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N or logs/<name>"
+        )
     data = data_module_from_config(str(config))
     if concept not in data.concepts:
         raise LCrossInputError(f"unknown concept {concept!r}", where="--concept", fix=f"use {sorted(data.concepts)}")
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a .gguf control vector, .safetensors or .pt file ([d_model], or {layer: tensor}), or an .easysteer.json "
         "/ .vllm_hook.json config and the vector it names",
     )
-    parser.add_argument("--run", help="a finished fit (logs/<name>/version_N): take the vector from it")
+    parser.add_argument(
+        "--run", help="a finished fit (logs/<name>/version_N, or logs/<name>: its newest one): take the vector from it"
+    )
     parser.add_argument("--concept", help="with --run: the concept whose vector to use")
     parser.add_argument(
         "--variant", default="transferred", choices=["transferred", "own_sv"], help="with --run: which vector"
@@ -114,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
     try:
+        if args.run:
+            args.run = str(resolve_run(args.run, "--run"))
         if args.check:
             _check_arguments(args)
             if args.vector:
