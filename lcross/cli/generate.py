@@ -4,7 +4,8 @@
         --prompt "Tell me about your day."
     lcross generate --run logs/demo --concept sentiment --beta 1.5 --prompt "Describe your street."
 
-Prints, for every prompt, the unsteered answer and the answer at every beta, one under the other.
+Prints first which model it steers with which vector, at which layers (each direction's norm), betas and positions,
+then, for every prompt, the unsteered answer and the answer at every beta, one under the other.
 
 Positions: ``--positions after_prompt`` (the default, as CAA) steers every token after the prompt; llama.cpp
 (``--control-vector-scaled FILE:SCALE``), repeng, EasySteer (apply ``prompt`` and ``generation`` ``all``) and vLLM-Hook
@@ -141,6 +142,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+POSITION_WORDS = {
+    "after_prompt": "every token after the prompt",
+    "all": "every position, prompt included",
+    "last_prompt": "the last prompt token only",
+}
+
+
+def steering_line(model: str, what: str, vector: SteeringVector, betas: list[float], positions: str) -> str:
+    """One line: which model is steered with which vector, at which layers (with each direction's norm), betas and
+    positions."""
+    layers = ", ".join(f"{layer} (norm {float(vector[layer].float().norm()):.3g})" for layer in vector.layers)
+    s = "s" if len(vector.layers) > 1 else ""
+    return (
+        f"steering {model} with {what}: layer{s} {layers}; beta {', '.join(f'{b:+g}' for b in betas)}; "
+        f"positions {positions} ({POSITION_WORDS.get(positions, positions)})"
+    )
+
+
 def _check_arguments(args: argparse.Namespace) -> None:
     """What needs no model: one source of the vector, the options it needs, and that its inputs exist."""
     if (args.vector is None) == (args.run is None):
@@ -173,11 +192,15 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
             vector = vector.with_directions({args.layer: vector[vector.layers[0]]})
         elif args.layer is not None:  # one layer of a multi-layer run
             vector = vector.with_directions({args.layer: vector[args.layer]})
+        what = f"{'its own SV' if args.variant == 'own_sv' else 'the transferred SV'} of {args.concept} from {args.run}"
     else:
         direction, stored = read_vector(args.vector, args.layer)
         spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
         vector = SteeringVector.single(direction, layer)
+        what = f"the vector in {args.vector}"
     betas = args.beta or [-1.0, 1.0]
+    # what is steered, said before the answers (on stderr with --json, whose output stays one JSON document)
+    print(steering_line(spec.name, what, vector, betas, args.positions), file=sys.stderr if args.json else sys.stdout)
     model, tokenizer = load_model(spec)
     grid: dict[Any, list[Steering] | None] = {"unsteered": None}
     for beta in betas:
