@@ -30,7 +30,7 @@ from lcross.results import (
 from lcross.tables import RANDOM_NOTE, efficacy_table, random_table, table_entry, table_rows
 from lcross.training.config import data_module_from_config
 from lcross.transform.files import CARD_NAME
-from lcross.transform.interpolation import interpolation_warning, is_regularised
+from lcross.transform.interpolation import interpolation_warning, may_interpolate
 
 
 def load_run(run: str | Path) -> dict[str, Any]:
@@ -181,8 +181,8 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         n_rows = card.get("n_train_rows")
         if card.get("fit_on", "deltas") != "deltas":  # corpus rows are what T is fitted on (plus deltas with both)
             n_rows = card.get("corpus", {}).get("rows", 0) + (n_rows or 0 if card["fit_on"] == "both" else 0)
-        regularised = is_regularised(card.get("hyperparameters", {}))
-        if n_rows is not None and not regularised and interpolation_warning(n_rows, card["d_source"]):
+        applies = may_interpolate(card.get("hyperparameters", {}))
+        if n_rows is not None and applies and interpolation_warning(n_rows, card["d_source"]):
             lines.append(f"  - Warning: {interpolation_warning(n_rows, card['d_source'])}")
     if any("test_sets" in entry for card in cards for entry in card.get("efficacy", {}).values()
            if isinstance(entry, dict)):  # fmt: skip
