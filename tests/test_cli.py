@@ -145,6 +145,12 @@ def test_a_fit_shows_its_phases_and_ends_with_a_labelled_summary(tmp_path, monke
     assert "beta +4 (p_match):" in summary
     assert "| concept | no steering | own SV | transferred from tiny-llama |" in summary
     assert "judged answers" in summary and "beta -4 (vader):" in summary
+    # what the validation curves measure, and how to read them going the other way from train/loss
+    assert (
+        "Reading the curves: train/loss is T's error on the pairs of temperature, size; val/loss, val/r2 and "
+        in summary
+    )
+    assert "val/cos are on sentiment, concepts T never trains on (final: val/loss " in summary
     assert summary.rstrip().endswith(f"Curves: tensorboard --logdir {run.parent}")
 
 
