@@ -40,6 +40,9 @@ NOT_YET: dict[tuple[str, str], str] = {}  # (page, heading) -> why its examples 
 UNCHECKED = {
     "bash scripts/setup.sh": "installs the environment (torch, lcross, the models, the docs tools); CI runs it",
     "bash scripts/test.sh": "runs this test suite; CI runs it",
+    "bash scripts/first_run.sh": "the whole demo from a fresh HOME and cache (many minutes); CI runs it",
+    "python scripts/first_run_budget.py": "measures this machine's matmul speed (2 s); tests/test_first_run_budget.py",
+    "python bench/generate_threads.py": "the threads benchmark (minutes); docs/performance.md holds its figures",
     "tensorboard": "TensorBoard's own viewer of a run's event files",
     "source": "a shell builtin (activates the virtual environment)",
     "pip": "installs packages from the registry",
