@@ -72,6 +72,8 @@ def progress_line(
 ) -> str:
     """``description: 40/312 answers (13%), 52 s, ETA 5 min 54 s``: how far a phase is, for a log line. The ETA
     assumes the rest goes at the rate so far; without a unit done yet (or a total) there is none."""
+    if not total and not done:  # a phase that counts nothing (a de-quantisation): how long so far
+        return f"{description}: {_duration(elapsed_s)} so far"
     count = f"{done}/{total}" if total else str(done)
     share = f" ({100 * done / total:.0f}%)" if total else ""
     line = f"{description}: {count} {unit}{share}, {_duration(elapsed_s)}"

@@ -250,6 +250,9 @@ class ConceptEfficacy:
             low, high = means.min(0).values.tolist(), means.max(0).values.tolist()
             band = " ".join(f"[{a:.3f}, {b:.3f}]" for a, b in zip(low, high))
             parts.append(f"{RANDOM_LABELS.get(family, family)} range over {means.shape[0]} draws {band}")
+        empty, answers = empty_answers(self.summary())
+        if answers:  # judged answers: the empty ones are left out of every figure above
+            parts.append(f"{empty} of {answers} answers empty, not judged")
         line = f"{kind} {self.concept} ({self.target.metric} at beta {betas}): " + "; ".join(parts)
         for result in self.test_sets.values():
             line += "\n" + result.summary_line(kind)

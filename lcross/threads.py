@@ -103,5 +103,7 @@ def use_sensible_threads(processes: int = 1) -> ThreadChoice:
     choice = choose_threads(processes=processes)
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
+    if processes > 1:  # the processes this run starts (spawned DDP ranks) read it when their torch starts
+        os.environ.setdefault(USER_SETTING, str(choice.threads))
     log.info("%s", choice.line())
     return choice

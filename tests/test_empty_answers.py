@@ -48,6 +48,7 @@ def test_empty_answers_are_left_out_of_the_means_and_counted():
     assert summary["target"]["variants"]["own_sv"]["n_empty"] == [0, 3]
     assert summary["target"]["variants"]["own_sv"]["n_unreadable"] == 0  # empty is not unreadable
     assert empty_answers(summary) == (5, 4 * 3)
+    assert result.summary_line("generation").endswith("; 5 of 12 answers empty, not judged")
     empty_rows = [(r["variant"], r["beta"], r["index"]) for r in result.answers if r["empty"]]
     assert empty_rows == [("unsteered", 0.0, 1), ("unsteered", 0.0, 3)] + [("own_sv", 1.0, i) for i in range(3)]
     assert all(math.isnan(r["score"]) for r in result.answers if r["empty"])

@@ -27,6 +27,7 @@ def test_a_progress_line_says_how_far_and_when_it_ends():
         == "sweep: 0/510 scorings (0%), 12 s, no ETA before the first unit"
     )
     assert progress_line("aligning", 7, None, "passages", 3725.0) == "aligning: 7 passages, 1 h 2 min"
+    assert progress_line("de-quantising x.gguf", 0, None, "texts", 75.0) == "de-quantising x.gguf: 1 min 15 s so far"
     assert progress_line("sweep", 5, 10, "scorings", 30.0, since_last_s=21.0).endswith(
         ", ETA 30 s (last unit 21 s ago)"
     )
