@@ -26,7 +26,7 @@ from lcross.models.layers import block_output, check_layer, decoder_blocks, fina
 from lcross.models.packing import Row, collate, model_inputs, pack, packing_supported, single
 from lcross.models.prompting import Encoded, encode_many
 from lcross.results import Sweep, Variant
-from lcross.steering.hooks import Positions, Steering, apply_steering, position_mask
+from lcross.steering.hooks import Positions, Steering, apply_steering, capturing, shift_mask
 from lcross.steering.vector import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -351,8 +351,11 @@ def _sweep_reusing_prefix(
     packed = packing_supported(model) if pack_pairs is None else pack_pairs
     keys = list(steered)
     for batch in _batches(model, tokenizer, encoded, batch_size, param.device, packed):
-        with torch.inference_mode(), _recording_block_calls(blocks, first) as record, _scored_only(blocks[-1], batch):
+        with torch.inference_mode(), _recording_block_calls(model, first) as record, _scored_only(blocks[-1], batch):
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
+        # where the replayed shifts apply: the shift hook's rule, on this one uncached pass (positions from 0)
+        base = record.output
+        mask = shift_mask(positions, batch.prompt_end, 0, base.shape[1], dtype=base.dtype, device=base.device)
         tokens = batch.inputs["input_ids"].numel()
         per_group = max(1, REPLAY_MAX_TOKENS // tokens)
         items = len(torch.unique(batch.owner // 2))  # the pairs this batch scores
@@ -375,9 +378,7 @@ def _sweep_reusing_prefix(
                     for name, beta in group
                 ]
                 try:
-                    finals = _replay(
-                        blocks, record, first, shifts, position_mask(record.output, positions, batch.prompt_end), batch
-                    )
+                    finals = _replay(blocks, record, first, shifts, mask, batch)
                 except torch.OutOfMemoryError:
                     raise  # not a property of the model's code: nothing to remember
                 except (RuntimeError, TypeError) as err:  # a block that takes its inputs another way
@@ -513,27 +514,30 @@ class _Call:
         raise RuntimeError("cannot tell which argument of the block is the hidden state")
 
 
+@dataclass
 class _Record:
-    output: torch.Tensor
+    outputs: dict[int, torch.Tensor]  # what ``capturing`` recorded: block ``layer``'s output
+    layer: int
     calls: list[_Call]
+
+    @property
+    def output(self) -> torch.Tensor:
+        return self.outputs[self.layer]
 
 
 @contextlib.contextmanager
-def _recording_block_calls(blocks: torch.nn.ModuleList, layer: int) -> Iterator[_Record]:
-    """Records block ``layer``'s output and the arguments of every later block's call, for replaying the suffix."""
-    record = _Record()
-    record.calls = []
-
-    def keep_output(_module, _args, output):
-        record.output = block_output(output)
+def _recording_block_calls(model: torch.nn.Module, layer: int) -> Iterator[_Record]:
+    """Records block ``layer``'s output (the one capture hook) and the arguments of every later block's call, for
+    replaying the suffix."""
+    calls: list[_Call] = []
 
     def keep_call(_module, args, kwargs):
-        record.calls.append(_Call(args, kwargs))
+        calls.append(_Call(args, kwargs))
 
-    handles = [blocks[layer].register_forward_hook(keep_output)]
-    handles += [b.register_forward_pre_hook(keep_call, with_kwargs=True) for b in blocks[layer + 1 :]]
+    handles = [b.register_forward_pre_hook(keep_call, with_kwargs=True) for b in decoder_blocks(model)[layer + 1 :]]
     try:
-        yield record
+        with capturing(model, [layer]) as outputs:
+            yield _Record(outputs, layer, calls)
     finally:
         for handle in handles:
             handle.remove()

@@ -20,9 +20,8 @@ from typing import Any
 import torch
 
 from lcross.errors import LCrossInputError
-from lcross.models.layers import block_output, decoder_block
 from lcross.models.prompting import encode, pad_batch
-from lcross.steering.hooks import POSITIONS, Steering
+from lcross.steering.hooks import Steering, check_steering, shifting
 
 SteeringSpec = Steering | Sequence[Steering] | None
 
@@ -161,7 +160,7 @@ def _generate(
     variants = [_steering_list(steerings[key], where, key) for key in keys]
     for items in variants:
         for item in items:
-            _check_steering(model, item, where)
+            check_steering(model, item, where)  # before any hook is in place
     if tokenizer.pad_token_id is None:
         raise LCrossInputError(
             f"the tokenizer {type(tokenizer).__name__} has no pad token",
@@ -183,7 +182,9 @@ def _generate(
             width = batch["input_ids"].shape[1]
             # position_ids are left out: generate derives the same ones from the attention mask, and extends them
             # itself at every step.
-            with _row_steering(model, [variants[v] for v, _ in batch_rows], prompt_end=width):
+            # each row its own steering; the prompt ends at the padded width in every row, and the decoding steps
+            # (calls with generate's KV cache) continue its positions
+            with shifting(model, [variants[v] for v, _ in batch_rows], prompt_end=width):
                 out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options)
             decoded = tokenizer.batch_decode(out[:, width:].cpu(), skip_special_tokens=True)
             for (v, p), text in zip(batch_rows, decoded):
@@ -191,80 +192,6 @@ def _generate(
             if progress is not None:
                 progress(len(batch_rows))
     return dict(zip(keys, texts))
-
-
-@contextlib.contextmanager
-def _row_steering(model: torch.nn.Module, rows: Sequence[Sequence[Steering]], prompt_end: int) -> Iterator[None]:
-    """Steers each row of one ``generate`` call with its own Steerings while the context is open; hooks removed on exit.
-
-    Per decoder block, a row's Steerings on that block fill "slots" in their order; slot j adds a [batch, d] shift
-    (zero for rows without a j-th Steering there) under a per-row position mask. A row thus gets
-    ``hidden + mask * (beta * vector)`` once per Steering, in order: the operations ``apply_steering`` does on that
-    row alone.
-
-    Args:
-        model: the model ``generate`` runs on.
-        rows: each row's Steerings.
-        prompt_end: the padded width of the batch, where every (left-padded) row's prompt ends.
-    """
-    per_layer: dict[int, list[list[tuple[int, Steering]]]] = {}
-    for r, items in enumerate(rows):
-        count: dict[int, int] = {}
-        for item in items:
-            if item.beta == 0:  # as apply_steering: a zero shift is no shift
-                continue
-            j = count.get(item.layer, 0)
-            count[item.layer] = j + 1
-            slots = per_layer.setdefault(item.layer, [])
-            if j == len(slots):
-                slots.append([])
-            slots[j].append((r, item))
-
-    handles = []
-    try:
-        for layer, slots in sorted(per_layer.items()):
-            block = decoder_block(model, layer)
-            param = next(block.parameters())
-            built = []
-            for slot in slots:
-                shift = torch.zeros(len(rows), 1, _width(model), dtype=param.dtype, device=param.device)
-                kinds = torch.zeros(len(rows), 1, 1, dtype=torch.long)
-                for r, item in slot:
-                    shift[r, 0] = (item.beta * item.vector).to(device=param.device, dtype=param.dtype)
-                    kinds[r] = POSITIONS.index(item.positions)
-                built.append((shift, kinds.to(param.device)))
-            handles.append(block.register_forward_hook(_shift_hook(built, prompt_end)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-_ALL, _AFTER = POSITIONS.index("all"), POSITIONS.index("after_prompt")
-
-
-def _shift_hook(slots: list[tuple[torch.Tensor, torch.Tensor]], prompt_end: int):
-    """A forward hook adding each slot's [batch, 1, d] shift where its per-row positions say.
-
-    It counts the positions it has seen: the first call is the prefill of the padded prompts (``prompt_end`` wide),
-    every later one a decoding step. Unlike a test on the call's length, this also steers a one-token prompt right.
-    """
-    seen = 0
-
-    def hook(_module, _args, output):
-        nonlocal seen
-        hidden = block_output(output)
-        length = hidden.shape[1]
-        index = seen + torch.arange(length, device=hidden.device).view(1, length, 1)
-        seen += length
-        after, last = index >= prompt_end, index == prompt_end - 1
-        for shift, kinds in slots:
-            shift, kinds = shift.to(hidden), kinds.to(hidden.device)
-            mask = torch.where(kinds == _ALL, True, torch.where(kinds == _AFTER, after, last))  # [batch, length, 1]
-            hidden = hidden + mask.to(hidden.dtype) * shift
-        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-    return hook
 
 
 def _generate_options(
@@ -368,25 +295,3 @@ def _steering_list(spec: Any, where: str, key: Hashable) -> list[Steering]:
         where=where,
         fix="build lcross.Steering(vector, layer, beta, positions)",
     )
-
-
-def _check_steering(model: torch.nn.Module, item: Steering, where: str) -> None:
-    """What ``steer`` checks, before any hook is in place: the layer, the vector's shape, finite values."""
-    decoder_block(model, item.layer)
-    width = _width(model)
-    if item.vector.ndim != 1 or item.vector.shape[0] != width:
-        raise LCrossInputError(
-            f"steering vector of shape {tuple(item.vector.shape)} does not fit the model's hidden size {width}",
-            where=where,
-            fix="transfer the source vector with a transform whose d_target matches this model",
-        )
-    if not torch.isfinite(item.vector).all():
-        raise LCrossInputError(
-            f"the steering vector at layer {item.layer} contains NaN or Inf",
-            where=where,
-            fix="check the vector's source (and its transform)",
-        )
-
-
-def _width(model: torch.nn.Module) -> int:
-    return int(model.config.get_text_config().hidden_size)
