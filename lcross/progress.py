@@ -23,8 +23,8 @@ EVERY_S = 10.0
 @contextlib.contextmanager
 def phase(
     description: str, total: int | None = None, unit: str = "texts", every_s: float = EVERY_S
-) -> Iterator[Callable[[int], None]]:
-    """Yields ``advance(n)``: call it as work is done (``total`` units in all, if known).
+) -> Iterator[Callable[[float], None]]:
+    """Yields ``advance(n)``: call it as work is done (``total`` units in all, if known; ``n`` may be a share of one).
 
     While the phase runs, every ``every_s`` seconds a line says how far it is (done of total, elapsed, ETA from the
     rate so far): tqdm's bar is refreshed on a terminal, a log line is written elsewhere, also while one long step
@@ -33,10 +33,10 @@ def phase(
     size = "" if total is None else f" ({total} {unit})"
     log.info("%s%s ...", description, size)
     bar = tqdm(total=total, desc=description, unit=unit, leave=False) if sys.stderr.isatty() else None
-    state = {"done": 0, "last": start}
+    state = {"done": 0.0, "last": start}
     lock = threading.Lock()
 
-    def advance(n: int) -> None:
+    def advance(n: float) -> None:
         with lock:
             state["done"] += n
             state["last"] = time.perf_counter()
@@ -48,7 +48,7 @@ def phase(
     def tick() -> None:
         while not stop.wait(every_s):
             with lock:
-                done, last = int(state["done"]), state["last"]
+                done, last = state["done"], state["last"]
             now = time.perf_counter()
             if bar is not None:
                 bar.refresh()  # its elapsed time and rate move even between units
@@ -68,13 +68,13 @@ def phase(
 
 
 def progress_line(
-    description: str, done: int, total: int | None, unit: str, elapsed_s: float, since_last_s: float = 0.0
+    description: str, done: float, total: int | None, unit: str, elapsed_s: float, since_last_s: float = 0.0
 ) -> str:
     """``description: 40/312 answers (13%), 52 s, ETA 5 min 54 s``: how far a phase is, for a log line. The ETA
     assumes the rest goes at the rate so far; without a unit done yet (or a total) there is none."""
     if not total and not done:  # a phase that counts nothing (a de-quantisation): how long so far
         return f"{description}: {_duration(elapsed_s)} so far"
-    count = f"{done}/{total}" if total else str(done)
+    count = f"{int(done + 1e-6)}/{total}" if total else str(int(done + 1e-6))
     share = f" ({100 * done / total:.0f}%)" if total else ""
     line = f"{description}: {count} {unit}{share}, {_duration(elapsed_s)}"
     if total and 0 < done < total:

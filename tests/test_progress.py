@@ -28,6 +28,7 @@ def test_a_progress_line_says_how_far_and_when_it_ends():
     )
     assert progress_line("aligning", 7, None, "passages", 3725.0) == "aligning: 7 passages, 1 h 2 min"
     assert progress_line("de-quantising x.gguf", 0, None, "texts", 75.0) == "de-quantising x.gguf: 1 min 15 s so far"
+    assert progress_line("generating", 2.75, 8, "answers", 11.0) == "generating: 2/8 answers (34%), 11 s, ETA 21 s"
     assert progress_line("sweep", 5, 10, "scorings", 30.0, since_last_s=21.0).endswith(
         ", ETA 30 s (last unit 21 s ago)"
     )
@@ -62,11 +63,15 @@ def test_a_sweep_counts_every_scoring_once(reuse_prefix, replay_tokens, monkeypa
     assert sum(counts) == len(pairs) * (1 + 3 * 2) and len(counts) > 2  # per batch (and group), not once at the end
 
 
-def test_generate_grid_counts_each_batch_of_answers():
+def test_generate_grid_moves_the_progress_at_every_decoding_step():
     model, tokenizer = tiny_model("llama", seed=3, hidden_size=32), byte_tokenizer()
     vector = torch.ones(32)
     grid = {"unsteered": None, "up": [Steering(vector, 1, 1.0, "after_prompt")]}
-    counts: list[int] = []
-    generate_grid(model, tokenizer, ["Hi", "Hello there", "Yo"], grid, max_new_tokens=2, batch_size=4,
-                  progress=counts.append)  # fmt: skip
-    assert counts == [4, 2]
+    counts: list[float] = []
+    prompts = ["Hi", "Hello there", "Yo"]
+    plain = generate_grid(model, tokenizer, prompts, grid, max_new_tokens=4, batch_size=4)
+    texts = generate_grid(model, tokenizer, prompts, grid, max_new_tokens=4, batch_size=4, progress=counts.append)
+    assert texts == plain  # reporting changes nothing
+    # 6 rows in batches of 4 and 2: a quarter of each batch per token (random tiny models never stop early), and the
+    # calls add up to every answer
+    assert counts == [1.0] * 4 + [0.5] * 4 and sum(counts) == 6
