@@ -44,6 +44,23 @@ def test_a_name_folder_means_its_newest_finished_run(tmp_path, capsys):
     assert capsys.readouterr().err.count("using") == 1
 
 
+def test_latest_alone_is_the_newest_finished_run_under_logs(tmp_path, monkeypatch, capsys):
+    import os
+
+    runs = _runs(tmp_path)
+    other = tmp_path / "logs" / "other" / "version_0"
+    other.mkdir(parents=True)
+    (other / "transform").mkdir()
+    (other / "config.yaml").write_text("x")
+    os.utime(runs / "version_1" / "config.yaml", (1_000_000_000, 1_000_000_000))
+    os.utime(runs / "version_0" / "config.yaml", (1_000_000_500, 1_000_000_500))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_run("latest", "--run").resolve() == other.resolve()  # written now, after both demo runs
+    assert "--run latest: using logs/other/version_0" in capsys.readouterr().err
+    os.utime(other / "config.yaml", (900_000_000, 900_000_000))
+    assert resolve_run("latest", "--run").resolve() == (runs / "version_0").resolve()
+
+
 def test_a_name_folder_without_a_finished_run_is_refused(tmp_path):
     runs = _runs(tmp_path)
     for n in (0, 1):

@@ -52,8 +52,18 @@ def complete_run(folder: Path) -> bool:
 def resolve_run(run: str | Path, option: str) -> Path:
     """The run folder a ``--run`` (or a run argument) means: a ``version_N`` folder as it is; a run *name* folder
     (``logs/demo``, what a config's logger writes into) or ``logs/demo/latest``: its newest complete ``version_N``
-    (``complete_run``), so that an interrupted or failed run after it is skipped. Says which one it picked."""
+    (``complete_run``), so that an interrupted or failed run after it is skipped; ``latest`` alone: the finished run
+    under ``./logs`` whose config was written last. Says which one it picked."""
     path = Path(run)
+    if str(run) == LATEST and not path.exists():  # the newest finished run under ./logs, whatever its name
+        finished = [p for p in Path("logs").glob("*/version_*") if p.is_dir() and complete_run(p)]
+        if not finished:
+            raise LCrossInputError(
+                f"no finished run under {Path('logs').resolve()}", where=option, fix="give the run folder"
+            )
+        newest = max(finished, key=lambda p: (p / "config.yaml").stat().st_mtime)
+        print(f"{option} latest: using {newest} (the newest finished run under logs/)", file=sys.stderr)
+        return newest
     if path.name == LATEST and not path.exists():
         path = path.parent
     folder = existing(path, option, folder=True)
