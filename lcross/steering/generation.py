@@ -14,7 +14,7 @@ rounding of differently shaped matrix products could differ): position ids come 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -92,6 +92,7 @@ def generate_grid(
     seed: int = 0,
     chat_template: bool = False,
     batch_size: int = 16,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[Hashable, list[str]]:
     """``generate`` for every steering in ``steerings``, over the same prompts, in shared batches.
 
@@ -111,6 +112,8 @@ def generate_grid(
         seed: as in ``generate``.
         chat_template: as in ``generate``.
         batch_size: rows per ``model.generate`` call; rows of all keys count.
+        progress: called as answers are written (``advance`` of a ``lcross.progress.phase``): with a share of a
+            batch's rows at each decoding step and the rest when the batch ends; the calls add up to the answers.
 
     Returns:
         key -> the generated texts, one per prompt in the order of ``prompts``; keys in the order of ``steerings``.
@@ -128,6 +131,7 @@ def generate_grid(
         seed=seed,
         chat_template=chat_template,
         batch_size=batch_size,
+        progress=progress,
     )
 
 
@@ -145,6 +149,7 @@ def _generate(
     seed: int,
     chat_template: bool,
     batch_size: int,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[Hashable, list[str]]:
     _check_settings(where, prompts, max_new_tokens, do_sample, temperature, top_p, batch_size)
     if not isinstance(steerings, Mapping) or not steerings:
@@ -179,11 +184,15 @@ def _generate(
             # itself at every step.
             # each row its own steering; the prompt ends at the padded width in every row, and the decoding steps
             # (calls with generate's KV cache) continue its positions
+            steps = _StepProgress(progress, len(batch_rows), max_new_tokens)
             with shifting(model, [variants[v] for v, _ in batch_rows], prompt_end=width):
-                out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options)
+                out = model.generate(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options, **steps.option()
+                )
             decoded = tokenizer.batch_decode(out[:, width:].cpu(), skip_special_tokens=True)
             for (v, p), text in zip(batch_rows, decoded):
                 texts[v][p] = text
+            steps.finish()
     return dict(zip(keys, texts))
 
 
@@ -203,6 +212,35 @@ def _generate_options(
         # take from the model's generation config (or its default of 50).
         options.update(temperature=temperature, top_p=top_p, top_k=0)
     return options
+
+
+class _StepProgress:
+    """Reports a batch's answers as they grow: ``rows / max_new_tokens`` answers per decoding step (a stopping
+    criterion that never stops), and the rest when the batch ends (answers that stopped early at EOS), so a long batch
+    moves the progress too and the whole batch adds up to ``rows``."""
+
+    def __init__(self, progress: Callable[[float], None] | None, rows: int, max_new_tokens: int):
+        self.progress, self.rows, self.share, self.reported = progress, rows, rows / max_new_tokens, 0.0
+
+    def option(self) -> dict[str, Any]:
+        if self.progress is None:
+            return {}
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        outer = self
+
+        class _Step(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+                if outer.progress is not None and outer.reported + outer.share <= outer.rows:
+                    outer.progress(outer.share)
+                    outer.reported += outer.share
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        return {"stopping_criteria": StoppingCriteriaList([_Step()])}
+
+    def finish(self) -> None:
+        if self.progress is not None and self.rows > self.reported:
+            self.progress(self.rows - self.reported)
 
 
 @contextlib.contextmanager
