@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from lcross.errors import LCrossInputError
+
 
 def cache_root() -> Path:
     """Where lcross caches de-quantised models and extracted deltas: $LCROSS_CACHE or ~/.cache/lcross."""
@@ -134,8 +136,6 @@ def safe_name(name: str, where: str = "name") -> str:
     hash of the whole name (the card keeps the mapping, ``file_names``). An empty or non-string name is refused.
     """
     if not isinstance(name, str) or not name:
-        from lcross.errors import LCrossInputError
-
         raise LCrossInputError(
             f"the name {name!r} cannot be a file name", where=where, fix="give a non-empty name (letters, digits)"
         )
@@ -182,8 +182,6 @@ def file_names(names: list[str] | tuple[str, ...], where: str = "name") -> dict[
     for name, file_name in mapping.items():
         other = seen.setdefault(file_name.lower(), name)
         if other != name:
-            from lcross.errors import LCrossInputError
-
             raise LCrossInputError(
                 f"the names {other!r} and {name!r} differ only in case, and would share one file on case-insensitive "
                 "file systems",
@@ -224,8 +222,6 @@ def refuse_foreign_files(paths: list[Path], where: str, fix: str) -> None:
     """Raises LCrossInputError naming the first of ``paths`` that exists and that lcross did not write."""
     foreign = foreign_files(paths)
     if foreign:
-        from lcross.errors import LCrossInputError
-
         others = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise LCrossInputError(
             f"{foreign[0]} exists and was not written by lcross{others}; it would be overwritten", where=where, fix=fix
