@@ -28,6 +28,7 @@ AB = {"question": "Agree?\n\nChoices:\n (A) Yes\n (B) No", "answer_matching_beha
         ('--data.source.tiny={"hidden_size": 0}', "ModelSpec.tiny.hidden_size: hidden_size is 0"),
         ('--data.extraction.trainer={"acelerator": "cpu"}', "acelerator (did you mean accelerator?)"),
         ("--model.ridge=1e38", "overflows float32"),
+        ("--generation.max_new_tokens=5000", "tiny-llama has a context of 2048 tokens"),
     ],
 )
 def test_a_bad_setting_is_one_line_exit_2_and_leaves_no_run_folder(option, named, tmp_path, monkeypatch, capsys):

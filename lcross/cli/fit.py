@@ -214,6 +214,28 @@ class LCrossCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_same_run()
+        self._check_answer_lengths()
+
+    def _check_answer_lengths(self) -> None:
+        """A callback's ``max_new_tokens`` beyond a model's context is named before anything is written (generation
+        past the context runs until killed, or fails deep inside the model)."""
+        from lcross.models.text_limits import context_length
+
+        data = self.datamodule
+        if not isinstance(data, PairedDeltas):
+            return
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            tokens = getattr(callback, "max_new_tokens", None)
+            if not isinstance(tokens, int):
+                continue
+            for spec in (data.source, data.target):
+                context = context_length(spec.config())
+                if context is not None and tokens >= context:
+                    raise LCrossInputError(
+                        f"max_new_tokens is {tokens}, but {spec.name} has a context of {context} tokens",
+                        where=f"{type(callback).__name__}.max_new_tokens",
+                        fix=f"use fewer than {context} (the prompt takes part of the context too)",
+                    )
 
     def before_validate(self) -> None:
         self._check_same_run()
