@@ -124,6 +124,8 @@ _KEPT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 # File names are limited to 255 bytes; a safe name leaves room for the longest suffix lcross adds to it
 # ("_epoch12345.jsonl", ".easysteer.json", "sweep_"...) and a hash when it is cut.
 MAX_NAME_CHARS = 120
+# Names Windows reserves for devices (``CON.gguf`` cannot be created there).
+_RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))])
 
 
 def safe_name(name: str, where: str = "name") -> str:
@@ -145,6 +147,8 @@ def safe_name(name: str, where: str = "name") -> str:
             out.append(char)
         else:
             out.append("".join(f"~{byte:02X}" for byte in char.encode("utf-8", "surrogatepass")))
+    if name.split(".", 1)[0].upper() in _RESERVED:  # a device on Windows, whatever the suffix: escape its first letter
+        out[0] = f"~{ord(name[0]):02X}"
     text = "".join(out)
     if len(text) <= MAX_NAME_CHARS:
         return text

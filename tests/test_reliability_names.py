@@ -14,7 +14,10 @@ from lcross.files import file_names, original_name, safe_name
 
 from .conftest import DEMO_DATA, fit_tiny
 
-NAMES = ["../../escaped", "/tmp/lcross-abs", "a/b", "tab\tand\nnewline", ".", "..", "~", "é" * 90, "x" * 400]
+NAMES = [
+    *["../../escaped", "/tmp/lcross-abs", "a/b", "tab\tand\nnewline", ".", "..", "~", "é" * 90, "x" * 400],
+    *["con", "NUL.x"],  # devices on Windows
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -26,6 +29,7 @@ def test_every_name_is_one_plain_file_name_that_maps_back(name, tmp_path):
     (tmp_path / f"{file_name}.easysteer.json").write_text("x")  # the file system takes it (255-byte names)
     assert original_name(file_name) in (name, None)
     assert original_name(file_name) == name or len(name) > 40  # only a cut name needs the card's mapping
+    assert file_name.split(".")[0].upper() not in ("CON", "NUL")  # names Windows reserves
 
 
 def test_distinct_names_stay_distinct_and_case_twins_are_refused():
