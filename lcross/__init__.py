@@ -17,6 +17,7 @@ _EXPORTS = {
     "LCross": "lcross.training.module",
     "LCrossInputError": "lcross.errors",
     "LayerwiseTransform": "lcross.transform.layerwise",
+    "MLPTransform": "lcross.transform.mlp",
     "LinearTransform": "lcross.transform.linear",
     "ModelSpec": "lcross.models.loading",
     "PairedDeltas": "lcross.training.datamodule",

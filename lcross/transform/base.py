@@ -106,6 +106,28 @@ class Transform(TransformFiles, torch.nn.Module, abc.ABC):
     def affine(self) -> bool:
         """Whether ``forward`` adds an offset (an intercept, fitted on states). Differences never get it."""
 
+    @property
+    def linear_map(self) -> bool:
+        """Whether the image of a difference of states is exact (``map_differences`` is T's own linear part). A
+        non-linear T (``MLPTransform``) says False: its ``map_differences`` is a linearisation, and a concept's vector
+        is transferred exactly only through its states (``transfer_states``)."""
+        return True
+
+    def transfer_states(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """A concept's transferred vector through its source *states*: the mean over its pairs of
+        ``T(h_pos) - T(h_neg)``, with ``positive`` and ``negative`` ``[n_pairs_of_the_concept, d_source]`` (one-pair
+        T) or ``[n, n_layer_pairs, d_source]``; returns ``[d_target]`` or ``[n_layer_pairs, d_target]``.
+
+        Any offset cancels in the difference, so for a linear T this equals ``transfer`` of the CAA vector
+        ``mean(h_pos - h_neg)`` (up to rounding); for a non-linear T it is the transfer the map itself defines."""
+        if positive.shape != negative.shape or positive.ndim < 2:
+            raise LCrossInputError(
+                f"positive states {tuple(positive.shape)} and negative states {tuple(negative.shape)}",
+                fix="give both texts' states of every pair, [n, d_source] or [n, n_layer_pairs, d_source], row by row",
+            )
+        self._check_width(positive)
+        return (self(positive) - self(negative)).mean(0)
+
     def map_differences(self, rows: torch.Tensor, pair: int = 0) -> torch.Tensor:
         """Differences of states ``[.., d_source]`` at layer pair ``pair`` (an index into ``layer_pairs``) ->
         ``[.., d_target]``: a steering vector's or a delta row's image, without any offset."""

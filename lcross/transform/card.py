@@ -12,7 +12,8 @@ def model_card_text(card: dict[str, Any]) -> str:
     lines = [
         f"# lcross transform: {source or 'source'} -> {target or 'target'}",
         "",
-        "A linear map T from one language model's hidden space to another's, trained with lcross "
+        f"A {'non-linear' if card.get('transfer_notes') else 'linear'} map T from one language model's hidden space "
+        "to another's, trained with lcross "
         "(L-Cross Modulation, Huang et al. 2025, "
         "[arXiv 2501.02009](https://arxiv.org/abs/2501.02009)): a steering vector made for the source model, "
         "multiplied by T, steers the target model.",
@@ -25,9 +26,17 @@ def model_card_text(card: dict[str, Any]) -> str:
         f"| target | {target or 'not recorded'} | {card.get('d_target', '')} | {_layers(card, 'target')} |",
         "",
         f"Form: `{card.get('format', '')}`"
-        + (f", rank {card['rank']}" if card.get("rank") else ", full rank")
+        + (
+            f", {card.get('depth')} hidden layer(s) of width {card['hidden']}, {card.get('activation')}"
+            + (", beside a linear path" if card.get("residual") else "")
+            if card.get("hidden")
+            else f", rank {card['rank']}"
+            if card.get("rank")
+            else ", full rank"
+        )
         + (", one map per layer pair" if len(card.get("layer_pairs") or []) > 1 and not card.get("shared") else ""),
     ]
+    lines += [f"\n{note}." for note in card.get("transfer_notes") or []]
     fields = ("fit_on", "train_concepts", "val_concepts", "test_concepts", "split", "sv_method", "n_train_rows")
     data = {k: card[k] for k in fields if k in card}
     if isinstance(card.get("corpus"), dict):
