@@ -15,12 +15,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lcross import LayerwiseTransform, LCrossInputError, LinearTransform, MLPTransform, load_transform
+from lcross import LayerwiseTransform, LCrossInputError, LinearTransform, MLPTransform, SteeringVector, load_transform
+from lcross.cli.main import console
+from lcross.formats import load_vector, save_vector
+from lcross.models.tiny import byte_tokenizer, tiny_model
 from lcross.training.module import LCross
 from lcross.transform.base import FORMATS
 from lcross.transform.files import CARD_NAME
 
-from .conftest import fit_tiny
+from .conftest import fit_tiny, reference_ids
 
 
 def _mlp(activation: str = "relu", pairs=None, residual: bool = True) -> MLPTransform:
@@ -192,3 +195,46 @@ def test_lcross_trains_an_mlp_from_the_config_with_nothing_else_changed(tmp_path
         assert isinstance(loaded, MLPTransform)
         for key, value in trained.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value.detach().cpu())
+    # the run's concept through its source states: each training pair's two texts read by a plain forward of the
+    # source model (hidden_states[layer + 1] at the last token), mapped by T, differences averaged
+    out = tmp_path / "sentiment.safetensors"
+    assert console(["transfer", "--run", str(run), "--concept", "sentiment", "--out", str(out)]) == 0
+    moved = load_vector(out)
+    assert moved.layers == [2]
+    source = tiny_model("llama", hidden_size=32, seed=1)
+    tokenizer = byte_tokenizer()
+    from lcross.training.config import data_module_from_config
+
+    # the pairs the run drew (max_train_pairs samples them); their states are computed here, not by lcross
+    train = [vars(p) for p in data_module_from_config(str(run / "config.yaml")).concepts["sentiment"].train]
+    t = load_transform(run / "transform")
+    differences = []
+    with torch.no_grad():
+        for pair in train:
+            states = [
+                source(reference_ids(tokenizer, pair["prompt"] + pair[side]), output_hidden_states=True).hidden_states[
+                    2
+                ][0, -1]
+                for side in ("positive", "negative")
+            ]
+            differences.append(t(states[0]) - t(states[1]))
+    torch.testing.assert_close(moved[2], torch.stack(differences).mean(0), atol=1e-4, rtol=1e-4)
+
+
+def test_a_bare_vector_through_an_mlp_is_refused_or_goes_through_the_jacobian(tmp_path, capsys):
+    t = _mlp("gelu", [(1, 2)]).float()
+    export = t.save_pretrained(tmp_path / "mlp")
+    source = SteeringVector.single(torch.randn(5, generator=torch.Generator().manual_seed(0)), 1)
+    save_vector(source, tmp_path / "src.gguf")
+    argv = ["transfer", "--transform", str(export), "--vector", str(tmp_path / "src.gguf"), "--out"]
+    for check in ([], ["--check"]):
+        assert console([*argv, str(tmp_path / "out.gguf"), *check]) == 2
+        err = capsys.readouterr().err
+        assert "is not linear" in err and "--run RUN --concept NAME" in err and "--jacobian" in err, err
+    assert not (tmp_path / "out.gguf").exists()
+    assert console([*argv, str(tmp_path / "out.gguf"), "--jacobian"]) == 0
+    jacobian = torch.autograd.functional.jacobian(lambda x: t(x), t.anchor[0].clone())
+    torch.testing.assert_close(load_vector(tmp_path / "out.gguf")[2], jacobian @ source[1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(LCrossInputError, match="MLPTransform is not a steering vector"):
+        save_vector(t, tmp_path / "mlp.gguf")  # type: ignore[arg-type]
+    assert not (tmp_path / "mlp.gguf").exists()
