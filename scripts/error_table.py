@@ -23,8 +23,10 @@ from lcross import (
     CorpusSettings,
     ExtractionSettings,
     LinearTransform,
+    MLPTransform,
     ModelSpec,
     PairedDeltas,
+    SteeringVector,
     extract_deltas,
     load_concept,
     load_model,
@@ -32,8 +34,9 @@ from lcross import (
     steer,
 )
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.cli.transfer import transfer_vector
 from lcross.corpus.passages import CorpusSource, iter_passages
-from lcross.formats.vector_files import load_vector
+from lcross.formats.vector_files import load_vector, save_vector
 from lcross.models.tiny import byte_tokenizer, tiny_model
 from lcross.training.checkpoints import check_checkpoint
 
@@ -214,6 +217,12 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
             lambda: next(iter_passages(CorpusSource(str(_file(tmp, "c.jsonl", '{"body": "Hello."}\n'))))),
         ),
         ("corpus weight outside (0, 1)", lambda: CorpusSettings("data/corpus", weight=1.5)),
+        ("an MLP transform with hidden width 0", lambda: MLPTransform(4, 3, hidden=0)),
+        (
+            "a bare vector file through a non-linear T (lcross transfer --vector, no --jacobian)",
+            lambda: transfer_vector(MLPTransform(4, 3, [(0, 1)]), SteeringVector.single(torch.ones(4), 0)),
+        ),
+        ("a transform saved as a .gguf control vector", lambda: save_vector(MLPTransform(4, 3), tmp / "T.gguf")),  # type: ignore[arg-type]
     ]
 
 
