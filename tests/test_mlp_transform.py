@@ -195,6 +195,10 @@ def test_lcross_trains_an_mlp_from_the_config_with_nothing_else_changed(tmp_path
         assert isinstance(loaded, MLPTransform)
         for key, value in trained.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value.detach().cpu())
+    card = json.loads((run / "transform" / CARD_NAME).read_text())
+    assert set(card["consistency"]) == {"sentiment", "temperature", "size"}
+    assert all(-1 <= v <= 1 for v in card["consistency"].values())
+    assert "## Predictors of transfer" in (run / "transform" / "README.md").read_text()
     # the run's concept through its source states: each training pair's two texts read by a plain forward of the
     # source model (hidden_states[layer + 1] at the last token), mapped by T, differences averaged
     out = tmp_path / "sentiment.safetensors"

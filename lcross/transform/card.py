@@ -66,6 +66,20 @@ def model_card_text(card: dict[str, Any]) -> str:
         if isinstance(hyper, dict):
             keys = ("loss", "lr", "ridge", "weight_decay", "orthogonality", "init", "init_method", "init_alpha")
             lines += [f"- {k}: {hyper[k]}" for k in keys if k in hyper]
+    steady = card.get("consistency")
+    if isinstance(steady, dict) and steady:
+        lines += [
+            "",
+            "## Predictors of transfer",
+            "",
+            "How consistent each concept's source deltas are (mean pairwise cosine; higher: the pairs agree on one "
+            "direction), known before steering; the metrics below give each validation concept's transferred-to-own "
+            "cosine (val/cos/<concept>).",
+            "",
+            "| concept | consistency |",
+            "|---|---|",
+        ]
+        lines += [f"| {c} | {v:.3f} |" for c, v in steady.items() if isinstance(v, int | float)]
     metrics = card.get("metrics")
     if isinstance(metrics, dict) and metrics:
         lines += ["", "## Metrics (last epoch)", "", "| metric | value |", "|---|---|"]
