@@ -8,7 +8,10 @@ one-pair form also takes ``[.., d_source]``). Beside ``forward`` it implements, 
 
 - ``map_differences``: the image of a *difference* of states at one layer pair (what a steering vector and a delta
   row are). For a linear T that is the linear part, without the bias. A non-linear T has none of its own (it needs
-  the two states), so it refuses, and ``transfer`` with it;
+  the two states): it refuses (the default here), and ``transfer`` with it, or offers an approximation such as its
+  linearisation at a mean state (``MLPTransform``), saying so with ``linear_map`` False and in ``card_notes``;
+- ``transfer_states``: a concept's vector through its states, the mean of ``T(h_pos) - T(h_neg)`` over its pairs:
+  written once, here, from ``forward``; for a linear T it equals ``transfer`` of the mean-difference vector;
 - how LCross starts and regularises it: ``reset_random``, ``set_identity``, ``fit_closed_form`` (from paired rows),
   ``fit_statistics`` (from sufficient statistics), ``penalty``, ``resolve_bias``. The defaults here refuse, naming the
   setting that asked (``reset_random`` and ``resolve_bias`` keep what the constructor made), so a form implements only
