@@ -16,7 +16,7 @@ def model_card_text(card: dict[str, Any]) -> str:
         "to another's, trained with lcross "
         "(L-Cross Modulation, Huang et al. 2025, "
         "[arXiv 2501.02009](https://arxiv.org/abs/2501.02009)): a steering vector made for the source model, "
-        "multiplied by T, steers the target model.",
+        f"{'transferred through' if card.get('transfer_notes') else 'multiplied by'} T, steers the target model.",
         "",
         "## Models and layers",
         "",
@@ -92,13 +92,22 @@ def model_card_text(card: dict[str, Any]) -> str:
         "With lcross installed:",
         "",
         "```bash",
-        "lcross transfer --transform <this repo id or folder> --vector source_vector.gguf --out target_vector.gguf",
+        "lcross transfer --transform <this repo id or folder> --vector source_vector.gguf --out target_vector.gguf"
+        + (" --jacobian" if card.get("transfer_notes") else ""),
         "```",
         "",
         "```python",
         "import lcross",
         "T = lcross.load_transform('<this repo id or folder>')",
         "target_vector = T.transfer(lcross.load_vector('source_vector.gguf'))",
+    ]
+    if card.get("transfer_notes"):
+        lines += [
+            "# exact for this non-linear T: through a concept's source states at the read position, [n_pairs, 2, d]",
+            "# from lcross.extract_states (T.transfer above is its linearisation)",
+            "# target_vector = T.transfer_states(states[:, 0], states[:, 1])",
+        ]
+    lines += [
         "```",
     ]
     return "\n".join(lines) + "\n"
