@@ -76,10 +76,8 @@ def model_card_text(card: dict[str, Any]) -> str:
             "direction), known before steering; the metrics below give each validation concept's transferred-to-own "
             "cosine (val/cos/<concept>).",
             "",
-            "| concept | consistency |",
-            "|---|---|",
+            "- consistency: " + ", ".join(f"{c} {v:.3f}" for c, v in steady.items() if isinstance(v, int | float)),
         ]
-        lines += [f"| {c} | {v:.3f} |" for c, v in steady.items() if isinstance(v, int | float)]
     metrics = card.get("metrics")
     if isinstance(metrics, dict) and metrics:
         lines += ["", "## Metrics (last epoch)", "", "| metric | value |", "|---|---|"]
