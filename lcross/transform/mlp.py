@@ -116,8 +116,8 @@ class MLPTransform(Transform):
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         self._check_width(rows)
-        one = self.layer_pairs is None or self.n_pairs == 1
-        if one and (rows.ndim == 1 or rows.shape[-2:-1] != (1,)):
+        # one pair: [.., d_source] (or [.., 1, d_source], mapped below like several pairs)
+        if self.n_pairs == 1 and (rows.ndim == 1 or rows.shape[-2:-1] != (1,)):
             return self._map(rows, 0)
         if rows.ndim < 2 or rows.shape[-2] != self.n_pairs:
             raise LCrossInputError(
