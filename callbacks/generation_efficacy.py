@@ -26,7 +26,7 @@ from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_g
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.judges.per_concept import ConceptJudges
 from lcross.evaluation.variants import comparison_variants
-from lcross.results import RANDOM_BAND_EDGES, ConceptEfficacy
+from lcross.results import RANDOM_BAND_EDGES, ConceptEfficacy, empty_answers
 from lcross.steering.hooks import Positions
 from lcross.training.tensorboard import register_charts
 from lcross.transform.layerwise import Transform
@@ -115,6 +115,9 @@ class GenerationEfficacy(L.Callback):
         self.every_n_epochs, self.bootstrap = every_n_epochs, bootstrap
         self.history: list[dict[str, Any]] = []  # one summary per evaluation, in state_dict (a resumed fit keeps it)
         self.last_answers: dict[str, list[dict[str, Any]]] = {}  # concept -> every answer of the last evaluation
+        # What does not depend on T (the source steering itself), measured in the first round on this data and
+        # reused in every later one; not saved (a resumed fit measures it once more).
+        self._reused: tuple[Any, dict[Any, Any]] = (None, {})
 
     @property
     def concepts(self) -> list[str] | None:
@@ -178,9 +181,16 @@ class GenerationEfficacy(L.Callback):
             self.settings,
             self.judges,
             on_result=lambda result: rank_zero_info(result.summary_line("generation")),
+            reused=self.reused(data),
         )
         self.last_answers = {name: result.answers for name, result in results.items()}
         return results
+
+    def reused(self, data: EvaluationData) -> dict[Any, Any]:
+        """The results kept for ``data`` (the same data module every round of a fit; other data starts afresh)."""
+        if self._reused[0] is not data:
+            self._reused = (data, {})
+        return self._reused[1]
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -191,16 +201,16 @@ class GenerationEfficacy(L.Callback):
 
 def samples_table(result: ConceptEfficacy) -> str:
     """A Markdown table of sample answers (TensorBoard renders it in the TEXT tab)."""
+    empty, total = empty_answers(result.summary())
     lines = [
-        f"judge: {result.target.metric}",
+        f"judge: {result.target.metric}; empty answers (not judged, left out of every mean): {empty} of {total}",
         "",
         "| model | variant | beta | prompt | answer | score |",
         "|---|---|---|---|---|---|",
     ]
     for row in result.extra.get("samples", []):
-        answer = row["answer"].replace("|", "\\|").replace("\n", " ")
+        answer = row["answer"].replace("|", "\\|").replace("\n", " ") or "(empty)"
         prompt = row["prompt"].replace("|", "\\|").replace("\n", " ")
-        lines.append(
-            f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {row['score']:.3f} |"
-        )
+        score = "not judged" if row.get("empty") else f"{row['score']:.3f}"
+        lines.append(f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {score} |")
     return "\n".join(lines)

@@ -93,6 +93,9 @@ class SteeringEfficacy(L.Callback):
         self.every_n_epochs, self.random_every_n_epochs = every_n_epochs, random_every_n_epochs
         self.bootstrap, self.plot = bootstrap, plot
         self.history: list[dict[str, Any]] = []  # one summary per evaluation, in state_dict (a resumed fit keeps it)
+        # What does not depend on T (the source steering itself), measured in the first round on this data and
+        # reused in every later one; not saved (a resumed fit measures it once more).
+        self._reused: tuple[Any, dict[Any, Any]] = (None, {})
 
     @property
     def betas(self) -> list[float]:
@@ -153,6 +156,7 @@ class SteeringEfficacy(L.Callback):
             self.settings,
             random_distributions=random_distributions,
             on_result=lambda result: rank_zero_info(result.summary_line("efficacy")),
+            reused=self.reused(data),
         )
 
     def _log_plot(self, trainer: L.Trainer, concept: str, entry: dict[str, Any]) -> None:
@@ -169,6 +173,12 @@ class SteeringEfficacy(L.Callback):
             random_bands=random_bands(entry),
         )  # fmt: skip
         experiment.add_figure(f"efficacy/{concept}/beta_sweep", figure, trainer.current_epoch)
+
+    def reused(self, data: EvaluationData) -> dict[Any, Any]:
+        """The results kept for ``data`` (the same data module every round of a fit; other data starts afresh)."""
+        if self._reused[0] is not data:
+            self._reused = (data, {})
+        return self._reused[1]
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

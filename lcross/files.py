@@ -29,15 +29,17 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yields a temporary path beside ``final``; on success renames it into place, on failure removes it.
 
     The rename is atomic on one file system, so a reader sees either the old file, the complete new one, or none.
-    Works for files and for directories: an existing folder is first renamed aside (into the temporary folder, which
-    is then removed), never deleted in place, so a process killed while replacing it leaves the old folder whole
-    (aside, where ``remove_stale_temporaries`` finds it) or the new one, never a half-deleted mix.
+    What is written gets the usual modes (``usual_modes``: some writers, safetensors' among them, make their files
+    0600). Works for files and for directories: an existing folder is first renamed aside (into the temporary
+    folder, which is then removed), never deleted in place, so a process killed while replacing it leaves the old
+    folder whole (aside, where ``remove_stale_temporaries`` finds it) or the new one, never a half-deleted mix.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)) / final.name
     try:
         yield tmp
+        usual_modes(tmp)
         if final.is_dir() and tmp.is_dir():
             aside = tmp.parent / f"{final.name}.old"
             os.replace(final, aside)
@@ -50,6 +52,27 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def usual_modes(path: str | Path) -> None:
+    """Gives a file the mode ``open`` would (0o666 less the umask) and a folder, with everything in it, the mode
+    ``mkdir`` would (0o777 less the umask); links are left alone."""
+    mask = os.umask(0)
+    os.umask(mask)
+    path = Path(path)
+    if path.is_symlink() or not path.exists():
+        return
+    if not path.is_dir():
+        os.chmod(path, 0o666 & ~mask)
+        return
+    os.chmod(path, 0o777 & ~mask)
+    for root, folders, files in os.walk(path):
+        for name in folders:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def claim_version(runs: str | Path) -> str:

@@ -75,6 +75,8 @@ class Sweep:
         metric: what the scores are (``p_match`` for the A/B metric, a judge's name for generations).
         random: random family (``random_T``, ``random_direction``) -> [K, n_betas, n_items] per-item scores of its K
             draws (empty: no distribution was measured).
+        empty: for judged answers, which answers were empty and so left out of the scores (NaN there): ``unsteered``
+            -> [n_items] and each variant -> [n_betas, n_items], bool (empty dict: no answers, e.g. A/B sweeps).
     """
 
     betas: list[float]
@@ -83,6 +85,7 @@ class Sweep:
     model: str = ""
     metric: str = "p_match"
     random: dict[str, torch.Tensor] = field(default_factory=dict)
+    empty: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def separate_random(self) -> Sweep:
         """Moves the rows named ``<family>/<k>`` out of ``items`` into ``random[family]`` (draws in k order). The
@@ -99,7 +102,17 @@ class Sweep:
         if RANDOM_T_FAMILY in draws and Variant.RANDOM_T in kept:
             draws[RANDOM_T_FAMILY][0] = kept[Variant.RANDOM_T]
         random = {f: torch.stack([rows[k] for k in sorted(rows)]) for f, rows in draws.items()}
-        return Sweep(self.betas, kept, self.unsteered, self.model, self.metric, {**self.random, **random})
+        return Sweep(
+            self.betas, kept, self.unsteered, self.model, self.metric, {**self.random, **random}, dict(self.empty)
+        )
+
+    def n_empty(self, key: str) -> list[int]:
+        """Empty answers of ``unsteered`` (one count) or of a variant (one count per beta); zeros where none were
+        recorded."""
+        mask = self.empty.get(key)
+        if mask is None:
+            return [0] if key == "unsteered" else [0] * len(self.betas)
+        return [int(mask.sum())] if mask.dim() == 1 else mask.sum(-1).tolist()
 
     def random_means(self, family: str) -> torch.Tensor:
         """[K, n_betas] each draw's mean over items."""
@@ -137,12 +150,18 @@ class Sweep:
             "unsteered": {"mean": self.unsteered_mean, "ci95": interval(self.unsteered)},
             "variants": {},
         }
+        if self.empty:  # judged answers: how many were empty, beside every mean they are left out of
+            out["unsteered"]["n_empty"] = self.n_empty("unsteered")[0]
         for variant, items in self.items.items():
+            empty = self.empty.get(str(variant))
+            unscored = ~torch.isfinite(items) if empty is None else ~torch.isfinite(items) & ~empty
             out["variants"][str(variant)] = {
                 "mean": self.mean(variant).tolist(),
                 "ci95": [interval(row) for row in items] if bootstrap else None,
-                "n_unreadable": int((~torch.isfinite(items)).sum()),
+                "n_unreadable": int(unscored.sum()),
             }
+            if self.empty:
+                out["variants"][str(variant)]["n_empty"] = self.n_empty(str(variant))
         if not self.random:
             return out
         out["random"] = {}
@@ -231,6 +250,9 @@ class ConceptEfficacy:
             low, high = means.min(0).values.tolist(), means.max(0).values.tolist()
             band = " ".join(f"[{a:.3f}, {b:.3f}]" for a, b in zip(low, high))
             parts.append(f"{RANDOM_LABELS.get(family, family)} range over {means.shape[0]} draws {band}")
+        empty, answers = empty_answers(self.summary())
+        if answers:  # judged answers: the empty ones are left out of every figure above
+            parts.append(f"{empty} of {answers} answers empty, not judged")
         line = f"{kind} {self.concept} ({self.target.metric} at beta {betas}): " + "; ".join(parts)
         for result in self.test_sets.values():
             line += "\n" + result.summary_line(kind)
@@ -290,6 +312,32 @@ def summary_value(entry: dict[str, Any], model: str, variant: str | None, beta: 
         return None
     index = entry["betas"].index(float(beta))
     return record["mean"][index], None if record["ci95"] is None else record["ci95"][index]
+
+
+def empty_answers(entry: dict[str, Any]) -> tuple[int, int]:
+    """(empty answers, answers) of a judged ``ConceptEfficacy.summary``, over both models, unsteered and every
+    variant and beta (random draws aside); (0, 0) for A/B results, which have no answers."""
+    empty = total = 0
+    for model in ("target", "source"):
+        side = entry.get(model)
+        if side is None or "n_empty" not in side["unsteered"]:
+            continue
+        empty += side["unsteered"]["n_empty"] + sum(sum(r.get("n_empty", [])) for r in side["variants"].values())
+        total += side["n_items"] * (1 + len(side["variants"]) * len(entry["betas"]))
+    return empty, total
+
+
+def summary_empty(entry: dict[str, Any], model: str, variant: str | None, beta: float) -> int:
+    """How many empty answers a mean of ``summary_value`` leaves out (0 where none were recorded: A/B results)."""
+    side = entry.get(model)
+    if side is None:
+        return 0
+    if variant is None or beta == 0:
+        return int(side["unsteered"].get("n_empty", 0))
+    record = side["variants"].get(variant)
+    if record is None or "n_empty" not in record or float(beta) not in entry["betas"]:
+        return 0
+    return int(record["n_empty"][entry["betas"].index(float(beta))])
 
 
 def curve_betas(entry: dict[str, Any]) -> list[float]:

@@ -10,6 +10,7 @@ from lcross.results import (
     Variant,
     evaluation_entries,
     short_name,
+    summary_empty,
     summary_value,
 )
 
@@ -37,7 +38,7 @@ def efficacy_table(cards: list[dict[str, Any]], beta: float, key: str = "efficac
     """A Markdown table at one beta; runs with different sources add 'transferred from' columns.
 
     ``key`` picks the card's A/B results (``efficacy``, shown in %) or its judged generations (``generation``, shown
-    as the judge's score, ``percent=False``)."""
+    as the judge's score, ``percent=False``). A mean that leaves out empty answers says how many: ``(3 empty)``."""
     header, cells = ["concept", "no steering"], {}
     concepts = list(dict.fromkeys(c for card in cards for c in table_rows(card, key)))
     cell = _cell if percent else _score_cell
@@ -57,15 +58,24 @@ def efficacy_table(cards: list[dict[str, Any]], beta: float, key: str = "efficac
                     unsteered = f"{source} without steering"
                     if unsteered not in header:
                         header.append(unsteered)
-                    cells[concept, unsteered] = cell(summary_value(entry, "source", None, 0.0))
+                    cells[concept, unsteered] = cell(summary_value(entry, "source", None, 0.0)) + _empty(
+                        entry, "source", None, 0.0
+                    )
                 if label not in header:
                     header.append(label)
-                cells[concept, label] = cell(value)
-                cells[concept, "no steering"] = cell(summary_value(entry, "target", None, 0.0))
+                cells[concept, label] = cell(value) + _empty(entry, side, variant, beta)
+                cells[concept, "no steering"] = cell(summary_value(entry, "target", None, 0.0)) + _empty(
+                    entry, "target", None, 0.0
+                )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for concept in concepts:
         lines.append("| " + " | ".join([concept] + [cells.get((concept, h), "") for h in header[1:]]) + " |")
     return "\n".join(lines)
+
+
+def _empty(entry: dict[str, Any], side: str, variant: str | None, beta: float) -> str:
+    count = summary_empty(entry, side, variant, beta)
+    return f" ({count} empty)" if count else ""
 
 
 def _cell(value: tuple[float, Any] | None) -> str:

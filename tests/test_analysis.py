@@ -16,7 +16,7 @@ from lcross.report.transform_analysis import (
     ssim,
     ssim_clipped,
 )
-from lcross.transform.interpolation import interpolation_warning
+from lcross.transform.interpolation import interpolation_warning, may_interpolate
 
 from .conftest import ROOT
 
@@ -40,8 +40,29 @@ def test_interpolation_warning_fires_exactly_when_n_is_at_most_d():
     assert interpolation_warning(10, 576) is not None
 
 
-@pytest.mark.parametrize("init_method,warns", [("lstsq", True), ("ridge", False)])
-def test_fit_warns_about_the_interpolation_trap_unless_regularised(tmp_path, monkeypatch, init_method, warns):
+def test_the_interpolation_trap_applies_to_unregularised_least_squares_only():
+    assert may_interpolate({}) and may_interpolate({"init": "closed_form", "init_method": "lstsq", "orthogonality": 0})
+    for hparams in (
+        {"init": "closed_form", "init_method": "ridge"},
+        {"init": "closed_form", "init_method": "procrustes"},
+        {"init": "random", "orthogonality": 1.0},  # the demo's regularised gradient-descent fit
+        {"init": "random"},  # gradient descent from a random start: no closed form
+        {"init_method": "lstsq", "weight_decay": 0.01},
+        {"init_method": "lstsq", "ridge": 0.1},
+        {"init_method": "lstsq", "orthogonality": 0.5},
+    ):
+        assert not may_interpolate(hparams), hparams
+
+
+@pytest.mark.parametrize(
+    "init_method,extra,warns",
+    [
+        ("lstsq", [], True),
+        ("ridge", [], False),
+        ("lstsq", ["--model.init=random", "--model.orthogonality=1.0"], False),  # as configs/demo.yaml
+    ],
+)
+def test_fit_warns_about_the_interpolation_trap_unless_regularised(tmp_path, monkeypatch, init_method, extra, warns):
     from lcross.cli.fit import main
 
     monkeypatch.chdir(ROOT)
@@ -57,6 +78,7 @@ def test_fit_warns_about_the_interpolation_trap_unless_regularised(tmp_path, mon
                 f"--model.init_method={init_method}",
                 f"--trainer.logger.init_args.save_dir={tmp_path}",
                 f"--data.cache_dir={tmp_path / 'c'}",
+                *extra,
             ]
         )
     warned = any("interpolation trap" in str(w.message) and "n=16" in str(w.message) for w in caught)

@@ -130,6 +130,7 @@ def test_a_fit_shows_its_phases_and_ends_with_a_labelled_summary(tmp_path, monke
     captured = capsys.readouterr()
     # not a terminal: one line when each long phase starts, one when it ends
     err = captured.err
+    assert "torch threads: " in err.splitlines()[0]  # before anything loads, with why
     assert "extracting source deltas for sentiment (shard 0) at layer 1 (48 texts) ..." in err
     assert "extracting target deltas for size (shard 0) at layer 2: done in " in err
     # 6 items x (unsteered + 2 betas x (3 vectors + 39 random draws at the last epoch))
@@ -144,6 +145,12 @@ def test_a_fit_shows_its_phases_and_ends_with_a_labelled_summary(tmp_path, monke
     assert "beta +4 (p_match):" in summary
     assert "| concept | no steering | own SV | transferred from tiny-llama |" in summary
     assert "judged answers" in summary and "beta -4 (vader):" in summary
+    # what the validation curves measure, and how to read them going the other way from train/loss
+    assert (
+        "Reading the curves: train/loss is T's error on the pairs of temperature, size; val/loss, val/r2 and "
+        in summary
+    )
+    assert "val/cos are on sentiment, concepts T never trains on (final: val/loss " in summary
     assert summary.rstrip().endswith(f"Curves: tensorboard --logdir {run.parent}")
 
 

@@ -8,7 +8,8 @@ arguments against the real program without doing the work, and every Python snip
 
 The commands run in a folder of their own, with the repository's ``configs/`` and ``data/`` in it. What they read that
 an earlier step of the docs makes is made there first, and only if the docs show the step that makes it: a run folder
-``logs/<name>/version_N`` is a finished tiny fit (``configs/tiny.yaml``, real) copied to that path, allowed where a
+``logs/<name>/version_N`` is a finished tiny fit (``configs/tiny.yaml``, real) copied to that path (for a run name
+folder ``logs/<name>``, to ``logs/<name>/version_0``), allowed where a
 shipped config writes runs named ``<name>``; a vector file is a real vector written with ``lcross.save_vector``,
 allowed where a command's ``--out`` or a snippet's string names that file.
 """
@@ -39,6 +40,9 @@ NOT_YET: dict[tuple[str, str], str] = {}  # (page, heading) -> why its examples 
 UNCHECKED = {
     "bash scripts/setup.sh": "installs the environment (torch, lcross, the models, the docs tools); CI runs it",
     "bash scripts/test.sh": "runs this test suite; CI runs it",
+    "bash scripts/first_run.sh": "the whole demo from a fresh HOME and cache (many minutes); CI runs it",
+    "python scripts/first_run_budget.py": "measures this machine's matmul speed (2 s); tests/test_first_run_budget.py",
+    "python bench/generate_threads.py": "the threads benchmark (minutes); docs/performance.md holds its figures",
     "tensorboard": "TensorBoard's own viewer of a run's event files",
     "source": "a shell builtin (activates the virtual environment)",
     "pip": "installs packages from the registry",
@@ -60,7 +64,8 @@ OTHER_PROGRAMS = {
     ("docs/formats.md", "## Serving engines"): "vLLM-Hook's HookLLM needs vLLM and a CUDA GPU, not installable here",
 }
 LIGHTNING = {"fit", "validate", "test", "predict"}
-RUN_FOLDER = re.compile(r"(logs/[^/\s]+/version_\d+)")
+# a run folder, or a run name folder (`--run logs/demo`: its newest finished version_N)
+RUN_FOLDER = re.compile(r"(logs/[^/\s\"']+(?:/version_\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -226,8 +231,9 @@ def sandbox(tiny_run, tmp_path_factory):
         for run in {m for arg in argv for m in RUN_FOLDER.findall(arg)}:
             name = run.split("/")[1]
             assert name in written_by_configs, f"{where}: no config in configs/ writes runs named {name!r} ({run})"
-            if not (folder / run).exists():
-                shutil.copytree(tiny, folder / run)
+            copy = run if "/version_" in run else f"{run}/version_0"  # a name folder: one finished run in it
+            if not (folder / copy).exists():
+                shutil.copytree(tiny, folder / copy)
         if "--vector" in argv:
             path = argv[argv.index("--vector") + 1]
             assert path in made_by_a_step, f"{where}: no command (--out) or snippet of the docs makes {path}"
@@ -333,7 +339,7 @@ def _make_what_the_docs_made(block: Block, folder: Path, request: pytest.Fixture
         return
     _, tiny = request.getfixturevalue("tiny_run")
     for run in runs:
-        shutil.copytree(tiny, folder / run)
+        shutil.copytree(tiny, folder / (run if "/version_" in run else f"{run}/version_0"))
     from lcross import SteeringVector, load_transform, save_vector
 
     T = load_transform(tiny / "transform")

@@ -76,6 +76,41 @@ def test_the_engines_without_a_trainer_give_what_the_callbacks_logged_in_a_fit(t
     assert [json.loads(line) for line in written] == judged["sentiment"].answers
 
 
+def test_work_that_does_not_depend_on_t_is_measured_once_and_gives_the_same_figures(tiny_run, caplog):
+    """The source steering itself is the same whatever T is: with a ``reused`` dict kept between rounds, a second
+    round with another T measures no source sweep and no source answers, and every figure equals a round measured
+    whole (the fit's callbacks keep such a dict: its first and last rounds' source figures are the same)."""
+    import logging
+
+    cli, run = tiny_run
+    (steering,) = _of(cli.trainer, SteeringEfficacy)
+    first, last = steering.history[0], steering.history[-1]
+    assert first["epoch"] < last["epoch"] and first["sentiment"]["source"] == last["sentiment"]["source"]
+    data = data_module_from_config(str(run / "config.yaml"))
+    data.prepare_data()
+    data.setup()
+    trained = load_transform(run / "transform")
+    other = type(trained)(trained.d_source, trained.d_target)  # a fresh T: its own random init
+    ab = ABEfficacySettings(betas=[-4.0, 4.0], max_items=6, random_maps=2, source_self_steering=True)
+    gen = GenerationSettings(betas=[-4.0, 4.0], max_prompts=2, max_new_tokens=4, source_self_steering=True)
+    vader = make_judge("vader")
+    reused: dict = {}
+    for transform in (other, trained):  # the second round takes the source's figures from the first
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="lcross"):
+            ab_reusing = evaluate_ab_efficacy(data, transform, ab, reused=reused)["sentiment"]
+            gen_reusing = evaluate_generation_efficacy(data, transform, gen, vader, reused=reused)["sentiment"]
+        source_phases = [
+            r.message for r in caplog.records if "on the source" in r.message or "source answers" in r.message
+        ]
+        assert (source_phases == []) == (transform is trained)
+        ab_whole = evaluate_ab_efficacy(data, transform, ab)["sentiment"]
+        gen_whole = evaluate_generation_efficacy(data, transform, gen, vader)["sentiment"]
+        assert ab_reusing.summary(100) == ab_whole.summary(100)
+        assert gen_reusing.summary(100) == gen_whole.summary(100) and gen_reusing.answers == gen_whole.answers
+    assert ab_reusing.summary(0)["target"] != evaluate_ab_efficacy(data, other, ab)["sentiment"].summary(0)["target"]
+
+
 def test_the_generation_engine_answers_as_plain_generate_calls_and_scores_with_the_judge():
     """Independent reference: each (variant, beta) row is what ``generate`` writes under that vector alone, and each
     score is the judge's formula applied by hand to that answer."""

@@ -7,6 +7,7 @@ combination or a missing input fails a test instead of a reader. A check reads o
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,52 @@ def existing(path: str | Path, option: str, folder: bool = False) -> Path:
     return path
 
 
+LATEST = "latest"
+
+
+def complete_run(folder: Path) -> bool:
+    """Whether a ``version_N`` folder holds a finished fit: its config.yaml, and an exported T or a checkpoint."""
+    return (folder / "config.yaml").is_file() and (
+        (folder / "transform").is_dir() or any((folder / "checkpoints").glob("*.ckpt"))
+    )
+
+
+def resolve_run(run: str | Path, option: str) -> Path:
+    """The run folder a ``--run`` (or a run argument) means: a ``version_N`` folder as it is; a run *name* folder
+    (``logs/demo``, what a config's logger writes into) or ``logs/demo/latest``: its newest complete ``version_N``
+    (``complete_run``), so that an interrupted or failed run after it is skipped; ``latest`` alone: the finished run
+    under ``./logs`` whose config was written last. Says which one it picked."""
+    path = Path(run)
+    if str(run) == LATEST and not path.exists():  # the newest finished run under ./logs, whatever its name
+        finished = [p for p in Path("logs").glob("*/version_*") if p.is_dir() and complete_run(p)]
+        if not finished:
+            raise LCrossInputError(
+                f"no finished run under {Path('logs').resolve()}", where=option, fix="give the run folder"
+            )
+        newest = max(finished, key=lambda p: (p / "config.yaml").stat().st_mtime)
+        print(f"{option} latest: using {newest} (the newest finished run under logs/)", file=sys.stderr)
+        return newest
+    if path.name == LATEST and not path.exists():
+        path = path.parent
+    folder = existing(path, option, folder=True)
+    if (folder / "config.yaml").is_file() or not any(folder.glob("version_*")):
+        return folder  # a run folder itself (or no runs in it: run_config names what is missing)
+    numbered = [p for p in folder.glob("version_*") if p.is_dir() and p.name[len("version_") :].isdigit()]
+    complete = [p for p in numbered if complete_run(p)]
+    if not complete:
+        raise LCrossInputError(
+            f"no finished run in {folder} ({len(numbered)} version_N folders, none with a config.yaml and an "
+            "exported transform or checkpoint)",
+            where=option,
+            fix=f"finish a fit (lcross fit --config <the config that writes {folder.name}>), or name a run folder",
+        )
+    newest = max(complete, key=lambda p: int(p.name[len("version_") :]))
+    skipped = [p.name for p in numbered if int(p.name[len("version_") :]) > int(newest.name[len("version_") :])]
+    note = f"; skipped unfinished {', '.join(sorted(skipped))}" if skipped else ""
+    print(f"{option} {run}: using {newest} (the newest finished run{note})", file=sys.stderr)
+    return newest
+
+
 def run_config(run: str | Path, option: str) -> dict[str, Any]:
     """The settings a fitted run was made with (its ``config.yaml``, as LightningCLI saved it)."""
     import yaml
@@ -45,7 +92,9 @@ def run_config(run: str | Path, option: str) -> dict[str, Any]:
     folder = existing(run, option, folder=True)
     if not (folder / "config.yaml").is_file():
         raise LCrossInputError(
-            "no config.yaml in the run folder", where=str(folder), fix="give a run folder: logs/<name>/version_N"
+            "no config.yaml in the run folder",
+            where=str(folder),
+            fix="give a run folder: logs/<name>/version_N, or logs/<name> for its newest finished run",
         )
     settings = yaml.safe_load((folder / "config.yaml").read_text()) or {}
     return settings if isinstance(settings, dict) else {}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lcross.cli.checks import CHECK_HELP, passed
 from lcross.progress import show_progress_logs
+from lcross.threads import use_sensible_threads
 from lcross.training.crossval import check_arguments, run
 from lcross.training.families import families_named
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return passed(parser.prog)
     show_progress_logs()
+    use_sensible_threads()
     path = run(
         args.config,
         args.out,

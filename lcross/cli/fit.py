@@ -35,6 +35,7 @@ from lcross.callbacks.vector_writer import TransferredVectors
 from lcross.errors import LCrossInputError
 from lcross.files import claim_version, remove_stale_temporaries
 from lcross.report.summary import run_summary
+from lcross.threads import use_sensible_threads
 from lcross.training.checkpoints import AtomicCheckpointIO, check_checkpoint, resumable_checkpoint
 from lcross.training.datamodule import PairedDeltas
 from lcross.training.module import LCross
@@ -102,7 +103,12 @@ class LCrossCLI(LightningCLI):
         parser.add_lightning_class_args(TransferredVectors, "vectors", required=False)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None)."""
+        """As LightningCLI's, leaving out the optional callback sections a config does not use (they are None).
+
+        The settings are checked by now (the data module and model are built) and no language model has loaded:
+        torch's thread count is set here for the machine's load and the run's processes on CPU
+        (``lcross.threads``), and said in the run's first lines."""
+        use_sensible_threads(_cpu_processes(self._get(self.config_init, "trainer", default={})))
         keys = self._parser(self.subcommand).callback_keys
         extra = [c for c in (self._get(self.config_init, k) for k in keys) if c is not None]
         if self.subcommand == "predict":
@@ -250,6 +256,13 @@ def run(argv: list[str]) -> int:
     if cli.trainer is not None and cli.trainer.interrupted:
         raise Interrupted()
     return 0
+
+
+def _cpu_processes(trainer: Any) -> int:
+    """Processes a run starts on CPU that share its cores (``devices: 2`` with ``accelerator: cpu``), else 1."""
+    devices = trainer.get("devices") if trainer is not None else None
+    on_cpu = str(trainer.get("accelerator") if trainer is not None else "").lower() == "cpu"
+    return devices if on_cpu and isinstance(devices, int) and devices > 1 else 1
 
 
 def _interrupted() -> bool:

@@ -2,9 +2,10 @@
 
     lcross generate --model google/gemma-3-270m --vector sentiment.safetensors --layer 9 --beta -1.5 --beta 1.5 \
         --prompt "Tell me about your day."
-    lcross generate --run logs/demo/version_0 --concept sentiment --beta 1.5 --prompt "Describe your street."
+    lcross generate --run logs/demo --concept sentiment --beta 1.5 --prompt "Describe your street."
 
-Prints, for every prompt, the unsteered answer and the answer at every beta, one under the other.
+Prints first which model it steers with which vector, at which layers (each direction's norm), betas and positions,
+then, for every prompt, the unsteered answer and the answer at every beta, one under the other.
 
 Positions: ``--positions after_prompt`` (the default, as CAA) steers every token after the prompt; llama.cpp
 (``--control-vector-scaled FILE:SCALE``), repeng, EasySteer (apply ``prompt`` and ``generation`` ``all``) and vLLM-Hook
@@ -22,12 +23,14 @@ from typing import Any
 
 import torch
 
-from lcross.cli.checks import CHECK_HELP, existing, model_input, passed, run_concept
+from lcross.cli.checks import CHECK_HELP, existing, model_input, passed, resolve_run, run_concept
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector
+from lcross.progress import phase
 from lcross.steering.generation import generate_grid
 from lcross.steering.hooks import POSITIONS, Steering
 from lcross.steering.vector import SteeringVector
+from lcross.threads import use_sensible_threads
 
 
 def read_vector(path: str | Path, layer: int | None) -> tuple[torch.Tensor, int]:
@@ -55,7 +58,9 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, S
     run = Path(run)
     config = run / "config.yaml"
     if not config.exists():
-        raise LCrossInputError("no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N")
+        raise LCrossInputError(
+            "no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N or logs/<name>"
+        )
     data = data_module_from_config(str(config))
     if concept not in data.concepts:
         raise LCrossInputError(f"unknown concept {concept!r}", where="--concept", fix=f"use {sorted(data.concepts)}")
@@ -84,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a .gguf control vector, .safetensors or .pt file ([d_model], or {layer: tensor}), or an .easysteer.json "
         "/ .vllm_hook.json config and the vector it names",
     )
-    parser.add_argument("--run", help="a finished fit (logs/<name>/version_N): take the vector from it")
+    parser.add_argument(
+        "--run", help="a finished fit (logs/<name>/version_N, or logs/<name>: its newest one): take the vector from it"
+    )
     parser.add_argument("--concept", help="with --run: the concept whose vector to use")
     parser.add_argument(
         "--variant", default="transferred", choices=["transferred", "own_sv"], help="with --run: which vector"
@@ -112,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
     try:
+        if args.run:
+            args.run = str(resolve_run(args.run, "--run"))
         if args.check:
             _check_arguments(args)
             if args.vector:
@@ -131,6 +140,24 @@ def main(argv: list[str] | None = None) -> int:
         for label, text in entry["answers"].items():
             print(f"--- {label}:\n{text.strip()}")
     return 0
+
+
+POSITION_WORDS = {
+    "after_prompt": "every token after the prompt",
+    "all": "every position, prompt included",
+    "last_prompt": "the last prompt token only",
+}
+
+
+def steering_line(model: str, what: str, vector: SteeringVector, betas: list[float], positions: str) -> str:
+    """One line: which model is steered with which vector, at which layers (with each direction's norm), betas and
+    positions."""
+    layers = ", ".join(f"{layer} (norm {float(vector[layer].float().norm()):.3g})" for layer in vector.layers)
+    s = "s" if len(vector.layers) > 1 else ""
+    return (
+        f"steering {model} with {what}: layer{s} {layers}; beta {', '.join(f'{b:+g}' for b in betas)}; "
+        f"positions {positions} ({POSITION_WORDS.get(positions, positions)})"
+    )
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -155,6 +182,7 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from lcross.models.loading import ModelSpec, load_model
 
     _check_arguments(args)
+    use_sensible_threads()
     chat_template = args.chat_template
     if args.run is not None:
         spec, vector, run_chat = vector_from_run(args.run, args.concept, args.variant)
@@ -164,18 +192,29 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
             vector = vector.with_directions({args.layer: vector[vector.layers[0]]})
         elif args.layer is not None:  # one layer of a multi-layer run
             vector = vector.with_directions({args.layer: vector[args.layer]})
+        what = f"{'its own SV' if args.variant == 'own_sv' else 'the transferred SV'} of {args.concept} from {args.run}"
     else:
         direction, stored = read_vector(args.vector, args.layer)
         spec, layer = ModelSpec(args.model), args.layer if args.layer is not None else stored
         vector = SteeringVector.single(direction, layer)
+        what = f"the vector in {args.vector}"
     betas = args.beta or [-1.0, 1.0]
+    # what is steered, said before the answers (on stderr with --json, whose output stays one JSON document)
+    print(steering_line(spec.name, what, vector, betas, args.positions), file=sys.stderr if args.json else sys.stdout)
     model, tokenizer = load_model(spec)
     grid: dict[Any, list[Steering] | None] = {"unsteered": None}
     for beta in betas:
         grid[f"beta {beta:+g}"] = vector.steerings(beta, args.positions)
-    texts = generate_grid(
-        model, tokenizer, args.prompt, grid, max_new_tokens=args.max_new_tokens, chat_template=chat_template
-    )
+    with phase("generating answers", len(grid) * len(args.prompt), "answers") as advance:
+        texts = generate_grid(
+            model,
+            tokenizer,
+            args.prompt,
+            grid,
+            max_new_tokens=args.max_new_tokens,
+            chat_template=chat_template,
+            progress=advance,
+        )
     return [
         {"prompt": prompt, "answers": {str(key): texts[key][index] for key in grid}}
         for index, prompt in enumerate(args.prompt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lcross.cli.checks import CHECK_HELP, passed
+from lcross.cli.checks import CHECK_HELP, passed, resolve_run
 from lcross.errors import LCrossInputError
 from lcross.evaluation.judge_agreement import compare, newest_answers
 from lcross.evaluation.judges import JUDGES, make_judge
@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> int | None:
     parser = argparse.ArgumentParser(
         prog="lcross judge-agreement", description="Agreement of a second judge with a run's judge (see module docs)."
     )
-    parser.add_argument("run", help="run folder (logs/<name>/version_N) of a fit that ran GenerationEfficacy")
+    parser.add_argument(
+        "run",
+        help="run folder (logs/<name>/version_N, or logs/<name>: its newest) of a fit that ran GenerationEfficacy",
+    )
     parser.add_argument("--concept", required=True, help="the concept whose answers to rescore")
     parser.add_argument("--judge", required=True, help="the second judge: vader, refusal, lexicon, llm, classifier")
     parser.add_argument("--judge-arg", action="append", default=[], help="KEY=VALUE for the judge (repeatable)")
@@ -30,6 +33,10 @@ def main(argv: list[str] | None = None) -> int | None:
         "--check", action="store_true", help=CHECK_HELP + " (the judge's own options are checked when it is built)"
     )
     args = parser.parse_args(argv)
+    try:
+        args.run = str(resolve_run(args.run, "run"))
+    except LCrossInputError as error:
+        parser.exit(2, f"error: {error}\n")
     kwargs = {}
     for item in args.judge_arg:
         key, sep, value = item.partition("=")

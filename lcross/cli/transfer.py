@@ -1,9 +1,9 @@
 """`lcross transfer`: map a steering vector made for the source model into the target's space, through a trained T.
 
     lcross transfer --transform logs/demo/version_0/transform --vector happy_smollm2.gguf --out happy_gemma.gguf
-    lcross transfer --run logs/demo/version_0 --concept sentiment --out sentiment_gemma.gguf
-    lcross transfer --run logs/demo/version_0 --format gguf --format easysteer   # -> version_0/vectors/<concept>.*
-    lcross transfer --run logs/demo/version_0 --concept sentiment --beta 1.5 --out sentiment_gemma.vllm_hook.json
+    lcross transfer --run logs/demo --concept sentiment --out sentiment_gemma.gguf
+    lcross transfer --run logs/demo --format gguf --format easysteer   # -> <newest run>/vectors/<concept>.*
+    lcross transfer --run logs/demo --concept sentiment --beta 1.5 --out sentiment_gemma.vllm_hook.json
     python -m lcross transfer --transform T --vector v.safetensors --layer 15 --out v_target.pt
 
 The vector comes from a file (``.gguf`` control vector from repeng or llama.cpp, ``.safetensors``, ``.pt``, or a
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lcross.cli.checks import CHECK_HELP, existing, passed, run_concept, run_config, transform_input
+from lcross.cli.checks import CHECK_HELP, existing, passed, resolve_run, run_concept, run_config, transform_input
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector, save_vector
 from lcross.formats.gguf_file import model_type_of, with_model_type
@@ -118,7 +118,9 @@ def run_source_vectors(
 
     run = Path(run)
     if not (run / "config.yaml").exists():
-        raise LCrossInputError("no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N")
+        raise LCrossInputError(
+            "no config.yaml in the run folder", where=str(run), fix="give logs/<name>/version_N or logs/<name>"
+        )
     data = data_module_from_config(str(run / "config.yaml"))
     for concept in concepts or []:
         if concept not in data.concepts:
@@ -172,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         "repo id written by push_to_hub (default with --run: the run's transform)",
     )
     parser.add_argument("--vector", help=f"the source vector: a {' / '.join(SUFFIXES)} file")
-    parser.add_argument("--run", help="a fitted run (logs/<name>/version_N): take --concept's source SV from it")
+    parser.add_argument(
+        "--run",
+        help="a fitted run (logs/<name>/version_N, or logs/<name>: its newest finished run): take --concept's source "
+        "SV from it",
+    )
     parser.add_argument("--config", help="a fit config: like --run, with its newest run")
     parser.add_argument("--concept", help="with --run or --config: the concept whose source SV to transfer")
     parser.add_argument(
@@ -212,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
     try:
+        if args.run:
+            args.run = str(resolve_run(args.run, "--run"))
         if args.check:
             _check_arguments(args)
             _check_inputs(args)

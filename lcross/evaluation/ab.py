@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -26,7 +26,7 @@ from lcross.models.layers import block_output, check_layer, decoder_blocks, fina
 from lcross.models.packing import Row, collate, model_inputs, pack, packing_supported, single
 from lcross.models.prompting import Encoded, encode_many
 from lcross.results import Sweep, Variant
-from lcross.steering.hooks import Positions, Steering, apply_steering, position_mask
+from lcross.steering.hooks import Positions, Steering, apply_steering, capturing, shift_mask
 from lcross.steering.vector import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,7 @@ def steering_sweep(
     reuse_prefix: bool = True,
     model_name: str = "",
     pack_pairs: bool | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Sweep:
     """Behaviour-matching probability on ``pairs`` for every vector at every non-zero beta, and unsteered.
 
@@ -257,6 +258,9 @@ def steering_sweep(
     the blocks' inputs; every (vector, beta) then runs only the blocks after its first steered layer, from the saved
     hidden state, adding each later layer's shift as it goes. ``reuse_prefix=False`` runs one full steered forward
     pass per (vector, beta) instead (the reference).
+
+    ``progress`` (``advance`` of a ``lcross.progress.phase``) is called with the scorings done (items times
+    variant-betas, unsteered included) as each batch and group of variants is scored.
     """
     if not vectors:
         raise LCrossInputError("no steering vectors to sweep", fix="give at least one {name: vector}")
@@ -269,25 +273,27 @@ def steering_sweep(
     _check_batch_size(batch_size)
     if reuse_prefix:
         unsteered, steered = _sweep_reusing_prefix(
-            model, tokenizer, pairs, per_layer, betas, positions, chat_template, batch_size, pack_pairs
+            model, tokenizer, pairs, per_layer, betas, positions, chat_template, batch_size, pack_pairs, progress
         )
     else:
+        advance = progress if progress is not None else (lambda n: None)
         unsteered = completion_margins(
             model, tokenizer, pairs, chat_template=chat_template, batch_size=batch_size, pack_pairs=pack_pairs
         )
-        steered = {
-            (name, beta): completion_margins(
-                model,
-                tokenizer,
-                pairs,
-                steering=_steerings(directions, beta, positions),
-                chat_template=chat_template,
-                batch_size=batch_size,
-                pack_pairs=pack_pairs,
-            )
-            for name, directions in per_layer.items()
-            for beta in betas
-        }
+        advance(len(pairs))
+        steered = {}
+        for name, directions in per_layer.items():
+            for beta in betas:
+                steered[name, beta] = completion_margins(
+                    model,
+                    tokenizer,
+                    pairs,
+                    steering=_steerings(directions, beta, positions),
+                    chat_template=chat_template,
+                    batch_size=batch_size,
+                    pack_pairs=pack_pairs,
+                )
+                advance(len(pairs))
     zero = torch.zeros(len(pairs), dtype=torch.float64)
     # Keys as given: Variant members (the callbacks) or any names (StrEnum members equal their string values).
     items = {
@@ -325,7 +331,9 @@ def _sweep_reusing_prefix(
     chat_template: bool,
     batch_size: int,
     pack_pairs: bool | None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, dict[tuple[str, float], torch.Tensor]]:
+    advance = progress if progress is not None else (lambda n: None)
     encoded = encode_pairs(tokenizer, pairs, chat_template)
     blocks, norm = decoder_blocks(model), final_norm(model)
     for directions in vectors.values():
@@ -343,13 +351,20 @@ def _sweep_reusing_prefix(
     packed = packing_supported(model) if pack_pairs is None else pack_pairs
     keys = list(steered)
     for batch in _batches(model, tokenizer, encoded, batch_size, param.device, packed):
-        with torch.inference_mode(), _recording_block_calls(blocks, first) as record, _scored_only(blocks[-1], batch):
+        with torch.inference_mode(), _recording_block_calls(model, first) as record, _scored_only(blocks[-1], batch):
             final = model.base_model(**batch.inputs, use_cache=False).last_hidden_state
+        # where the replayed shifts apply: the shift hook's rule, on this one uncached pass (positions from 0)
+        base = record.output
+        mask = shift_mask(positions, batch.prompt_end, 0, base.shape[1], dtype=base.dtype, device=base.device)
         tokens = batch.inputs["input_ids"].numel()
         per_group = max(1, REPLAY_MAX_TOKENS // tokens)
+        items = len(torch.unique(batch.owner // 2))  # the pairs this batch scores
         with torch.inference_mode():
             _score(model, final, batch, unsteered, skip_shared=True)
+            advance(items)
             for start in range(0, len(keys), per_group):
+                if start:
+                    advance(items * per_group)  # the group before this one is scored
                 group = keys[start : start + per_group]
                 steerings = [_steerings(vectors[name], beta, positions) for name, beta in group]
                 kind = (*trust_key, len(group) > 1)  # stacked replays are checked on their own
@@ -363,9 +378,7 @@ def _sweep_reusing_prefix(
                     for name, beta in group
                 ]
                 try:
-                    finals = _replay(
-                        blocks, record, first, shifts, position_mask(record.output, positions, batch.prompt_end), batch
-                    )
+                    finals = _replay(blocks, record, first, shifts, mask, batch)
                 except torch.OutOfMemoryError:
                     raise  # not a property of the model's code: nothing to remember
                 except (RuntimeError, TypeError) as err:  # a block that takes its inputs another way
@@ -386,6 +399,8 @@ def _sweep_reusing_prefix(
                         continue
                 for key, hidden in zip(group, finals):
                     _score(model, hidden, batch, steered[key], skip_shared=True)
+            if keys:
+                advance(items * (len(keys) - per_group * ((len(keys) - 1) // per_group)))  # the last group
     margins = {key: (v.view(-1, 2)[:, 0] - v.view(-1, 2)[:, 1]) for key, v in steered.items()}
     return unsteered.view(-1, 2)[:, 0] - unsteered.view(-1, 2)[:, 1], margins
 
@@ -499,27 +514,30 @@ class _Call:
         raise RuntimeError("cannot tell which argument of the block is the hidden state")
 
 
+@dataclass
 class _Record:
-    output: torch.Tensor
+    outputs: dict[int, torch.Tensor]  # what ``capturing`` recorded: block ``layer``'s output
+    layer: int
     calls: list[_Call]
+
+    @property
+    def output(self) -> torch.Tensor:
+        return self.outputs[self.layer]
 
 
 @contextlib.contextmanager
-def _recording_block_calls(blocks: torch.nn.ModuleList, layer: int) -> Iterator[_Record]:
-    """Records block ``layer``'s output and the arguments of every later block's call, for replaying the suffix."""
-    record = _Record()
-    record.calls = []
-
-    def keep_output(_module, _args, output):
-        record.output = block_output(output)
+def _recording_block_calls(model: torch.nn.Module, layer: int) -> Iterator[_Record]:
+    """Records block ``layer``'s output (the one capture hook) and the arguments of every later block's call, for
+    replaying the suffix."""
+    calls: list[_Call] = []
 
     def keep_call(_module, args, kwargs):
-        record.calls.append(_Call(args, kwargs))
+        calls.append(_Call(args, kwargs))
 
-    handles = [blocks[layer].register_forward_hook(keep_output)]
-    handles += [b.register_forward_pre_hook(keep_call, with_kwargs=True) for b in blocks[layer + 1 :]]
+    handles = [b.register_forward_pre_hook(keep_call, with_kwargs=True) for b in decoder_blocks(model)[layer + 1 :]]
     try:
-        yield record
+        with capturing(model, [layer]) as outputs:
+            yield _Record(outputs, layer, calls)
     finally:
         for handle in handles:
             handle.remove()

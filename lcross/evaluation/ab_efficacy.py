@@ -93,6 +93,7 @@ def evaluate_ab_efficacy(
     *,
     random_distributions: bool = True,
     on_result: Callable[[ConceptEfficacy], None] | None = None,
+    reused: dict[Any, Any] | None = None,
 ) -> dict[str, ConceptEfficacy]:
     """Sweeps every A/B evaluation concept on each of its evaluation sets.
 
@@ -103,6 +104,9 @@ def evaluate_ab_efficacy(
         random_distributions: measure the ``random_maps`` distributions (False: only the single random T, whatever
             ``settings.random_maps`` says; they cost several times the rest).
         on_result: called with each concept's result as soon as it is measured (e.g. to log a line).
+        reused: a dict kept from one call to the next with the same data and settings (a fit's evaluation rounds):
+            the sweeps that do not depend on T (the source steering itself) are measured on the first call, kept in
+            it, and taken from it afterwards. None: everything is measured.
 
     Returns:
         concept -> its target sweep (and the source's, with ``source_self_steering``), further evaluation sets under
@@ -111,7 +115,9 @@ def evaluate_ab_efficacy(
     transform = checked_transform(data, transform)
     results = {}
     for name in ab_concepts(data):
-        results[name] = concept_ab_efficacy(data, transform, name, settings, random_distributions=random_distributions)
+        results[name] = concept_ab_efficacy(
+            data, transform, name, settings, random_distributions=random_distributions, reused=reused
+        )
         if on_result is not None:
             on_result(results[name])
     return results
@@ -124,6 +130,7 @@ def concept_ab_efficacy(
     settings: ABEfficacySettings,
     *,
     random_distributions: bool = True,
+    reused: dict[Any, Any] | None = None,
 ) -> ConceptEfficacy:
     """One concept's sweeps (``evaluate_ab_efficacy`` for one concept; ``transform`` already checked)."""
     model, tokenizer = data.model("target")
@@ -141,20 +148,27 @@ def concept_ab_efficacy(
         items = all_items[: settings.max_items]
         label = name if test_set is None else set_label(name, test_set)
         n_scored = len(items) * (1 + len(vectors) * len(settings.betas))
-        with phase(f"A/B sweep of {label} on the target", n_scored, "scorings"):
+        with phase(f"A/B sweep of {label} on the target", n_scored, "scorings") as advance:
             target = steering_sweep(
                 model, tokenizer, items, None, vectors, settings.betas, **sweep,
-                model_name=data.model_name("target"),
+                model_name=data.model_name("target"), progress=advance,
             ).separate_random()  # fmt: skip
         source = None
-        if settings.source_self_steering:
+        # the source steering itself does not depend on T: measured once per run when a ``reused`` dict is kept
+        key = ("ab", "source", label, len(items), tuple(settings.betas), settings.positions)
+        if settings.source_self_steering and reused is not None and key in reused:
+            source = reused[key]
+        elif settings.source_self_steering:
             source_model, source_tokenizer = data.model("source")
-            with phase(f"A/B sweep of {label} on the source", len(items) * (1 + len(settings.betas)), "scorings"):
+            n_source = len(items) * (1 + len(settings.betas))
+            with phase(f"A/B sweep of {label} on the source", n_source, "scorings") as advance:
                 source = steering_sweep(
                     source_model, source_tokenizer, items, None,
                     {Variant.SOURCE_ON_SOURCE: source_vector}, settings.betas, **sweep,
-                    model_name=data.model_name("source"),
+                    model_name=data.model_name("source"), progress=advance,
                 )  # fmt: skip
+            if reused is not None:
+                reused[key] = source
         per_set[test_set] = ConceptEfficacy(label, target, source)
     main = per_set.pop(None)
     main.test_sets = {str(k): v for k, v in per_set.items()}

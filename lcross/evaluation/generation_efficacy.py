@@ -163,6 +163,7 @@ def evaluate_generation_efficacy(
     judges: Judge | Callable[[str], Judge],
     *,
     on_result: Callable[[ConceptEfficacy], None] | None = None,
+    reused: dict[Any, Any] | None = None,
 ) -> dict[str, ConceptEfficacy]:
     """Generates and judges the steered answers of every concept to run.
 
@@ -172,6 +173,8 @@ def evaluate_generation_efficacy(
         settings: what to generate.
         judges: one judge for every concept, or concept -> its judge (e.g. a ``ConceptJudges``).
         on_result: called with each concept's result as soon as it is judged (e.g. to log a line).
+        reused: a dict kept from one call to the next with the same data, settings and judges (a fit's rounds): the
+            source's answers to its own SV, which do not depend on T, are generated once and taken from it after.
 
     Returns:
         concept -> its target sweep of judge scores (and the source's), with every answer in ``answers``.
@@ -180,14 +183,19 @@ def evaluate_generation_efficacy(
     results = {}
     for name in settings.concepts_to_run(data):
         judge = judges if isinstance(judges, Judge) else judges(name)
-        results[name] = concept_generation_efficacy(data, transform, name, settings, judge)
+        results[name] = concept_generation_efficacy(data, transform, name, settings, judge, reused)
         if on_result is not None:
             on_result(results[name])
     return results
 
 
 def concept_generation_efficacy(
-    data: EvaluationData, transform: Transform, name: str, settings: GenerationSettings, judge: Judge
+    data: EvaluationData,
+    transform: Transform,
+    name: str,
+    settings: GenerationSettings,
+    judge: Judge,
+    reused: dict[Any, Any] | None = None,
 ) -> ConceptEfficacy:
     """One concept's judged answers (``evaluate_generation_efficacy`` for one concept; ``transform`` already
     checked)."""
@@ -198,10 +206,15 @@ def concept_generation_efficacy(
     answers = generate_answers(data, "target", prompts, vectors, betas, settings)
     target = judge_answers(prompts, answers, list(vectors), betas, judge, data.model_name("target"))
     source, source_answers = None, {}
-    if settings.source_self_steering:
+    key = ("generation", "source", name, tuple(prompts), tuple(betas))  # not T's: once per run with ``reused``
+    if settings.source_self_steering and reused is not None and key in reused:
+        source, source_answers = reused[key]
+    elif settings.source_self_steering:
         own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
         source_answers = generate_answers(data, "source", prompts, own, betas, settings)
         source = judge_answers(prompts, source_answers, list(own), betas, judge, data.model_name("source"))
+        if reused is not None:
+            reused[key] = source, source_answers
     rows = answer_rows(prompts, target, answers, judge.scale)
     if source is not None:
         rows += answer_rows(prompts, source, source_answers, judge.scale)
@@ -228,7 +241,7 @@ def generate_answers(
             )
         for beta in betas:
             grid[str(variant), beta] = vector.steerings(beta, settings.positions)
-    with phase(f"generating {side} answers", len(grid) * len(prompts), "answers"):
+    with phase(f"generating {side} answers", len(grid) * len(prompts), "answers") as advance:
         answers: dict[Any, list[str]] = generate_grid(
             model,
             tokenizer,
@@ -237,6 +250,7 @@ def generate_answers(
             max_new_tokens=settings.max_new_tokens,
             chat_template=data.chat_template,
             batch_size=settings.batch_size,
+            progress=advance,
         )
     return answers
 
@@ -249,10 +263,19 @@ def judge_answers(
     judge: Judge,
     model: str = "",
 ) -> Sweep:
-    """The judge's scores of ``generate_answers``' answers as a sweep (one judge call per variant and beta)."""
-    scores = {key: judge(prompts, texts) for key, texts in answers.items()}
+    """The judge's scores of ``generate_answers``' answers as a sweep (one judge call per variant and beta).
+
+    An empty answer (nothing but white space) is not judged: a judge would score it as something (VADER: neutral),
+    which says nothing about the concept. Its score is NaN, so every mean leaves it out, and the sweep's ``empty``
+    counts it."""
+    empty = {key: torch.tensor([not text.strip() for text in texts]) for key, texts in answers.items()}
+    scores = {key: judge(prompts, texts).masked_fill(empty[key], math.nan) for key, texts in answers.items()}
     items = {v: torch.stack([scores[str(v), b] for b in betas]) for v in variants}
-    return Sweep(betas, items, scores[UNSTEERED, 0.0], model=model, metric=judge.name)
+    masks = {str(v): torch.stack([empty[str(v), b] for b in betas]) for v in variants}
+    return Sweep(
+        betas, items, scores[UNSTEERED, 0.0], model=model, metric=judge.name,
+        empty={UNSTEERED: empty[UNSTEERED, 0.0], **masks},
+    )  # fmt: skip
 
 
 def is_random_draw(variant: str) -> bool:
@@ -278,6 +301,7 @@ def answer_rows(
                     "index": index,
                     "prompt": prompts[index],
                     "answer": text,
+                    "empty": not text.strip(),  # not judged: its score is NaN, left out of every mean
                     "score": float(scores[index]),
                     "judge": sweep.metric,
                     "scale": list(scale),

@@ -1,6 +1,6 @@
 """How far two judges agree on the same answers: rescore a run's saved answers with a second judge.
 
-    lcross judge-agreement logs/demo/version_0 --concept sentiment \
+    lcross judge-agreement logs/demo --concept sentiment \
         --judge llm --judge-arg model=HuggingFaceTB/SmolLM2-135M-Instruct \
         --judge-arg "concept_description=a positive sentiment" --out results/judge_agreement.json
 

@@ -29,10 +29,11 @@ import torch
 from lcross.concepts.pairs import ContrastivePair, Pair, TextPair
 from lcross.errors import LCrossInputError
 from lcross.models.last_block import reading_only_when_worth_it
-from lcross.models.layers import block_output, check_layer, decoder_blocks
+from lcross.models.layers import check_layer, decoder_blocks
 from lcross.models.packing import SECOND_TAIL, Row, collate, model_inputs, pack, packing_supported, single
 from lcross.models.prompting import Encoded, encode_many
 from lcross.models.text_limits import DEFAULT_MAX_TEXT_TOKENS, check_text_lengths, context_length
+from lcross.steering.hooks import capturing
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ CUDA_MAX_BATCH_TOKENS = 8192
 def default_max_batch_tokens(device: torch.device | str) -> int:
     """The token budget per forward pass used when none is given: 1024 on CPU, 8192 on an accelerator."""
     return CPU_MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else CUDA_MAX_BATCH_TOKENS
-
-
-class _StopForward(Exception):
-    """Raised by the hook on the deepest requested block: nothing after it is needed."""
 
 
 @overload
@@ -293,20 +290,16 @@ def states_of_rows(
         if pin:
             index = (index[0].pin_memory(), index[1].pin_memory())
         index = (index[0].to(device, non_blocking=True), index[1].to(device, non_blocking=True))
-        captured: dict[int, torch.Tensor] = {}
-        handles = [blocks[l].register_forward_hook(_capture(l, l == layers[-1], index, captured)) for l in layers]
         width = collated.input_ids.shape[1]
         # each read position once (two texts of a pair can end at the same token), deduplicated here on the host
         read = torch.tensor(sorted(set(zip(where_rows, where_cols))), dtype=torch.long).reshape(-1, 2).T.contiguous()
         read = (read.pin_memory() if pin else read).to(device, non_blocking=True)
         trimmed = reading_only_when_worth_it(blocks[layers[-1]], read[0], read[1], len(batch), width)
         try:
-            with torch.inference_mode(), trimmed:
+            # only each text's last-token states are kept (on the device); the pass ends after the deepest layer
+            with capturing(model, layers, index, stop=True) as captured, torch.inference_mode(), trimmed:
                 model(**model_inputs(model, collated, device, packed=paired), use_cache=False)
-        except _StopForward:
-            pass
         except torch.OutOfMemoryError:
-            captured.clear()
             if len(batch) == 1:
                 raise
             pending.extendleft(reversed(batch))
@@ -315,11 +308,8 @@ def states_of_rows(
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             continue
-        finally:
-            for handle in handles:
-                handle.remove()
         for l in layers:
-            kept[l].append(captured[l])
+            kept[l].append(captured[l].float())
         order += [i for _, held in batch for i in held]
         done += sum(len(held) for _, held in batch)
         if on_batch is not None:
@@ -350,18 +340,6 @@ def _take(pending: deque, budget: int, batch_size: int | None) -> list[tuple[Row
 
 def _tokens(batch: Sequence[tuple[Row, tuple[int, ...]]]) -> int:
     return len(batch) * max(len(r) for r, _ in batch)
-
-
-def _capture(layer: int, deepest: bool, index: tuple[torch.Tensor, torch.Tensor], into: dict[int, torch.Tensor]):
-    """A forward hook keeping only each text's last-token state (on the device); on the deepest layer it ends the
-    forward pass."""
-
-    def hook(_module, _args, output):
-        into[layer] = block_output(output)[index].float()
-        if deepest:
-            raise _StopForward
-
-    return hook
 
 
 def _check_limits(batch_size: int | None, max_batch_tokens: int | None) -> None:

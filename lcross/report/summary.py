@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lcross.results import evaluation_entries
+from lcross.results import empty_answers, evaluation_entries
 from lcross.tables import efficacy_table, random_table
 from lcross.transform.files import CARD_NAME
 
@@ -32,6 +32,10 @@ def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
             for c, e in entries.items()
         )
         lines += ["", f"{what} (mean [95% interval]; items per concept: {items}):"]
+        empties = {c: empty_answers(e) for c, e in entries.items()}
+        if any(total for _, total in empties.values()):  # judged answers: empty ones are not judged
+            counts = ", ".join(f"{c} {n} of {total}" for c, (n, total) in empties.items() if total)
+            lines += [f"empty answers, left out of every mean (a cell says how many it lacks): {counts}"]
         betas = sorted({b for e in entries.values() for b in e["betas"]}, key=lambda b: (abs(b), b))
         for beta in betas:
             table = efficacy_table([card], beta, key=key, percent=key == "efficacy")
@@ -41,5 +45,29 @@ def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
             if versus:  # rank 1 of K + 1, p = rank / (K + 1), one-sided in beta's direction (lcross.results)
                 lines += ["transferred against K random Ts and K random directions (one-sided in beta's direction):"]
                 lines += [versus]
+    lines += validation_note(card)
     lines += ["", f"Curves: tensorboard --logdir {run.parent}"]
     return "\n".join(lines)
+
+
+def validation_note(card: dict[str, Any]) -> list[str]:
+    """How to read the validation curves of a run: what is validated (held-out concepts), its final figures, and
+    what it means when they worsen while train/loss falls. Empty for a card without validation figures."""
+    metrics = card.get("metrics", {})
+    shown = [(k, metrics[k]) for k in ("val/loss", "val/r2", "val/cos") if isinstance(metrics.get(k), int | float)]
+    if not shown:
+        return []
+    trained = ", ".join(card.get("train_concepts", [])) or "the training concepts"
+    held_out = ", ".join(card.get("val_concepts", [])) or "the validation rows"
+    finals = ", ".join(f"{k} {v:.3g}" for k, v in shown)
+    if isinstance(metrics.get("train/loss"), int | float):
+        finals += f"; train/loss {metrics['train/loss']:.3g}"
+    return [
+        "",
+        f"Reading the curves: train/loss is T's error on the pairs of {trained}; val/loss, val/r2 and val/cos are on "
+        f"{held_out}, concepts T never trains on (final: {finals}). When the val curves worsen while train/loss "
+        "falls, T is fitting what is particular to the training concepts, not a map that carries over; a negative "
+        "val/r2 means T predicts the held-out deltas worse than their mean. What transfers is read off the efficacy "
+        "tables above (concepts never trained or selected on); compare runs or stop early by val/cos "
+        "(docs/configuration.md, Reading the validation curves).",
+    ]

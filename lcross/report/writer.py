@@ -22,6 +22,7 @@ from lcross.report.plots import map_figure, sweep_figure
 from lcross.results import (
     Variant,
     curve_betas,
+    empty_answers,
     random_bands,
     short_name,
     sweep_curves,
@@ -29,7 +30,7 @@ from lcross.results import (
 from lcross.tables import RANDOM_NOTE, efficacy_table, random_table, table_entry, table_rows
 from lcross.training.config import data_module_from_config
 from lcross.transform.files import CARD_NAME
-from lcross.transform.interpolation import interpolation_warning, is_regularised
+from lcross.transform.interpolation import interpolation_warning, may_interpolate
 
 
 def load_run(run: str | Path) -> dict[str, Any]:
@@ -59,6 +60,13 @@ def generation_section(cards: list[dict[str, Any]], out: Path, samples_per_conce
         f"Mean judge score ({judges}) of the answers to each concept's open-ended prompts, with a 95% bootstrap "
         f"interval over prompts (prompts per concept: {n_items}).",
     ]
+    empties = {c: empty_answers(table_entry(first, "generation", c)) for c in concepts}
+    if any(total for _, total in empties.values()):
+        counts = ", ".join(f"{c}: {n} of {total}" for c, (n, total) in empties.items() if total)
+        lines[-1] += (
+            f" Empty answers are not judged and are left out of every mean; a cell that lacks some says how many "
+            f"(empty answers: {counts})."
+        )
     betas = list(dict.fromkeys(b for c in concepts for b in table_entry(first, "generation", c)["betas"]))
     for beta in sorted(betas, key=lambda b: (abs(b), b)):
         lines += ["", f"### beta = {beta:+g}", "", efficacy_table(cards, beta, key="generation", percent=False)]
@@ -82,7 +90,8 @@ def _sample_lines(samples: list[dict[str, Any]], n_prompts: int) -> list[str]:
         rows.sort(key=lambda row: (row["model"], row["variant"] != "unsteered", row["variant"], row["beta"]))
         for row in rows:
             label = "no steering" if row["variant"] == "unsteered" else f"{row['variant']}, beta {row['beta']:+g}"
-            lines.append(f"- {short_name(row['model'])}, {label} ({row['score']:.2f}): {_one_line(row['answer'])}")
+            score = "empty, not judged" if row.get("empty") else f"{row['score']:.2f}"
+            lines.append(f"- {short_name(row['model'])}, {label} ({score}): {_one_line(row['answer'])}")
         lines.append("")
     return lines
 
@@ -172,8 +181,8 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         n_rows = card.get("n_train_rows")
         if card.get("fit_on", "deltas") != "deltas":  # corpus rows are what T is fitted on (plus deltas with both)
             n_rows = card.get("corpus", {}).get("rows", 0) + (n_rows or 0 if card["fit_on"] == "both" else 0)
-        regularised = is_regularised(card.get("hyperparameters", {}))
-        if n_rows is not None and not regularised and interpolation_warning(n_rows, card["d_source"]):
+        applies = may_interpolate(card.get("hyperparameters", {}))
+        if n_rows is not None and applies and interpolation_warning(n_rows, card["d_source"]):
             lines.append(f"  - Warning: {interpolation_warning(n_rows, card['d_source'])}")
     if any("test_sets" in entry for card in cards for entry in card.get("efficacy", {}).values()
            if isinstance(entry, dict)):  # fmt: skip

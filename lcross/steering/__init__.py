@@ -1,5 +1,5 @@
-"""Steering a model: the shift hooks (one rule for where a vector is added), the ``SteeringVector`` type, aggregators
-that make one from deltas, and batched steered generation.
+"""Steering a model: the one shift hook (one rule for where a vector is added) and the one capture hook, the
+``SteeringVector`` type, aggregators that make one from deltas, and batched steered generation.
 """
 
 from lcross.exports import lazy_exports
@@ -8,6 +8,8 @@ _EXPORTS = {
     "Steering": "lcross.steering.hooks",
     "steer": "lcross.steering.hooks",
     "apply_steering": "lcross.steering.hooks",
+    "shifting": "lcross.steering.hooks",
+    "capturing": "lcross.steering.hooks",
     "SteeringVector": "lcross.steering.vector",
     "caa_vector": "lcross.steering.aggregators",
     "repe_vector": "lcross.steering.aggregators",

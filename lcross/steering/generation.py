@@ -14,15 +14,14 @@ rounding of differently shaped matrix products could differ): position ids come 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from lcross.errors import LCrossInputError
-from lcross.models.layers import block_output, decoder_block
 from lcross.models.prompting import encode, pad_batch
-from lcross.steering.hooks import POSITIONS, Steering
+from lcross.steering.hooks import Steering, check_steering, shifting
 
 SteeringSpec = Steering | Sequence[Steering] | None
 
@@ -93,6 +92,7 @@ def generate_grid(
     seed: int = 0,
     chat_template: bool = False,
     batch_size: int = 16,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[Hashable, list[str]]:
     """``generate`` for every steering in ``steerings``, over the same prompts, in shared batches.
 
@@ -112,6 +112,8 @@ def generate_grid(
         seed: as in ``generate``.
         chat_template: as in ``generate``.
         batch_size: rows per ``model.generate`` call; rows of all keys count.
+        progress: called as answers are written (``advance`` of a ``lcross.progress.phase``): with a share of a
+            batch's rows at each decoding step and the rest when the batch ends; the calls add up to the answers.
 
     Returns:
         key -> the generated texts, one per prompt in the order of ``prompts``; keys in the order of ``steerings``.
@@ -129,6 +131,7 @@ def generate_grid(
         seed=seed,
         chat_template=chat_template,
         batch_size=batch_size,
+        progress=progress,
     )
 
 
@@ -146,6 +149,7 @@ def _generate(
     seed: int,
     chat_template: bool,
     batch_size: int,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[Hashable, list[str]]:
     _check_settings(where, prompts, max_new_tokens, do_sample, temperature, top_p, batch_size)
     if not isinstance(steerings, Mapping) or not steerings:
@@ -156,7 +160,7 @@ def _generate(
     variants = [_steering_list(steerings[key], where, key) for key in keys]
     for items in variants:
         for item in items:
-            _check_steering(model, item, where)
+            check_steering(model, item, where)  # before any hook is in place
     if tokenizer.pad_token_id is None:
         raise LCrossInputError(
             f"the tokenizer {type(tokenizer).__name__} has no pad token",
@@ -178,86 +182,18 @@ def _generate(
             width = batch["input_ids"].shape[1]
             # position_ids are left out: generate derives the same ones from the attention mask, and extends them
             # itself at every step.
-            with _row_steering(model, [variants[v] for v, _ in batch_rows], prompt_end=width):
-                out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options)
+            # each row its own steering; the prompt ends at the padded width in every row, and the decoding steps
+            # (calls with generate's KV cache) continue its positions
+            steps = _StepProgress(progress, len(batch_rows), max_new_tokens)
+            with shifting(model, [variants[v] for v, _ in batch_rows], prompt_end=width):
+                out = model.generate(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options, **steps.option()
+                )
             decoded = tokenizer.batch_decode(out[:, width:].cpu(), skip_special_tokens=True)
             for (v, p), text in zip(batch_rows, decoded):
                 texts[v][p] = text
+            steps.finish()
     return dict(zip(keys, texts))
-
-
-@contextlib.contextmanager
-def _row_steering(model: torch.nn.Module, rows: Sequence[Sequence[Steering]], prompt_end: int) -> Iterator[None]:
-    """Steers each row of one ``generate`` call with its own Steerings while the context is open; hooks removed on exit.
-
-    Per decoder block, a row's Steerings on that block fill "slots" in their order; slot j adds a [batch, d] shift
-    (zero for rows without a j-th Steering there) under a per-row position mask. A row thus gets
-    ``hidden + mask * (beta * vector)`` once per Steering, in order: the operations ``apply_steering`` does on that
-    row alone.
-
-    Args:
-        model: the model ``generate`` runs on.
-        rows: each row's Steerings.
-        prompt_end: the padded width of the batch, where every (left-padded) row's prompt ends.
-    """
-    per_layer: dict[int, list[list[tuple[int, Steering]]]] = {}
-    for r, items in enumerate(rows):
-        count: dict[int, int] = {}
-        for item in items:
-            if item.beta == 0:  # as apply_steering: a zero shift is no shift
-                continue
-            j = count.get(item.layer, 0)
-            count[item.layer] = j + 1
-            slots = per_layer.setdefault(item.layer, [])
-            if j == len(slots):
-                slots.append([])
-            slots[j].append((r, item))
-
-    handles = []
-    try:
-        for layer, slots in sorted(per_layer.items()):
-            block = decoder_block(model, layer)
-            param = next(block.parameters())
-            built = []
-            for slot in slots:
-                shift = torch.zeros(len(rows), 1, _width(model), dtype=param.dtype, device=param.device)
-                kinds = torch.zeros(len(rows), 1, 1, dtype=torch.long)
-                for r, item in slot:
-                    shift[r, 0] = (item.beta * item.vector).to(device=param.device, dtype=param.dtype)
-                    kinds[r] = POSITIONS.index(item.positions)
-                built.append((shift, kinds.to(param.device)))
-            handles.append(block.register_forward_hook(_shift_hook(built, prompt_end)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-_ALL, _AFTER = POSITIONS.index("all"), POSITIONS.index("after_prompt")
-
-
-def _shift_hook(slots: list[tuple[torch.Tensor, torch.Tensor]], prompt_end: int):
-    """A forward hook adding each slot's [batch, 1, d] shift where its per-row positions say.
-
-    It counts the positions it has seen: the first call is the prefill of the padded prompts (``prompt_end`` wide),
-    every later one a decoding step. Unlike a test on the call's length, this also steers a one-token prompt right.
-    """
-    seen = 0
-
-    def hook(_module, _args, output):
-        nonlocal seen
-        hidden = block_output(output)
-        length = hidden.shape[1]
-        index = seen + torch.arange(length, device=hidden.device).view(1, length, 1)
-        seen += length
-        after, last = index >= prompt_end, index == prompt_end - 1
-        for shift, kinds in slots:
-            shift, kinds = shift.to(hidden), kinds.to(hidden.device)
-            mask = torch.where(kinds == _ALL, True, torch.where(kinds == _AFTER, after, last))  # [batch, length, 1]
-            hidden = hidden + mask.to(hidden.dtype) * shift
-        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
-
-    return hook
 
 
 def _generate_options(
@@ -276,6 +212,35 @@ def _generate_options(
         # take from the model's generation config (or its default of 50).
         options.update(temperature=temperature, top_p=top_p, top_k=0)
     return options
+
+
+class _StepProgress:
+    """Reports a batch's answers as they grow: ``rows / max_new_tokens`` answers per decoding step (a stopping
+    criterion that never stops), and the rest when the batch ends (answers that stopped early at EOS), so a long batch
+    moves the progress too and the whole batch adds up to ``rows``."""
+
+    def __init__(self, progress: Callable[[float], None] | None, rows: int, max_new_tokens: int):
+        self.progress, self.rows, self.share, self.reported = progress, rows, rows / max_new_tokens, 0.0
+
+    def option(self) -> dict[str, Any]:
+        if self.progress is None:
+            return {}
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        outer = self
+
+        class _Step(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+                if outer.progress is not None and outer.reported + outer.share <= outer.rows:
+                    outer.progress(outer.share)
+                    outer.reported += outer.share
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        return {"stopping_criteria": StoppingCriteriaList([_Step()])}
+
+    def finish(self) -> None:
+        if self.progress is not None and self.rows > self.reported:
+            self.progress(self.rows - self.reported)
 
 
 @contextlib.contextmanager
@@ -361,25 +326,3 @@ def _steering_list(spec: Any, where: str, key: Hashable) -> list[Steering]:
         where=where,
         fix="build lcross.Steering(vector, layer, beta, positions)",
     )
-
-
-def _check_steering(model: torch.nn.Module, item: Steering, where: str) -> None:
-    """What ``steer`` checks, before any hook is in place: the layer, the vector's shape, finite values."""
-    decoder_block(model, item.layer)
-    width = _width(model)
-    if item.vector.ndim != 1 or item.vector.shape[0] != width:
-        raise LCrossInputError(
-            f"steering vector of shape {tuple(item.vector.shape)} does not fit the model's hidden size {width}",
-            where=where,
-            fix="transfer the source vector with a transform whose d_target matches this model",
-        )
-    if not torch.isfinite(item.vector).all():
-        raise LCrossInputError(
-            f"the steering vector at layer {item.layer} contains NaN or Inf",
-            where=where,
-            fix="check the vector's source (and its transform)",
-        )
-
-
-def _width(model: torch.nn.Module) -> int:
-    return int(model.config.get_text_config().hidden_size)

@@ -94,9 +94,10 @@ class SteeringVector:
         model: torch.nn.Module,
         beta: float = 1.0,
         positions: Positions = "all",
-        prompt_end: torch.Tensor | None = None,
+        prompt_end: torch.Tensor | int | None = None,
     ) -> Iterator[None]:
-        """Steers ``model`` with every layer's direction while the context is open; restored exactly on exit."""
+        """Steers ``model`` with every layer's direction while the context is open (``apply_steering``: positions as
+        ``steer`` counts them); restored exactly on exit."""
         with apply_steering(model, self.steerings(beta, positions), prompt_end):
             yield
 

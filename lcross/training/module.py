@@ -24,7 +24,7 @@ from lcross.setting_checks import one_of
 from lcross.training.data import FitOn, TrainingData, training_data_members
 from lcross.transform.base import Transform
 from lcross.transform.closed_form import FitMethod
-from lcross.transform.interpolation import interpolation_warning, is_regularised
+from lcross.transform.interpolation import interpolation_warning, may_interpolate
 from lcross.transform.layerwise import pair_key
 from lcross.transform.loading import CARD_KEY, CONFIG_KEY, checkpoint_config
 from lcross.transform.losses import LossName, fit_loss
@@ -170,7 +170,10 @@ class LCross(L.LightningModule):
             self.transform.fit_closed_form(xs, xt, method, alpha)
 
     def _warn_if_interpolating(self, n_rows: int) -> None:
-        warning = None if is_regularised(dict(self.hparams)) else interpolation_warning(n_rows, self.transform.d_source)
+        # only where least squares can fit the rows exactly: a closed-form lstsq fit or start, unregularised
+        warning = (
+            interpolation_warning(n_rows, self.transform.d_source) if may_interpolate(dict(self.hparams)) else None
+        )
         if warning:
             rank_zero_warn(warning)
 

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 
 def is_regularised(hparams: dict) -> bool:
-    """Whether an LCross fit with these hyperparameters is regularised (a ridge start, or a penalty)."""
+    """Whether an LCross fit with these hyperparameters is regularised (a ridge start, or a penalty: ridge, weight
+    decay, orthogonality)."""
     return (
         (hparams.get("init") == "closed_form" and hparams.get("init_method") == "ridge")
         or bool(hparams.get("ridge"))
         or bool(hparams.get("weight_decay"))
+        or bool(hparams.get("orthogonality"))
     )
+
+
+def may_interpolate(hparams: dict) -> bool:
+    """Whether the interpolation trap applies to an LCross fit with these hyperparameters (given n <= d_source): T
+    is fitted or started by closed-form least squares (``init: closed_form`` with ``init_method: lstsq``, LCross's
+    defaults) and nothing regularises it. A gradient-descent fit from a random or identity start, a ridge or
+    Procrustes start, or any penalty (the demo's orthogonality) is not warned about."""
+    least_squares = (
+        hparams.get("init", "closed_form") == "closed_form" and hparams.get("init_method", "lstsq") == "lstsq"
+    )
+    return least_squares and not is_regularised(hparams)
 
 
 def interpolation_warning(n_rows: int, d_source: int) -> str | None:
