@@ -18,6 +18,7 @@ _EXPORTS = {
     "LCrossInputError": "lcross.errors",
     "LCrossFitError": "lcross.errors",
     "LayerwiseTransform": "lcross.transform.layerwise",
+    "MLPTransform": "lcross.transform.mlp",
     "LinearTransform": "lcross.transform.linear",
     "ModelSpec": "lcross.models.loading",
     "PairedDeltas": "lcross.training.datamodule",

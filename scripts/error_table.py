@@ -12,6 +12,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import contextlib
+import io
 import json
 import tempfile
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from lcross import (
     ExtractionSettings,
     LCross,
     LinearTransform,
+    MLPTransform,
     ModelSpec,
     PairedDeltas,
     SteeringVector,
@@ -34,6 +37,7 @@ from lcross import (
     steer,
 )
 from lcross.callbacks.steering_efficacy import SteeringEfficacy
+from lcross.cli.transfer import transfer_vector
 from lcross.corpus.passages import CorpusSource, iter_passages
 from lcross.formats.vector_files import load_vector, save_vector
 from lcross.models.tiny import byte_tokenizer, tiny_model
@@ -334,6 +338,12 @@ def cases(tmp: Path) -> list[tuple[str, Callable[[], object]]]:
         ("`lcross transfer --target-layer` beyond the target model", _target_layer_beyond),
         ("`lcross transfer --out` that is a folder", lambda: _out_folder(tmp)),
         ("`lcross generate --max-new-tokens` beyond the model's context", _long_generation),
+        ("an MLP transform with hidden width 0", lambda: MLPTransform(4, 3, hidden=0)),
+        (
+            "a bare vector file through a non-linear T (lcross transfer --vector, no --jacobian)",
+            lambda: transfer_vector(MLPTransform(4, 3, [(0, 1)]), SteeringVector.single(torch.ones(4), 0)),
+        ),
+        ("a transform saved as a .gguf control vector", lambda: save_vector(MLPTransform(4, 3), tmp / "T.gguf")),  # type: ignore[arg-type]
     ]
 
 
@@ -343,7 +353,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, trigger in cases(Path(tmp)):
             try:
-                trigger()
+                # what a case prints on its way to the error (Lightning's banner) is not part of the table
+                with contextlib.redirect_stdout(io.StringIO()):
+                    trigger()
                 message = "(no error: this is a bug)"
             except Exception as err:
                 message = f"`{type(err).__name__}`: " + str(err).replace(tmp, "<dir>").replace("|", "\\|")

@@ -144,13 +144,13 @@ def test_the_test_concept_reaches_neither_the_fit_nor_the_selection(monkeypatch)
     def owners(xs):
         return {name for name, (own, _) in rows.items() if (xs[:, 0] == own[0, 0]).any()}
 
-    def fit(family, setting, xs, xt, seed=0, corpus=None):
+    def fit(family, setting, xs, xt, seed=0, corpus=None, **states):
         seen.append((current["test"], owners(xs)))
-        return real_fit(family, setting, xs, xt, seed=seed, corpus=corpus)
+        return real_fit(family, setting, xs, xt, seed=seed, corpus=corpus, **states)
 
-    def cosine(transform, pair, method):
+    def cosine(transform, pair, method, *states):
         seen.append((current["test"], owners(pair[0])))
-        return real_cos(transform, pair, method)
+        return real_cos(transform, pair, method, *states)
 
     real_select = crossval.select_and_fit
 

@@ -35,7 +35,11 @@ from lcross.transform.base import Transform
 
 
 def transfer_vector(
-    transform: Transform, vector: SteeringVector, layers: list[int] | None = None, target_layer: int | None = None
+    transform: Transform,
+    vector: SteeringVector,
+    layers: list[int] | None = None,
+    target_layer: int | None = None,
+    jacobian: bool = False,
 ) -> SteeringVector:
     """``vector`` (optionally only ``layers``) through T, with clear errors for a vector T cannot map.
 
@@ -44,7 +48,17 @@ def transfer_vector(
         vector: a source-model vector.
         layers: the layers of ``vector`` to transfer (default: all of them).
         target_layer: with a one-pair transfer, the target layer to put the result at (default: T's).
+        jacobian: with a non-linear T, transfer the bare vector through T's linearisation at the mean source state,
+            ``J_T(mean h) @ v`` (an approximation); without it such a T refuses a bare vector.
     """
+    if not transform.linear_map and not jacobian:
+        raise LCrossInputError(
+            f"a {type(transform).__name__} is not linear: a bare vector (a difference of states) has no exact image "
+            "under it; it transfers a concept through the concept's source states, the mean of T(h_pos) - T(h_neg)",
+            where="lcross transfer --vector",
+            fix="give --run RUN --concept NAME (the concept's states are read or extracted), or pass --jacobian for "
+            "J_T(mean h) @ v, T's linearisation at the mean source state (an approximation)",
+        )
     if layers:
         vector = vector.with_directions({l: vector[l] for l in layers})
     if vector.width != transform.d_source:
@@ -117,10 +131,15 @@ def newest_run(config: str | Path) -> Path:
     return max(found, key=lambda p: int(p.name[8:]))
 
 
-def run_source_vectors(run: str | Path, concepts: list[str] | None = None) -> dict[str, SteeringVector]:
+def run_source_vectors(
+    run: str | Path, concepts: list[str] | None = None, transform: Transform | None = None
+) -> dict[str, SteeringVector]:
     """Concept -> its source SV (float32) at the source layers of a fitted run, from the run's cached deltas (the
-    models load only when the cache lacks them). Default: the run's evaluation concepts."""
+    models load only when the cache lacks them). Default: the run's evaluation concepts. With ``transform``: each
+    concept's vector transferred through it as T defines it (through the concept's source states for a non-linear
+    T: ``lcross.training.state_transfer``)."""
     from lcross.training.config import data_module_from_config
+    from lcross.training.state_transfer import concept_vector, keep_states_for
 
     run = Path(run)
     if not (run / "config.yaml").exists():
@@ -133,8 +152,13 @@ def run_source_vectors(run: str | Path, concepts: list[str] | None = None) -> di
             raise LCrossInputError(
                 f"unknown concept {concept!r}", where="--concept", fix=f"use {sorted(data.concepts)}"
             )
+    if transform is not None:
+        keep_states_for(transform, data)
     data.prepare_data()
     data.setup()
+    if transform is not None:
+        transform.check_models(data.d_source, data.d_target)
+        return {c: concept_vector(transform, data, c) for c in concepts or data.eval_concepts}
     return {c: data.steering_vector("source", c).to(torch.float32) for c in concepts or data.eval_concepts}
 
 
@@ -152,7 +176,7 @@ def write_run_vectors(
     for fmt in formats:
         named_format(fmt)
     model_type = target_model_type(run)
-    moved = {c: with_model_type(transfer_vector(transform, v), model_type) for c, v in run_source_vectors(run).items()}
+    moved = {c: with_model_type(v, model_type) for c, v in run_source_vectors(run, transform=transform).items()}
     return write_named_vectors(moved, Path(run) / dirname, formats, beta=beta, force=force, where="lcross transfer")
 
 
@@ -213,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         "--force",
         action="store_true",
         help="with --run and no --concept: replace files in <run>/vectors that lcross did not write (refused without)",
+    )
+    parser.add_argument(
+        "--jacobian",
+        action="store_true",
+        help="with a non-linear T (MLPTransform) and --vector: transfer the bare vector through J_T(mean h), T's "
+        "linearisation at the mean source state it was fitted on (an approximation; without it such a T refuses a "
+        "bare vector: give --run and --concept to transfer through the concept's states)",
     )
     parser.add_argument("--check", action="store_true", help=CHECK_HELP)
     args = parser.parse_args(argv)
@@ -279,8 +310,15 @@ def _check_inputs(args: argparse.Namespace) -> None:
             run_concept(run, args.concept, "--concept")
     if args.vector:
         existing(args.vector, "--vector")
-        load_vector(args.vector, layer=args.layer[0] if args.layer and len(args.layer) == 1 else None)
+        load_vector(args.vector, layer=_bare_layer(args))
     transform_input(args.transform or run / "transform", "--transform")  # type: ignore[operator]
+    if args.vector and Path(args.transform).exists():
+        from lcross.transform.loading import load_transform
+
+        transform = load_transform(args.transform)
+        if not transform.linear_map:  # a bare vector without --jacobian is refused: said by --check too
+            vector = load_vector(args.vector, layer=_bare_layer(args))
+            transfer_vector(transform, vector, args.layer, args.target_layer, jacobian=args.jacobian)
 
 
 def _run(args: argparse.Namespace) -> list[Path]:
@@ -297,11 +335,26 @@ def _run(args: argparse.Namespace) -> list[Path]:
     if from_run:
         run = Path(args.run) if args.run else newest_run(args.config)
         transform = load_transform(args.transform or run / "transform")
-        vector = run_source_vectors(run, [args.concept])[args.concept]
         model_type = target_model_type(run)
+        if not transform.linear_map:  # through the concept's source states, as T defines the transfer
+            moved = run_source_vectors(run, [args.concept], transform)[args.concept]
+            if args.layer or args.target_layer is not None:
+                raise LCrossInputError(
+                    "--layer and --target-layer pick layers of a bare vector; a non-linear T maps its own layer pairs",
+                    where="lcross transfer",
+                    fix="leave them out",
+                )
+            return [save_vector(with_model_type(moved, model_type), args.out, beta=args.beta)]
+        vector = run_source_vectors(run, [args.concept])[args.concept]
     else:
         transform = load_transform(args.transform)
-        bare_layer = args.layer[0] if args.layer and len(args.layer) == 1 else None
-        vector = load_vector(args.vector, layer=bare_layer)
-    moved = with_model_type(transfer_vector(transform, vector, args.layer, args.target_layer), model_type)
+        vector = load_vector(args.vector, layer=_bare_layer(args))
+    moved = with_model_type(
+        transfer_vector(transform, vector, args.layer, args.target_layer, jacobian=args.jacobian), model_type
+    )
     return [save_vector(moved, args.out, beta=args.beta)]
+
+
+def _bare_layer(args: argparse.Namespace) -> int | None:
+    """The layer of a vector file holding one bare tensor: the one ``--layer`` given."""
+    return args.layer[0] if args.layer and len(args.layer) == 1 else None

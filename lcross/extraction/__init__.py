@@ -6,6 +6,7 @@ from lcross.exports import lazy_exports
 
 _EXPORTS = {
     "extract_deltas": "lcross.extraction.activations",
+    "extract_states": "lcross.extraction.activations",
     "last_token_states": "lcross.extraction.activations",
     "token_states": "lcross.extraction.activations",
     "states_of_rows": "lcross.extraction.activations",

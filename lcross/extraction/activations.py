@@ -119,7 +119,40 @@ def extract_deltas(
     Returns:
         float32 tensor [n_pairs, d_model] on the CPU; for a list of layers, a dict layer -> such a tensor.
     """
-    layers = [layer] if isinstance(layer, int) else list(layer)
+    states = extract_states(
+        model,
+        tokenizer,
+        pairs,
+        [layer] if isinstance(layer, int) else list(layer),
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        chat_template=chat_template,
+        on_batch=on_batch,
+        pack_pairs=pack_pairs,
+        max_text_tokens=max_text_tokens,
+    )
+    deltas = {l: s[:, 0] - s[:, 1] for l, s in states.items()}
+    return deltas[layer] if isinstance(layer, int) else deltas
+
+
+def extract_states(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[Pair | dict],
+    layers: Sequence[int],
+    *,
+    batch_size: int | None = None,
+    max_batch_tokens: int | None = None,
+    chat_template: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+    pack_pairs: bool | None = None,
+    max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+) -> dict[int, torch.Tensor]:
+    """Each pair's two states at the read position, kept apart: layer -> float32 ``[n_pairs, 2, d_model]`` on the
+    CPU, ``[:, 0]`` the positive text's state and ``[:, 1]`` the negative's (their difference is ``extract_deltas``).
+    What a non-linear T transfers a concept through (``Transform.transfer_states``). The arguments are
+    ``extract_deltas``'s; the same single pass computes both states (packed or not)."""
+    layers = list(layers)
     texts = encode_texts(tokenizer, pairs, chat_template)
     # Every text's token ids (and so its length) are known from here on: checked against the model's context and
     # the cap before any forward pass.
@@ -136,8 +169,7 @@ def extract_deltas(
         on_batch=on_batch,
         paired=pack_pairs if pack_pairs is not None else packing_supported(model),
     )
-    deltas = {l: s[0::2] - s[1::2] for l, s in states.items()}
-    return deltas[layer] if isinstance(layer, int) else deltas
+    return {l: torch.stack([s[0::2], s[1::2]], dim=1) for l, s in states.items()}
 
 
 def encode_texts(tokenizer: Any, pairs: Sequence[Pair | dict], chat_template: bool) -> list[Encoded]:

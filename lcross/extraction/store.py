@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from lcross.concepts.pairs import Concept, TextPair
-from lcross.extraction.activations import encode_texts, extract_deltas
+from lcross.extraction.activations import encode_texts, extract_states
 from lcross.extraction.cache import DeltaCache, cache_key
 from lcross.extraction.settings import ExtractionSettings
 from lcross.extraction.sharded import extract_deltas_sharded
@@ -49,6 +49,9 @@ class DeltaStore:
         cache: where deltas are kept.
         extraction: batch sizes, pairs per cache entry (``shard_size``) and processes (``ExtractionSettings``).
         max_text_tokens: refuse any text longer than this (or than the model's context) before extraction.
+        keep_states: also keep each text's state at the read position (positive and negative apart), in entries
+            beside the deltas (``load_states``): what a non-linear T transfers through. Computed in the same pass as
+            the deltas, in this process (a sharded ``extraction.trainer`` extracts deltas only).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class DeltaStore:
         cache: DeltaCache,
         extraction: ExtractionSettings = ExtractionSettings(),  # noqa: B008 (frozen: one shared default is safe)
         max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+        keep_states: bool = False,
     ):
         self.specs, self.concepts = dict(specs), dict(concepts)
         self.layers = {side: as_layer_list(layers[side]) for side in layers}
@@ -68,6 +72,7 @@ class DeltaStore:
         self.chat_template, self.cache, self.extraction = chat_template, cache, extraction
         check_max_text_tokens(max_text_tokens)
         self.max_text_tokens = max_text_tokens
+        self.keep_states = keep_states
         self._models: dict[Side, tuple[torch.nn.Module, Any]] = {}
         self._fingerprints: dict[Side, str] = {}
         self._widths: dict[Side, int] = {}
@@ -108,18 +113,47 @@ class DeltaStore:
             for layer in self.layers[side]
         }
 
-    def expected(self, side: Side, concept: str, shard: int, layer: int) -> dict[str, Any]:
-        """What the cache entry of one (side, concept, shard, layer) must say it holds (``DeltaCache.load``)."""
+    def expected(self, side: Side, concept: str, shard: int, layer: int, what: str = "deltas") -> dict[str, Any]:
+        """What the cache entry of one (side, concept, shard, layer) must say it holds (``DeltaCache.load``): its
+        deltas, ``[n, d]``, or with ``what="states"`` its states, ``[n, 2, d]``."""
         size = self.extraction.shard_size
         n = len(self.concepts[concept].train[shard * size : (shard + 1) * size])
         width = self._widths.get(side)
         if width is None:
             width = self._widths[side] = self.specs[side].hidden_size()
-        return {"side": side, "concept": concept, "shard": shard, "layer": layer, "shape": [n, width]}
+        shape = [n, width] if what == "deltas" else [n, 2, width]
+        return {"side": side, "concept": concept, "shard": shard, "layer": layer, "shape": shape}
 
-    def entry(self, side: Side, concept: str, shard: int, layer: int, key: str) -> torch.Tensor | None:
-        """The cached deltas of one (side, concept, shard, layer), or None when absent or failing a check."""
-        return self.cache.load(key, self.expected(side, concept, shard, layer))
+    def entry(
+        self, side: Side, concept: str, shard: int, layer: int, key: str, what: str = "deltas"
+    ) -> torch.Tensor | None:
+        """The cached deltas (or states) of one (side, concept, shard, layer), or None when absent or failing a
+        check."""
+        return self.cache.load(key, self.expected(side, concept, shard, layer, what))
+
+    def state_keys(self, side: Side, concept: str, shard: int) -> dict[int, str]:
+        """layer -> cache key of one shard's states (``[n, 2, d]``: each pair's positive and negative state), an entry
+        beside the deltas' (the same parts, and what it holds)."""
+        deltas = self.shard_keys(side, concept, shard)  # fills the fingerprint
+        return {
+            layer: cache_key(
+                model=self._fingerprints[side],
+                layer=layer,
+                data=self.concepts[concept].fingerprint(),
+                chat_template=self.chat_template,
+                dtype=self.specs[side].dtype,
+                shard=(shard, self.extraction.shard_size),
+                entry="states",
+            )
+            for layer in deltas
+        }
+
+    def _entry_keys(self, side: Side, concept: str, shard: int) -> dict[tuple[str, int], str]:
+        """(what, layer) -> key of every entry a shard needs: its deltas, and its states with ``keep_states``."""
+        keys = {("deltas", l): k for l, k in self.shard_keys(side, concept, shard).items()}
+        if self.keep_states:
+            keys |= {("states", l): k for l, k in self.state_keys(side, concept, shard).items()}
+        return keys
 
     def keys(self, side: Side, concept: str) -> list[str]:
         """Every cache key of the concept on one side, shard by shard (layers in order within a shard)."""
@@ -134,10 +168,10 @@ class DeltaStore:
             side
             for side in SIDES
             if any(
-                self.entry(side, name, shard, layer, key) is None
+                self.entry(side, name, shard, layer, key, what) is None
                 for name in self.concepts
                 for shard in range(self.n_shards(name))
-                for layer, key in self.shard_keys(side, name, shard).items()
+                for (what, layer), key in self._entry_keys(side, name, shard).items()
             )
         ]
         for side in SIDES:  # every text measured before the first forward pass, also when the deltas are cached
@@ -145,20 +179,22 @@ class DeltaStore:
         for side in SIDES:
             for name, concept in self.concepts.items() if side in needed else ():
                 for shard in range(self.n_shards(name)):
-                    keys = self.shard_keys(side, name, shard)
+                    keys = self._entry_keys(side, name, shard)
                     missing = {
-                        layer: key for layer, key in keys.items() if self.entry(side, name, shard, layer, key) is None
+                        (what, layer): key
+                        for (what, layer), key in keys.items()
+                        if self.entry(side, name, shard, layer, key, what) is None
                     }
                     if not missing:
                         continue
                     size = self.extraction.shard_size
                     pairs = concept.train[shard * size : (shard + 1) * size]
-                    at = layer_label(list(missing))
+                    at = layer_label(sorted({layer for _, layer in missing}))
                     what = f"extracting {side} deltas for {name} (shard {shard}) at {at}"
                     with phase(what, 2 * len(pairs)) as advance:
                         meta = {"side": side, "concept": name, "shard": shard}
                         self._extract_shard(side, pairs, missing, meta, advance)
-                        if any(self.entry(side, name, shard, l, k) is None for l, k in missing.items()):
+                        if any(self.entry(side, name, shard, l, k, w) is None for (w, l), k in missing.items()):
                             raise RuntimeError(f"the deltas of {name} ({side}, shard {shard}) did not reach the cache")
             if also is not None:
                 also(side)
@@ -193,16 +229,22 @@ class DeltaStore:
                 check_text_lengths(texts, labels, self.max_text_tokens, context, spec.name)
 
     def _extract_shard(
-        self, side: Side, pairs: list, keys: dict[int, str], meta: dict[str, Any], advance: Callable[[int], None]
+        self,
+        side: Side,
+        pairs: list,
+        keys: dict[tuple[str, int], str],
+        meta: dict[str, Any],
+        advance: Callable[[int], None],
     ) -> None:
         settings = self.extraction
-        if settings.trainer:
+        layers = sorted({layer for _, layer in keys})
+        if settings.trainer and not any(what == "states" for what, _ in keys):
             extract_deltas_sharded(
                 self.specs[side],
                 pairs,
-                list(keys),
+                layers,
                 cache=self.cache,
-                key=list(keys.values()),
+                key=[keys["deltas", layer] for layer in layers],
                 trainer_kwargs=settings.trainer,
                 meta=meta,
                 chat_template=self.chat_template,
@@ -211,19 +253,22 @@ class DeltaStore:
             )
             return
         model, tokenizer = self.model(side)
-        deltas = extract_deltas(
+        states = extract_states(
             model,
             tokenizer,
             pairs,
-            list(keys),
+            layers,
             batch_size=settings.batch_size,
             max_batch_tokens=settings.max_batch_tokens,
             chat_template=self.chat_template,
             on_batch=batch_advancer(advance),
             max_text_tokens=self.max_text_tokens,
         )
-        for layer, key in keys.items():
-            self.cache.save(key, deltas[layer], {**meta, "layer": layer})
+        # both entries of a layer from the one pass (a shard missing only its states rewrites its deltas, the same
+        # numbers: extraction is deterministic)
+        for (what, layer), key in keys.items():
+            value = states[layer] if what == "states" else states[layer][:, 0] - states[layer][:, 1]
+            self.cache.save(key, value, {**meta, "layer": layer, "entry": what})
 
     def load(self) -> dict[Side, dict[str, torch.Tensor]]:
         """side -> concept -> deltas [n_train_pairs, n_layers, d], read from the cache (``extract_missing`` first)."""
@@ -240,6 +285,25 @@ class DeltaStore:
                     shards.append(torch.stack([e for e in layers if e is not None], dim=1))
                 deltas[side][name] = torch.cat(shards)
         return deltas
+
+    def load_states(self) -> dict[Side, dict[str, torch.Tensor]]:
+        """side -> concept -> states ``[n_train_pairs, n_layers, 2, d]`` (``[..., 0, :]`` positive, ``[..., 1, :]``
+        negative), read from the cache (``keep_states`` and ``extract_missing`` first)."""
+        states: dict[Side, dict[str, torch.Tensor]] = {}
+        for side in SIDES:
+            states[side] = {}
+            for name in self.concepts:
+                shards = []
+                for shard in range(self.n_shards(name)):
+                    keys = self.state_keys(side, name, shard)
+                    layers = [self.entry(side, name, shard, layer, key, "states") for layer, key in keys.items()]
+                    if any(entry is None for entry in layers):
+                        raise RuntimeError(
+                            f"states of {name} ({side}) are not cached; set keep_states and call extract_missing()"
+                        )
+                    shards.append(torch.stack([e for e in layers if e is not None], dim=1))
+                states[side][name] = torch.cat(shards)
+        return states
 
 
 # Tokens a chat template and special tokens may add to a text (far more than any template uses).

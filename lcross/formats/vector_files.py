@@ -56,6 +56,15 @@ def save_vector(vector: SteeringVector, path: str | Path, *, beta: float = 1.0) 
     """
     path = Path(path)
     fmt = format_for(path)
+    if not isinstance(vector, SteeringVector):
+        # a transform (above all a non-linear one) is a map, not a control vector: no steering file can hold it
+        what = type(vector).__name__
+        raise LCrossInputError(
+            f"a {what} is not a steering vector: a {fmt.suffix} file holds one direction per layer, not a map",
+            where=str(path),
+            fix="transfer a vector through T and save that (lcross transfer --run RUN --concept NAME --out "
+            f"v{fmt.suffix}); save T itself with save_pretrained",
+        )
     fmt.check_layers(vector.layers, str(path))
     check_directions(vector, str(path))  # a NaN vector (a NaN T, NaN deltas) is never written as if it were one
     fmt.write(vector, path, beta)

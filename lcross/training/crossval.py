@@ -15,6 +15,16 @@ test concept, which nothing before has seen:
 
 Pooled figures are means over folds with a bootstrap interval over folds.
 
+A T that maps *states* (a non-linear ``MLPTransform``) is scored through the test concept's states: its transferred
+vector is the mean over the concept's pairs of ``T(h_pos) - T(h_neg)``, its per-pair deltas ``T(h_pos) - T(h_neg)``
+(for a linear T both are the usual transfer of the vector and of the deltas). The state families are fitted on each
+pair's two states, which the store keeps when they are asked for.
+
+Predictors of transfer, per test concept and family, known before steering anything: ``consistency``, the mean
+pairwise cosine of the concept's source deltas (Braun et al. 2025); ``r2`` and ``pair_cos`` (the mean cosine of each
+pair's transferred delta to the target's), T's held-out fit on the concept's deltas; and ``cos``. Their Spearman rank
+correlation with the swing across test concepts is reported per family.
+
     lcross crossval --config configs/demo.yaml --out results/crossval_demo
 """
 
@@ -36,7 +46,8 @@ from lcross.progress import phase
 from lcross.setting_checks import beta_value
 from lcross.steering.aggregators import SVMethod, steering_vector
 from lcross.steering.hooks import Positions
-from lcross.training.families import Family, families_named, fit_family
+from lcross.training.families import Family, States, families_named, fit_family, needs_corpus, needs_states
+from lcross.training.predictors import consistency, spearman
 from lcross.transform.base import Transform
 from lcross.transform.sufficient_stats import GramStats
 
@@ -72,10 +83,37 @@ def r2_score(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(1 - residual / total)
 
 
+def stack_states(states: Mapping[str, States], names: Sequence[str]) -> States:
+    return torch.cat([states[n][0] for n in names]), torch.cat([states[n][1] for n in names])
+
+
 @torch.no_grad()
-def sv_cosine(transform: Transform, rows: Rows, method: SVMethod) -> float:
-    source_sv, own_sv = steering_vector(rows[0], method), steering_vector(rows[1], method)
-    transferred = transform.transfer(source_sv)
+def transferred_sv(transform: Transform, rows: Rows, method: SVMethod, states: States | None = None) -> torch.Tensor:
+    """The concept's source SV as T transfers it: ``transfer`` of the vector for a linear T, the mean over the
+    concept's pairs of ``T(h_pos) - T(h_neg)`` for a non-linear one (its source states ``states[0]``)."""
+    if transform.linear_map:
+        return transform.transfer(steering_vector(rows[0], method))
+    if states is None:
+        raise LCrossInputError(
+            f"a {type(transform).__name__} transfers a concept through its states, and none were kept",
+            fix="keep the pairs' states (crossval does for the state families)",
+        )
+    return transform.transfer_states(states[0][:, 0].float(), states[0][:, 1].float())
+
+
+@torch.no_grad()
+def pair_deltas(transform: Transform, rows: Rows, states: States | None = None) -> torch.Tensor:
+    """Each pair's transferred delta [n, d_target]: ``T(h_pos) - T(h_neg)`` (for a linear T, the delta's image)."""
+    if transform.linear_map:
+        return transform.transfer(rows[0].float()).detach()
+    assert states is not None  # transferred_sv names the problem first
+    return (transform(states[0][:, 0].float()) - transform(states[0][:, 1].float())).detach()
+
+
+@torch.no_grad()
+def sv_cosine(transform: Transform, rows: Rows, method: SVMethod, states: States | None = None) -> float:
+    own_sv = steering_vector(rows[1], method)
+    transferred = transferred_sv(transform, rows, method, states)
     return float(torch.nn.functional.cosine_similarity(transferred.double(), own_sv.double(), dim=0))
 
 
@@ -91,6 +129,8 @@ class FoldResult:
     cos: float
     transform: Transform | None = field(default=None, repr=False)
     norm_ratio: float = float("nan")  # |T sv_source| / |own SV| on the test concept
+    pair_cos: float = float("nan")  # mean cosine of each pair's transferred delta to the target's delta
+    consistency: float = float("nan")  # mean pairwise cosine of the test concept's source deltas
 
 
 def select_and_fit(
@@ -101,21 +141,45 @@ def select_and_fit(
     inner_folds: int,
     seed: int,
     corpus: GramStats | None = None,
+    states: Mapping[str, States] | None = None,
+    corpus_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
+    memo: dict[Any, Transform] | None = None,
 ) -> tuple[dict[str, Any], float, Transform]:
     """(chosen setting, its mean inner val cosine, T refitted with it on all of ``remaining``): the test concept is
-    not among ``remaining``, so it reaches neither the fit nor the choice."""
+    not among ``remaining``, so it reaches neither the fit nor the choice. ``states``: each concept's (source,
+    target) states for the state families; ``corpus_rows``: the corpus's token states for ``mlp``; ``memo``: fits
+    that see no concept data (a family on the corpus alone), kept across folds (the same T in every fold)."""
     validation = inner_validation(remaining, inner_folds)
+    alone = needs_corpus(family) and family.kind == "mlp"  # fitted on the corpus alone: no concept reaches it
+
+    def fit(setting: dict[str, Any], names: Sequence[str]) -> Transform:
+        key = (family.name, json.dumps(setting, sort_keys=True))
+        if alone and memo is not None and key in memo:
+            return memo[key]
+        fitted_states = stack_states(states, names) if states is not None and needs_states(family) else None
+        transform = fit_family(
+            family,
+            setting,
+            *stack(rows, names),
+            seed=seed,
+            corpus=corpus,
+            states=fitted_states,
+            corpus_rows=corpus_rows,
+        )
+        if alone and memo is not None:
+            memo[key] = transform
+        return transform
+
     scores = []
     for setting in family.grid:
         cosines = []
         for val in validation:
-            fit_on = [c for c in remaining if c != val]
-            transform = fit_family(family, setting, *stack(rows, fit_on), seed=seed, corpus=corpus)
-            cosines.append(sv_cosine(transform, rows[val], method))
+            transform = fit(setting, [c for c in remaining if c != val])
+            cosines.append(sv_cosine(transform, rows[val], method, None if states is None else states.get(val)))
         scores.append(sum(cosines) / len(cosines) if cosines else float("nan"))
     best = max(range(len(scores)), key=lambda i: -math.inf if math.isnan(scores[i]) else scores[i])
     chosen = family.grid[best]
-    return chosen, scores[best], fit_family(family, chosen, *stack(rows, remaining), seed=seed, corpus=corpus)
+    return chosen, scores[best], fit(chosen, remaining)
 
 
 def crossvalidate(
@@ -125,26 +189,35 @@ def crossvalidate(
     inner_folds: int = 2,
     seed: int = 0,
     corpus: GramStats | None = None,
+    states: Mapping[str, States] | None = None,
+    corpus_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[FoldResult]:
     """Every family on every leave-one-concept-out fold (see the module docs); ``corpus``: the corpus's sufficient
-    statistics, for the corpus families (the corpus holds no concept data, so it is the same in every fold)."""
+    statistics, for the corpus families (the corpus holds no concept data, so it is the same in every fold);
+    ``states``: concept -> (source states [n, 2, d_source], target states [n, 2, d_target]), for the state families;
+    ``corpus_rows``: the corpus's token states, for ``mlp``."""
     results = []
+    memo: dict[Any, Transform] = {}
     for test, remaining in loco_folds(list(rows)):
+        mine = None if states is None else states.get(test)
         for family in families:
             with phase(f"fold {test}: selecting and fitting {family.name}"):
                 setting, selection_cos, transform = select_and_fit(
-                    family, rows, remaining, method, inner_folds, seed, corpus
+                    family, rows, remaining, method, inner_folds, seed, corpus, states, corpus_rows, memo
                 )
             xs, xt = rows[test]
+            moved = pair_deltas(transform, rows[test], mine)  # each pair's transferred delta: no intercept
             results.append(
                 FoldResult(
                     family.name,
                     test,
                     dict(setting),
                     selection_cos,
-                    r2_score(transform.transfer(xs.float()).detach(), xt.float()),  # deltas: no intercept
-                    sv_cosine(transform, rows[test], method),
+                    r2_score(moved, xt.float()),
+                    sv_cosine(transform, rows[test], method, mine),
                     transform,
+                    pair_cos=float(torch.nn.functional.cosine_similarity(moved.double(), xt.double(), dim=-1).mean()),
+                    consistency=consistency(xs),
                 )
             )
     return results
@@ -237,14 +310,25 @@ def run(
     used = {n: data.concepts[n].training_contents() for n in names}
     for test, remaining in loco_folds(names):  # every fold's test concept must be unseen by the rest
         check_held_out_is_unseen(Split("concept", tuple(remaining), (test,), (test,)), contents, used)
+    with_states = any(needs_states(f) for f in families)
+    data.store.keep_states = with_states  # each pair's two states, in cache entries beside the deltas
     data.prepare_data()
     data.setup("fit")
     rows = {n: (data.deltas["source"][n][:, 0], data.deltas["target"][n][:, 0]) for n in names}
-    corpus = None
-    if data.corpus is not None and any(f.kind == "corpus" for f in families):
+    states = None
+    if with_states:
+        kept = data.store.load_states()  # side -> concept -> [n, n_layers, 2, d]
+        states = {n: (kept["source"][n][:, 0], kept["target"][n][:, 0]) for n in names}
+    corpus, corpus_rows = None, None
+    if data.corpus is not None and any(needs_corpus(f) for f in families):
         data.prepare_corpus()
         corpus = data.corpus.statistics(0)
-    folds = crossvalidate(rows, families, data.aggregator, inner_folds, corpus=corpus)
+        limits = [f.fixed["max_rows"] for f in families if f.kind == "mlp" and "max_rows" in f.fixed]
+        if limits:
+            corpus_rows = _corpus_rows(data.corpus, max(limits))
+    folds = crossvalidate(
+        rows, families, data.aggregator, inner_folds, corpus=corpus, states=states, corpus_rows=corpus_rows
+    )
     swing: dict[tuple[str, str], torch.Tensor] = {}
     if efficacy:
         model, tokenizer = data.model("target")
@@ -262,7 +346,8 @@ def run(
             # T's own scaling is off is reported as norm_ratio
             for result in (r for r in folds if r.test == test):
                 assert result.transform is not None  # set by crossvalidate
-                moved = result.transform.transfer(source_sv).detach().float()
+                mine = None if states is None else states[test]
+                moved = transferred_sv(result.transform, rows[test], data.aggregator, mine).detach().float()
                 result.norm_ratio = float(moved.norm() / own.norm())
                 vectors[result.family] = moved * own.norm() / moved.norm()
             random_sv = source_sv @ random_map(source_sv.shape[0], own.shape[0], seed=0)
@@ -293,6 +378,7 @@ def run(
             f"{test}/{name}": _mean(values) for (test, name), values in swing.items() if name in ("own_sv", "random_T")
         },
         "pooled": summary,
+        "predictors": predictor_correlations(folds, swing, [f.name for f in families]),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -301,6 +387,20 @@ def run(
     with atomic_path(out / "crossval.md") as tmp:
         tmp.write_text(markdown(record))
     return out / "crossval.md"
+
+
+def _corpus_rows(corpus: Any, max_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The corpus's token states of the one layer pair, shard by shard, up to ``max_rows`` rows (in memory: the MLP
+    families of the comparison fit on them several times)."""
+    xs, xt, held = [], [], 0
+    for shard in corpus.plan().shards:
+        if held >= max_rows:
+            break
+        source, target = corpus.load_shard(shard, 0)
+        xs.append(source[: max_rows - held])
+        xt.append(target[: max_rows - held])
+        held += xs[-1].shape[0]
+    return torch.cat(xs), torch.cat(xt)
 
 
 def _efficacy_settings(config: str | Path) -> tuple[Positions, int]:
@@ -325,11 +425,27 @@ def _summarise(
         tests = [r.test for r in mine] or sorted({t for t, n in swing if n == name})
         summary[name] = {
             "r2": pooled([r.r2 for r in mine]) if mine else None,
+            "pair_cos": pooled([r.pair_cos for r in mine]) if mine else None,
             "cos": pooled([r.cos for r in mine]) if mine else None,
             "norm_ratio": pooled([r.norm_ratio for r in mine]) if mine else None,
             "swing": pooled([_mean(swing.get((t, name))) for t in tests]),
         }
     return summary
+
+
+PREDICTORS = ("consistency", "r2", "pair_cos", "cos")
+
+
+def predictor_correlations(
+    folds: Sequence[FoldResult], swing: Mapping[tuple[str, str], torch.Tensor], names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Per family: each predictor's Spearman rank correlation with the swing across the test concepts."""
+    out = {}
+    for name in names:
+        mine = sorted((r for r in folds if r.family == name), key=lambda r: r.test)
+        swung = [_mean(swing.get((r.test, name))) for r in mine]
+        out[name] = {key: spearman([getattr(r, key) for r in mine], swung) for key in PREDICTORS}
+    return out
 
 
 def _fmt(entry: Mapping[str, float] | None, digits: int = 3) -> str:
@@ -375,6 +491,33 @@ def markdown(record: Mapping[str, Any]) -> str:
             )
             cells.append("-" if value is None or math.isnan(value) else f"{value:.3f}")
         lines.append(f"| {test} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Predictors of transfer",
+        "",
+        "Known before steering: the consistency of the test concept's source deltas (mean pairwise cosine), T's fit "
+        "on its deltas (R^2, mean cosine of each pair's transferred delta to the target's), and the transferred-to-own "
+        "cosine. Per test concept, then each predictor's Spearman rank correlation with the swing across test "
+        f"concepts (over {len(record['concepts'])} concepts: a rough guide, not a test).",
+        "",
+        "| test concept | consistency | " + " | ".join(f"{n}: R^2 / pair cos / cos" for n in ranked) + " |",
+        "|---" * (len(ranked) + 2) + "|",
+    ]
+    for test in record["concepts"]:
+        mine = [by_fold.get((test, n)) for n in ranked]
+        known = next((f for f in mine if f is not None), None)
+        cells = [f"{known['consistency']:.3f}" if known else "-"]
+        cells += [f"{f['r2']:.2f} / {f['pair_cos']:.2f} / {f['cos']:.2f}" if f else "-" for f in mine]
+        lines.append(f"| {test} | " + " | ".join(cells) + " |")
+    correlations = record.get("predictors") or {}
+    lines += ["", "| T | " + " | ".join(f"rho({p}, swing)" for p in PREDICTORS) + " |", "|---" * 5 + "|"]
+    for name in ranked:
+        values = correlations.get(name, {})
+        lines.append(
+            f"| {name} | "
+            + " | ".join("-" if math.isnan(values.get(p, math.nan)) else f"{values[p]:+.2f}" for p in PREDICTORS)
+            + " |"
+        )
     lines += ["", "## Settings chosen in each fold", ""]
     for name in ranked:
         chosen = [f"{f['test']}: {f['setting'] or 'default'}" for f in record["folds"] if f["family"] == name]

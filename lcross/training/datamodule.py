@@ -35,6 +35,7 @@ from lcross.setting_checks import flag, one_of, open_fraction, settings_group, w
 from lcross.steering.aggregators import SVMethod, aggregator_name, make_aggregator, steering_vector
 from lcross.steering.vector import SteeringVector
 from lcross.training.moved_settings import refusing_moved_settings
+from lcross.training.predictors import consistency
 
 FitOn = Literal["deltas", "corpus", "both"]
 
@@ -356,6 +357,15 @@ class PairedDeltas(L.LightningDataModule):
             "fit_on": self.fit_on,
             **({"corpus_weight": self.corpus_weight} if self.fit_on == "both" else {}),
             **({"corpus": self.corpus.describe()} if self.corpus is not None else {}),
+            **({"consistency": self.consistency()} if self.deltas else {}),
+        }
+
+    def consistency(self) -> dict[str, float]:
+        """Per concept: the mean pairwise cosine of its source deltas at the first source layer, over the rows its
+        vector is made of (a predictor of transfer, known before steering; ``lcross.training.predictors``)."""
+        return {
+            name: round(consistency(deltas[vector_rows(self.split, name, deltas.shape[0]), 0]), 4)
+            for name, deltas in self.deltas["source"].items()
         }
 
     def identity(self) -> dict[str, Any]:

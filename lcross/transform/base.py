@@ -8,7 +8,10 @@ one-pair form also takes ``[.., d_source]``). Beside ``forward`` it implements, 
 
 - ``map_differences``: the image of a *difference* of states at one layer pair (what a steering vector and a delta
   row are). For a linear T that is the linear part, without the bias. A non-linear T has none of its own (it needs
-  the two states), so it refuses, and ``transfer`` with it;
+  the two states): it refuses (the default here), and ``transfer`` with it, or offers an approximation such as its
+  linearisation at a mean state (``MLPTransform``), saying so with ``linear_map`` False and in ``card_notes``;
+- ``transfer_states``: a concept's vector through its states, the mean of ``T(h_pos) - T(h_neg)`` over its pairs:
+  written once, here, from ``forward``; for a linear T it equals ``transfer`` of the mean-difference vector;
 - how LCross starts and regularises it: ``reset_random``, ``set_identity``, ``fit_closed_form`` (from paired rows),
   ``fit_statistics`` (from sufficient statistics), ``penalty``, ``resolve_bias``. The defaults here refuse, naming the
   setting that asked (``reset_random`` and ``resolve_bias`` keep what the constructor made), so a form implements only
@@ -105,6 +108,28 @@ class Transform(TransformFiles, torch.nn.Module, abc.ABC):
     @abc.abstractmethod
     def affine(self) -> bool:
         """Whether ``forward`` adds an offset (an intercept, fitted on states). Differences never get it."""
+
+    @property
+    def linear_map(self) -> bool:
+        """Whether the image of a difference of states is exact (``map_differences`` is T's own linear part). A
+        non-linear T (``MLPTransform``) says False: its ``map_differences`` is a linearisation, and a concept's vector
+        is transferred exactly only through its states (``transfer_states``)."""
+        return True
+
+    def transfer_states(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """A concept's transferred vector through its source *states*: the mean over its pairs of
+        ``T(h_pos) - T(h_neg)``, with ``positive`` and ``negative`` ``[n_pairs_of_the_concept, d_source]`` (one-pair
+        T) or ``[n, n_layer_pairs, d_source]``; returns ``[d_target]`` or ``[n_layer_pairs, d_target]``.
+
+        Any offset cancels in the difference, so for a linear T this equals ``transfer`` of the CAA vector
+        ``mean(h_pos - h_neg)`` (up to rounding); for a non-linear T it is the transfer the map itself defines."""
+        if positive.shape != negative.shape or positive.ndim < 2:
+            raise LCrossInputError(
+                f"positive states {tuple(positive.shape)} and negative states {tuple(negative.shape)}",
+                fix="give both texts' states of every pair, [n, d_source] or [n, n_layer_pairs, d_source], row by row",
+            )
+        self._check_width(positive)
+        return (self(positive) - self(negative)).mean(0)
 
     def map_differences(self, rows: torch.Tensor, pair: int = 0) -> torch.Tensor:
         """Differences of states ``[.., d_source]`` at layer pair ``pair`` (an index into ``layer_pairs``) ->

@@ -12,10 +12,11 @@ def model_card_text(card: dict[str, Any]) -> str:
     lines = [
         f"# lcross transform: {source or 'source'} -> {target or 'target'}",
         "",
-        "A linear map T from one language model's hidden space to another's, trained with lcross "
+        f"A {'non-linear' if card.get('transfer_notes') else 'linear'} map T from one language model's hidden space "
+        "to another's, trained with lcross "
         "(L-Cross Modulation, Huang et al. 2025, "
         "[arXiv 2501.02009](https://arxiv.org/abs/2501.02009)): a steering vector made for the source model, "
-        "multiplied by T, steers the target model.",
+        f"{'transferred through' if card.get('transfer_notes') else 'multiplied by'} T, steers the target model.",
         "",
         "## Models and layers",
         "",
@@ -25,9 +26,17 @@ def model_card_text(card: dict[str, Any]) -> str:
         f"| target | {target or 'not recorded'} | {card.get('d_target', '')} | {_layers(card, 'target')} |",
         "",
         f"Form: `{card.get('format', '')}`"
-        + (f", rank {card['rank']}" if card.get("rank") else ", full rank")
+        + (
+            f", {card.get('depth')} hidden layer(s) of width {card['hidden']}, {card.get('activation')}"
+            + (", beside a linear path" if card.get("residual") else "")
+            if card.get("hidden")
+            else f", rank {card['rank']}"
+            if card.get("rank")
+            else ", full rank"
+        )
         + (", one map per layer pair" if len(card.get("layer_pairs") or []) > 1 and not card.get("shared") else ""),
     ]
+    lines += [f"\n{note}." for note in card.get("transfer_notes") or []]
     fields = ("fit_on", "train_concepts", "val_concepts", "test_concepts", "split", "sv_method", "n_train_rows")
     data = {k: card[k] for k in fields if k in card}
     if isinstance(card.get("corpus"), dict):
@@ -57,6 +66,18 @@ def model_card_text(card: dict[str, Any]) -> str:
         if isinstance(hyper, dict):
             keys = ("loss", "lr", "ridge", "weight_decay", "orthogonality", "init", "init_method", "init_alpha")
             lines += [f"- {k}: {hyper[k]}" for k in keys if k in hyper]
+    steady = card.get("consistency")
+    if isinstance(steady, dict) and steady:
+        lines += [
+            "",
+            "## Predictors of transfer",
+            "",
+            "How consistent each concept's source deltas are (mean pairwise cosine; higher: the pairs agree on one "
+            "direction), known before steering; the metrics below give each validation concept's transferred-to-own "
+            "cosine (val/cos/<concept>).",
+            "",
+            "- consistency: " + ", ".join(f"{c} {v:.3f}" for c, v in steady.items() if isinstance(v, int | float)),
+        ]
     metrics = card.get("metrics")
     if isinstance(metrics, dict) and metrics:
         lines += ["", "## Metrics (last epoch)", "", "| metric | value |", "|---|---|"]
@@ -69,13 +90,22 @@ def model_card_text(card: dict[str, Any]) -> str:
         "With lcross installed:",
         "",
         "```bash",
-        "lcross transfer --transform <this repo id or folder> --vector source_vector.gguf --out target_vector.gguf",
+        "lcross transfer --transform <this repo id or folder> --vector source_vector.gguf --out target_vector.gguf"
+        + (" --jacobian" if card.get("transfer_notes") else ""),
         "```",
         "",
         "```python",
         "import lcross",
         "T = lcross.load_transform('<this repo id or folder>')",
         "target_vector = T.transfer(lcross.load_vector('source_vector.gguf'))",
+    ]
+    if card.get("transfer_notes"):
+        lines += [
+            "# exact for this non-linear T: through a concept's source states at the read position, [n_pairs, 2, d]",
+            "# from lcross.extract_states (T.transfer above is its linearisation)",
+            "# target_vector = T.transfer_states(states[:, 0], states[:, 1])",
+        ]
+    lines += [
         "```",
     ]
     return "\n".join(lines) + "\n"

@@ -54,6 +54,11 @@ class TransformFiles(
     def from_config(cls: type[_T], config: dict[str, Any], card: dict[str, Any] | None = None) -> _T:
         raise NotImplementedError
 
+    def card_notes(self) -> list[str]:
+        """Sentences the cards add about how this form transfers vectors (a non-linear T names its approximation):
+        ``transfer_notes`` in ``transform_card.json`` and the model card."""
+        return []
+
     def frozen(self: _T) -> _T:
         """A detached CPU copy in eval mode without gradients: T for use, not for training."""
         copy = deepcopy(self)
@@ -118,6 +123,8 @@ class TransformFiles(
         """The mixin's hook: lcross's files (the mixin adds README.md, and keeps the config.json written here)."""
         tensors = {k: v.detach().cpu().contiguous() for k, v in _module(self).state_dict().items()}
         card = {"format": self.FORMAT, **self.config(), **self.card}
+        if self.card_notes():
+            card["transfer_notes"] = self.card_notes()
         save_file(tensors, save_directory / WEIGHTS_NAME, metadata={"format": self.FORMAT})
         (save_directory / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
         config = {"format": self.FORMAT, **self.config()}
@@ -158,7 +165,9 @@ class TransformFiles(
         from lcross.transform.card import model_card_text
 
         card = super().generate_model_card(*args, **kwargs)
-        card.text = model_card_text({"format": self.FORMAT, **self.config(), **self.card})
+        card.text = model_card_text(
+            {"format": self.FORMAT, **self.config(), **self.card, "transfer_notes": self.card_notes()}
+        )
         source, target = (self.card.get(side) for side in ("source", "target"))
         models = [m["name"] for m in (source, target) if isinstance(m, dict) and isinstance(m.get("name"), str)]
         if models:

@@ -26,7 +26,7 @@ CONFIG_KEY = "lcross_transform"
 CARD_KEY = "lcross_card"
 # The forms of this package, imported so that they have registered their formats before a file is read. A form
 # defined elsewhere registers when its module is imported (as the CLI does when a config names it).
-FORM_MODULES = ("lcross.transform.linear", "lcross.transform.layerwise")
+FORM_MODULES = ("lcross.transform.linear", "lcross.transform.layerwise", "lcross.transform.mlp")
 _LEGACY_FORMATS = ("lcross.LinearTransform/1", "lcross.LayerwiseTransform/1")
 
 
