@@ -89,9 +89,9 @@ def test_sigkill_during_extraction_leaves_nothing_read_as_valid(tmp_path, mode, 
     assert len(valid) == 1  # the entry finished before the kill survives; the interrupted one does not
 
     extracted = []
-    real_extract = lcross.extraction.store.extract_deltas
+    real_extract = lcross.extraction.store.extract_states
     monkeypatch.setattr(
-        lcross.extraction.store, "extract_deltas", lambda *a, **k: extracted.append(1) or real_extract(*a, **k)
+        lcross.extraction.store, "extract_states", lambda *a, **k: extracted.append(1) or real_extract(*a, **k)
     )
     survivors.prepare_data()  # resumes: only what is missing is extracted
     assert len(extracted) == 2 * len(CONCEPTS) - len(valid)
