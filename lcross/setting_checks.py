@@ -105,3 +105,16 @@ def beta_value(value: Any, where: str) -> float:
             fix="use betas of about 1 to 20 (steering strength grows with |beta|)",
         )
     return float(value)
+
+
+def beta_grid(values: Any, where: str) -> list[float]:
+    """A grid of betas, each a ``beta_value``; a non-finite one is named in a line about the whole grid."""
+    values = list(values)
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool) and not math.isfinite(value):
+            raise LCrossInputError(
+                f"beta is {value!r}: not finite (the betas are not all finite: {values!r})",
+                where=where,
+                fix="use finite numbers, e.g. [-1.5, 1.5]",
+            )
+    return [beta_value(value, where) for value in values]

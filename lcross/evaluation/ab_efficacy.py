@@ -25,7 +25,7 @@ from lcross.evaluation.data import EvaluationData, checked_transform
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.progress import phase
 from lcross.results import ConceptEfficacy, Variant, set_label
-from lcross.setting_checks import beta_value, flag, one_of, whole_number
+from lcross.setting_checks import beta_grid, flag, one_of, whole_number
 from lcross.steering.hooks import POSITIONS, Positions
 from lcross.transform.layerwise import Transform
 
@@ -61,7 +61,7 @@ class ABEfficacySettings:
             raise LCrossInputError(
                 f"betas is {grid!r}", where=f"{owner}.betas", fix="give a list of numbers, e.g. [-1, 1]"
             )
-        betas = [beta_value(b, f"{owner}.betas") for b in grid if float(b) != 0.0]
+        betas = [b for b in beta_grid(grid, f"{owner}.betas") if b != 0.0]
         if not betas:
             raise LCrossInputError(
                 "the beta grid is empty", where=f"{owner}.betas", fix="give at least one beta, e.g. [-1, 1]"

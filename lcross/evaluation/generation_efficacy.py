@@ -31,7 +31,7 @@ from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.files import atomic_path, inside
 from lcross.progress import phase
 from lcross.results import RANDOM_FAMILIES, ConceptEfficacy, Sweep, Variant
-from lcross.setting_checks import beta_value, one_of
+from lcross.setting_checks import beta_grid, one_of
 from lcross.steering.generation import SteeringSpec, generate_grid
 from lcross.steering.hooks import POSITIONS, Positions
 from lcross.steering.vector import SteeringVector
@@ -81,7 +81,7 @@ class GenerationSettings:
         betas, owner = self.betas, self.owner
         grids = betas if isinstance(betas, dict) else {ALL_CONCEPTS: betas}
         where = f"{owner}.betas"
-        self.grids = {c: sorted({beta_value(b, where) for b in grid if float(b) != 0.0}) for c, grid in grids.items()}
+        self.grids = {c: sorted({b for b in beta_grid(grid, where) if b != 0.0}) for c, grid in grids.items()}
         if isinstance(betas, dict) and self.concepts is not None and set(self.concepts) - set(betas):
             raise LCrossInputError(
                 f"no beta grid for {sorted(set(self.concepts) - set(betas))}",

@@ -101,6 +101,8 @@ def refusing_moved_settings(init: Callable[Concatenate[Any, P], None]) -> Callab
         try:
             signature.bind(self, *args, **kwargs)
         except TypeError as err:  # a missing setting, or one given twice: named like every other bad setting
+            if "unexpected keyword" in str(err):
+                raise  # a name that is no setting at all stays Python's TypeError, as for any call
             required = [n for n, p in signature.parameters.items() if p.default is p.empty and n != "self"]
             raise LCrossInputError(
                 f"{type(self).__name__}: {err}",
