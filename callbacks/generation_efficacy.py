@@ -21,10 +21,12 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
 from lcross.errors import LCrossInputError
+from lcross.evaluation.composite import Composite
 from lcross.evaluation.data import EvaluationData
 from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_generation_efficacy, write_answers
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.judges.per_concept import ConceptJudges
+from lcross.evaluation.operating_points import OperatingPoint
 from lcross.evaluation.variants import comparison_variants
 from lcross.results import RANDOM_BAND_EDGES, ConceptEfficacy
 from lcross.steering.hooks import Positions
@@ -64,6 +66,20 @@ class GenerationEfficacy(L.Callback):
         source_self_steering: also let the source answer, steered by its own SV (the weak-to-strong comparison).
         bootstrap: resamples for the confidence intervals (0: none).
         samples: answers per (variant, beta) shown in the TensorBoard text table.
+        fluency: score every answer's fluency (an offline ``FluencyJudge``: the reference model's NLL of the answer
+            and its repeated n-grams, calibrated to [0, 1]), combine it with the concept (and relevance) into a
+            composite, and choose each variant's operating point on validation prompts, scored on test prompts.
+        fluency_model: the fluency judge's reference model (a model name or ModelSpec fields); default: the model
+            that answered, unsteered.
+        composite: harmonic (AxBench), geometric, or gated (concept where fluency >= fluency_threshold, else 0).
+        fluency_threshold: the fluency a gated composite needs.
+        relevance: with an ``llm`` judge, let its model also grade instruction relevance (AxBench's 0-2 rubric).
+        operating_point: composite (the beta with the highest mean composite on validation prompts) or
+            matched_fluency (the strongest concept effect whose fluency stays >= tau x the unsteered fluency).
+        tau: the share of the unsteered fluency matched_fluency keeps, in (0, 1].
+        validation_share: the share of each concept's prompts that choose the operating points (seeded, disjoint
+            from the test prompts that score them).
+        split_seed: seed of the validation/test split.
     """
 
     card_section = "generation"  # where ExportTransform puts the newest results in the transform card
@@ -85,6 +101,15 @@ class GenerationEfficacy(L.Callback):
         source_self_steering: bool = False,
         bootstrap: int = 1000,
         samples: int = 2,
+        fluency: bool = True,
+        fluency_model: str | dict[str, Any] | None = None,
+        composite: Composite = "harmonic",
+        fluency_threshold: float = 0.5,
+        relevance: bool = True,
+        operating_point: OperatingPoint = "composite",
+        tau: float = 0.9,
+        validation_share: float = 0.5,
+        split_seed: int = 0,
     ):
         for bad, option, problem, fix in [
             (every_n_epochs is not None and every_n_epochs < 1, "every_n_epochs", f"is {every_n_epochs}", "use 1+"),
@@ -108,6 +133,16 @@ class GenerationEfficacy(L.Callback):
             unit_vectors=unit_vectors,
             source_self_steering=source_self_steering,
             samples=samples,
+            fluency=fluency,
+            fluency_model=fluency_model,
+            composite=composite,
+            fluency_threshold=fluency_threshold,
+            relevance=relevance,
+            operating_point=operating_point,
+            tau=tau,
+            validation_share=validation_share,
+            split_seed=split_seed,
+            bootstrap=bootstrap,
             owner="GenerationEfficacy",
         )
         if concepts is not None:

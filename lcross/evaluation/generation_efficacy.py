@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lcross.errors import LCrossInputError
+from lcross.evaluation.composite import COMPOSITES, Composite, combine, oriented_concept
 from lcross.evaluation.data import EvaluationData, checked_transform
 from lcross.evaluation.judges.base import Judge
+from lcross.evaluation.judges.fluency import FluencyJudge
+from lcross.evaluation.judges.llm import LLMJudge
+from lcross.evaluation.operating_points import (
+    OPERATING_POINTS,
+    OperatingPoint,
+    operating_points,
+    split_prompts,
+    validation_count,
+)
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.files import atomic_path
 from lcross.progress import phase
@@ -72,6 +82,32 @@ class GenerationSettings:
     """Also let the source answer, steered by its own SV."""
     samples: int = 2
     """Answers per (variant, beta) kept as samples in the result (``extra["samples"]``), random draws left out."""
+    fluency: bool = True
+    """Score every answer's fluency (``FluencyJudge``), build the composite and choose each variant's operating point
+    on validation prompts (off: only the concept judge's scores, at every beta of the grid)."""
+    fluency_model: Any = None
+    """The reference model of the fluency judge: a ``ModelSpec``, a dict of its fields or a model name (None: the
+    model that answered, unsteered)."""
+    composite: Composite = "harmonic"
+    """How the axes (concept, fluency, relevance) combine: harmonic (AxBench), geometric, or gated (the concept axis
+    where fluency >= ``fluency_threshold``, else 0)."""
+    fluency_threshold: float = 0.5
+    """The fluency a ``gated`` composite needs."""
+    relevance: bool = True
+    """Where the concept's judge is an ``llm`` judge, let its model also grade instruction relevance (AxBench's 0-2
+    rubric) as a third axis."""
+    operating_point: OperatingPoint = "composite"
+    """How each variant's beta is chosen on validation prompts: composite (the highest mean composite) or
+    matched_fluency (the strongest concept effect with fluency >= tau x the unsteered fluency)."""
+    tau: float = 0.9
+    """The share of the unsteered fluency that ``matched_fluency`` keeps, in (0, 1]."""
+    validation_share: float = 0.5
+    """The share of a concept's prompts (seeded, disjoint from the rest) that choose the operating points; the rest
+    are the test prompts that score them. Both sides need at least one prompt."""
+    split_seed: int = 0
+    """Seed of the validation/test split of the prompts."""
+    bootstrap: int = 1000
+    """Resamples of the intervals over test prompts at the operating points (0: none)."""
     owner: str = field(default="GenerationSettings", compare=False)
     """Who holds these settings, named in error messages (e.g. the ``GenerationEfficacy`` callback)."""
     grids: dict[str, list[float]] = field(init=False, repr=False, compare=False)
@@ -117,10 +153,23 @@ class GenerationSettings:
                 "use a whole number of random draws, 0 or more",
             ),
         ]
+        checks += [
+            (not 0 < self.tau <= 1, "tau", f"is {self.tau}", "use a share of the unsteered fluency in (0, 1]"),
+            (
+                not 0 < self.validation_share < 1,
+                "validation_share",
+                f"is {self.validation_share}: no validation or no test prompt is left",
+                "use a share in (0, 1), e.g. 0.5",
+            ),
+            (not 0 <= self.fluency_threshold <= 1, "fluency_threshold", f"is {self.fluency_threshold}", "use 0-1"),
+            (self.bootstrap < 0, "bootstrap", f"is {self.bootstrap}", "use 0 or more"),
+        ]
         for bad, option, problem, fix in checks:
             if bad:
                 raise LCrossInputError(problem, where=f"{owner}.{option}", fix=fix)
         one_of(self.positions, POSITIONS, f"{owner}.positions")
+        one_of(self.composite, COMPOSITES, f"{owner}.composite")
+        one_of(self.operating_point, OPERATING_POINTS, f"{owner}.operating_point")
 
     def betas_for(self, concept: str) -> list[float]:
         """The beta grid of a concept."""
@@ -134,14 +183,32 @@ class GenerationSettings:
             )
         return self.grids[concept]
 
+    def prompts(self, data: EvaluationData, concept: str) -> list[str]:
+        """The open-ended prompts a concept answers (at most ``max_prompts``)."""
+        return list(data.concepts[concept].open_ended[: self.max_prompts])
+
+    def check_split(self, data: EvaluationData, names: list[str]) -> list[str]:
+        """An error for a concept whose prompts leave no test prompt after the validation share (before any model
+        loads)."""
+        for name in names if self.fluency else []:
+            n = len(self.prompts(data, name))
+            if n - validation_count(n, self.validation_share) < 1:
+                raise LCrossInputError(
+                    f"concept {name!r} has {n} prompt(s): a validation share of {self.validation_share} leaves no test "
+                    "prompt",
+                    where=f"{self.owner}.validation_share",
+                    fix="give the concept at least 2 open-ended prompts (and max_prompts >= 2), or a smaller share",
+                )
+        return names
+
     def concepts_to_run(self, data: EvaluationData) -> list[str]:
-        """The concepts to generate for; an error for an unknown concept, one without open-ended prompts, or one
-        without a beta grid."""
+        """The concepts to generate for; an error for an unknown concept, one without open-ended prompts, one
+        without a beta grid, or one whose prompts leave no test prompt."""
         if self.concepts is None:
             names = [c for c in data.eval_concepts if data.concepts[c].open_ended]
             for name in names:
                 self.betas_for(name)  # every concept has a grid
-            return names
+            return self.check_split(data, names)
         for name in self.concepts:
             if name not in data.concepts:
                 raise LCrossInputError(
@@ -153,7 +220,7 @@ class GenerationSettings:
                     where=f"{self.owner}.concepts",
                     fix="add open_ended.jsonl ({'prompt': ...} a line) or test_dataset_open_ended.json to its folder",
                 )
-        return list(self.concepts)
+        return self.check_split(data, list(self.concepts))
 
 
 def evaluate_generation_efficacy(
@@ -190,23 +257,142 @@ def concept_generation_efficacy(
     data: EvaluationData, transform: Transform, name: str, settings: GenerationSettings, judge: Judge
 ) -> ConceptEfficacy:
     """One concept's judged answers (``evaluate_generation_efficacy`` for one concept; ``transform`` already
-    checked)."""
-    prompts = data.concepts[name].open_ended[: settings.max_prompts]
+    checked). With ``settings.fluency``, every answer also gets fluency, the oriented concept axis, relevance (with an
+    ``llm`` judge) and the composite, and ``extra`` holds the prompt split, each variant's operating point (chosen on
+    the validation prompts, scored on the test prompts) and the trade-off curve of concept against fluency."""
+    prompts = settings.prompts(data, name)
     vectors: dict[Any, SteeringVector] = dict(comparison_vectors(data, transform, name, settings.random_seed))
     vectors.update(random_vectors(data, transform, name, settings.random_maps, settings.random_seed))
     betas = settings.betas_for(name)
     answers = generate_answers(data, "target", prompts, vectors, betas, settings)
     target = judge_answers(prompts, answers, list(vectors), betas, judge, data.model_name("target"))
+    sides: list[tuple[Side, Sweep, dict[Key, list[str]], list[Any]]] = [("target", target, answers, list(vectors))]
     source, source_answers = None, {}
     if settings.source_self_steering:
         own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
         source_answers = generate_answers(data, "source", prompts, own, betas, settings)
         source = judge_answers(prompts, source_answers, list(own), betas, judge, data.model_name("source"))
-    rows = answer_rows(prompts, target, answers, judge.scale)
+        sides.append(("source", source, source_answers, list(own)))
+    extra: dict[str, Any] = {}
+    columns: dict[str, dict[Key, dict[str, list[float]]]] = {}
+    split: dict[int, str] = {}
+    if settings.fluency:
+        validation, test = split_prompts(len(prompts), settings.validation_share, settings.split_seed)
+        split = {**{i: "validation" for i in validation}, **{i: "test" for i in test}}
+        extra["split"] = {"validation": validation, "test": test, "seed": settings.split_seed}
+        extra["operating_points"], extra["tradeoff"] = {}, {}
+        relevance = _relevance_judge(judge, settings)
+        for side, sweep, side_answers, variants in sides:
+            fluency = fluency_judge(data, side, settings)
+            axes, columns[side] = answer_axes(
+                prompts, side_answers, variants, betas, sweep, judge.scale, fluency, relevance, settings
+            )
+            points = operating_points(
+                axes, validation, test, settings.operating_point, settings.tau, settings.bootstrap
+            )
+            extra["operating_points"].update(points)
+            extra["tradeoff"].update(tradeoff(axes))
+    rows = answer_rows(prompts, target, answers, judge.scale, columns.get("target"), split)
     if source is not None:
-        rows += answer_rows(prompts, source, source_answers, judge.scale)
+        rows += answer_rows(prompts, source, source_answers, judge.scale, columns.get("source"), split)
     samples = [row for row in rows if row["index"] < settings.samples and not is_random_draw(row["variant"])]
-    return ConceptEfficacy(name, target.separate_random(), source, extra={"samples": samples}, answers=rows)
+    extra["samples"] = samples
+    return ConceptEfficacy(name, target.separate_random(), source, extra=extra, answers=rows)
+
+
+def fluency_judge(data: EvaluationData, side: Side, settings: GenerationSettings) -> FluencyJudge:
+    """The fluency judge of one side's answers (its cache serves one concept): ``settings.fluency_model`` if named
+    (loaded once and kept), else the model that answered, unsteered."""
+    if settings.fluency_model is None:
+        model, tokenizer = data.model(side)
+    else:
+        from lcross.models.loading import as_spec, load_model
+
+        spec = as_spec(settings.fluency_model)
+        if repr(spec) not in _FLUENCY_MODELS:
+            _FLUENCY_MODELS.clear()  # one reference model at a time
+            _FLUENCY_MODELS[repr(spec)] = load_model(spec)
+        model, tokenizer = _FLUENCY_MODELS[repr(spec)]
+    return FluencyJudge(model, tokenizer, chat_template=data.chat_template, batch_size=settings.batch_size)
+
+
+# A named reference model, loaded once and kept for the next concepts and evaluations (one at a time).
+_FLUENCY_MODELS: dict[str, tuple[torch.nn.Module, Any]] = {}
+
+
+def release_fluency_model() -> None:
+    """Forgets the named fluency reference model kept between evaluations (frees its memory)."""
+    _FLUENCY_MODELS.clear()
+
+
+def _relevance_judge(judge: Judge, settings: GenerationSettings) -> Judge | None:
+    if not settings.relevance or not isinstance(judge, LLMJudge):
+        return None
+    from lcross.evaluation.judges.relevance import InstructionRelevanceJudge
+
+    return InstructionRelevanceJudge.alongside(judge)
+
+
+def answer_axes(
+    prompts: list[str],
+    answers: Mapping[Key, list[str]],
+    variants: Sequence[Any],
+    betas: list[float],
+    sweep: Sweep,
+    scale: tuple[float, float],
+    fluency: Judge,
+    relevance: Judge | None,
+    settings: GenerationSettings,
+) -> tuple[dict[str, Sweep], dict[Key, dict[str, list[float]]]]:
+    """Every answer's axes: (axis -> a sweep over all prompts, with random draws separated) and ((variant, beta) ->
+    column -> one value per prompt) for the answer rows. Axes: ``score`` (the judge's, as given in ``sweep``),
+    ``concept`` (oriented, in [0, 1]), ``fluency``, ``relevance`` (0-1, with an LLM judge) and ``composite``. The
+    fluency judge scores all answers in one call (its batches, its cache)."""
+    keys = list(answers)
+    flat_prompts = [p for _ in keys for p in prompts]
+    fluency_values = fluency(flat_prompts, [a for k in keys for a in answers[k]])
+    measured = getattr(fluency, "last_columns", {"fluency": fluency_values.tolist()})
+    items: Mapping[Any, torch.Tensor] = sweep.items
+    columns: dict[Key, dict[str, list[float]]] = {}
+    n = len(prompts)
+    for slot, key in enumerate(keys):
+        variant, beta = key
+        scores = sweep.unsteered if variant == UNSTEERED else items[variant][sweep.betas.index(beta)]
+        record = {c: list(values[slot * n : (slot + 1) * n]) for c, values in measured.items()}
+        record["concept"] = [oriented_concept(float(s), beta, scale) for s in scores]
+        relevant: list[float | None] = [None] * n
+        if relevance is not None:
+            graded = relevance(prompts, answers[key])
+            record["relevance"] = relevant = [float(g) / relevance.scale[1] for g in graded]  # type: ignore[assignment]
+        record["composite"] = [
+            combine(c, f, r, settings.composite, settings.fluency_threshold)
+            for c, f, r in zip(record["concept"], record["fluency"], relevant)
+        ]
+        columns[key] = record
+    axes = {"score": sweep.separate_random()}
+    for axis in ("concept", "fluency", "relevance", "composite"):
+        if axis not in columns[UNSTEERED, 0.0]:
+            continue
+        table = {key: torch.tensor(record[axis], dtype=torch.float64) for key, record in columns.items()}
+        per_variant = {v: torch.stack([table[str(v), b] for b in betas]) for v in variants}
+        axes[axis] = Sweep(betas, per_variant, table[UNSTEERED, 0.0], sweep.model, axis).separate_random()
+    return axes, columns
+
+
+def tradeoff(axes: Mapping[str, Sweep]) -> dict[str, dict[str, list[float]]]:
+    """variant -> the trade-off curve over its beta grid with 0 in its place: ``betas``, the mean concept judge's
+    ``score`` and the mean ``fluency`` at each (all prompts)."""
+    score, fluency = axes["score"], axes["fluency"]
+    betas = sorted([0.0, *score.betas])
+    zero = betas.index(0.0)
+    out = {}
+    for variant in score.items:
+        curve = {"betas": betas}
+        for axis, sweep in (("score", score), ("fluency", fluency)):
+            means = sweep.mean(variant).tolist()
+            curve[axis] = [*means[:zero], sweep.unsteered_mean, *means[zero:]]
+        out[str(variant)] = curve
+    return out
 
 
 def generate_answers(
@@ -262,9 +448,16 @@ def is_random_draw(variant: str) -> bool:
 
 
 def answer_rows(
-    prompts: list[str], sweep: Sweep, answers: Mapping[Key, list[str]], scale: tuple[float, float]
+    prompts: list[str],
+    sweep: Sweep,
+    answers: Mapping[Key, list[str]],
+    scale: tuple[float, float],
+    columns: Mapping[Key, Mapping[str, list[float]]] | None = None,
+    split: Mapping[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every answer of every (variant, beta) with its prompt (and its index), score and the judge's scale."""
+    """Every answer of every (variant, beta) with its prompt (and its index), score and the judge's scale; with
+    ``columns`` ((variant, beta) -> column -> one value per prompt, e.g. fluency) and ``split`` (prompt index ->
+    validation or test), those too."""
     rows = []
     items: Mapping[Any, torch.Tensor] = sweep.items  # keyed by Variant, a StrEnum: its names find its rows
     for (variant, beta), texts in answers.items():
@@ -283,6 +476,10 @@ def answer_rows(
                     "scale": list(scale),
                 }
             )
+            if columns is not None:
+                rows[-1].update({c: values[index] for c, values in columns[variant, beta].items()})
+            if split:
+                rows[-1]["split"] = split[index]
     return rows
 
 

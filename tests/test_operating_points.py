@@ -1,0 +1,150 @@
+"""Operating points chosen on validation prompts and scored on test prompts, per-prompt reliability (wrong-direction
+share, steerability), and the engine's fluency columns; constructed cases with hand-computed answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lcross import LCrossInputError
+from lcross.evaluation import operating_points as op
+from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_generation_efficacy
+from lcross.evaluation.judges import Judge
+from lcross.evaluation.reliability import steerability, sweep_reliability, wrong_direction
+from lcross.results import Sweep
+
+from .test_random_baselines import _constructed
+
+
+def _sweep(betas, items, unsteered, metric="score"):
+    return Sweep(
+        betas,
+        {v: torch.tensor(rows, dtype=torch.float64) for v, rows in items.items()},
+        torch.tensor(unsteered, dtype=torch.float64),
+        metric=metric,
+    )
+
+
+def test_the_prompt_split_is_seeded_disjoint_and_complete():
+    validation, test = op.split_prompts(10, 0.3, seed=4)
+    assert len(validation) == 3 and len(test) == 7 and not set(validation) & set(test)
+    assert sorted(validation + test) == list(range(10))
+    assert op.split_prompts(10, 0.3, seed=4) == (validation, test)
+    assert op.split_prompts(10, 0.3, seed=5) != (validation, test)
+    assert op.split_prompts(3, 0.1)[0].__len__() == 1  # at least one validation prompt
+
+
+def test_composite_rule_takes_the_highest_mean_composite_ties_to_the_smaller_beta():
+    betas = [-2.0, -1.0, 1.0, 2.0]
+    axes = {
+        "score": _sweep(betas, {"v": [[0.1], [0.2], [0.7], [0.9]]}, [0.5]),
+        "fluency": _sweep(betas, {"v": [[0.1], [1.0], [1.0], [0.2]]}, [1.0]),
+        "composite": _sweep(betas, {"v": [[0.2], [0.6], [0.6], [0.3]]}, [0.5]),
+    }
+    assert op.choose_beta(axes, "v", "composite") == (-1.0, True)  # -1 and +1 tie at 0.6: the smaller |beta|, first
+
+
+def test_matched_fluency_takes_the_strongest_effect_that_keeps_tau_of_the_unsteered_fluency():
+    betas = [-2.0, -1.0, 1.0, 2.0]
+    score = _sweep(betas, {"v": [[0.05], [0.4], [0.75], [0.95]]}, [0.5])
+    fluency = _sweep(betas, {"v": [[0.5], [0.95], [0.9], [0.7]]}, [1.0])
+    axes = {"score": score, "fluency": fluency, "composite": fluency}
+    # effects sign(beta) * (score - 0.5): 0.45, 0.1, 0.25, 0.45; fluency floor 0.9 keeps -1 and +1 -> +1
+    assert op.choose_beta(axes, "v", "matched_fluency", tau=0.9) == (1.0, True)
+    # tau 0.5 keeps all four: -2 and +2 tie at 0.45 -> -2 (listed first, same |beta|)
+    assert op.choose_beta(axes, "v", "matched_fluency", tau=0.5) == (-2.0, True)
+    broken = {"score": score, "fluency": _sweep(betas, {"v": [[0.1], [0.3], [0.2], [0.0]]}, [1.0])}
+    assert op.choose_beta(broken, "v", "matched_fluency", tau=0.9) == (-1.0, False)  # none qualifies: most fluent
+
+
+def test_wrong_direction_share_and_steerability_on_a_constructed_case():
+    # four prompts; at +1 prompt 2 falls (wrong), prompt 3 stays (not wrong); at -1 prompt 0 rises (wrong)
+    unsteered = [0.5, 0.5, 0.5, 0.5]
+    sweep = _sweep([-1.0, 1.0], {"v": [[0.6, 0.2, 0.4, 0.5], [0.9, 0.8, 0.3, 0.5]]}, unsteered)
+    assert wrong_direction(sweep.items["v"][1], sweep.unsteered, 1.0).tolist() == [0, 0, 1, 0]
+    assert wrong_direction(sweep.items["v"][0], sweep.unsteered, -1.0).tolist() == [1, 0, 0, 0]
+    slopes = steerability(sweep, "v")
+    reference = [np.polyfit([0.0, -1.0, 1.0], [0.5, a, b], 1)[0] for a, b in zip(*sweep.items["v"].tolist())]
+    np.testing.assert_allclose(slopes.numpy(), reference, atol=1e-12)
+    assert sweep_reliability(sweep)["v"]["wrong_direction"] == [0.25, 0.25]
+    nan = _sweep([1.0], {"v": [[math.nan, 0.9]]}, [0.5, 0.5])
+    assert sweep_reliability(nan)["v"]["wrong_direction"] == [0.0]  # the unreadable prompt is left out
+    point = op.score_at({"score": sweep}, "v", 1.0)
+    assert point["wrong_direction"] == 0.25 and point["score"]["mean"] == pytest.approx(0.625)
+    assert point["n_prompts"] == 4 and point["score"]["unsteered"] == 0.5
+
+
+class PromptCode(Judge):
+    """Scores every answer by its prompt's number (``"prompt 7"`` -> 0.07), so a sweep tells which prompts it holds."""
+
+    name, scale = "prompt_code", (0.0, 1.0)
+
+    def score(self, prompts, completions):
+        return [int(p.split()[-1]) / 100 for p in prompts]
+
+
+def test_selection_never_reads_a_test_prompt(monkeypatch):
+    """Instrumented: every sweep handed to choose_beta is recorded; its prompts (read from PromptCode's scores) are
+    the validation prompts only, for every variant and axis; the test prompts are scored after."""
+    data, transform = _constructed()
+    prompts = [f"prompt {i}" for i in range(1, 9)]
+    data.concepts["letters"].open_ended = prompts
+    seen: list[set[int]] = []
+    choose = op.choose_beta
+
+    def recording(validation, variant, rule="composite", tau=0.9):
+        for sweep in validation.values():
+            assert sweep.n_items == 4
+        seen.append({round(float(x) * 100) for x in validation["score"].unsteered})
+        return choose(validation, variant, rule, tau)
+
+    monkeypatch.setattr(op, "choose_beta", recording)
+    settings = GenerationSettings(betas=[-2.0, 2.0], max_new_tokens=3, validation_share=0.5, split_seed=3, bootstrap=0)
+    result = evaluate_generation_efficacy(data, transform, settings, PromptCode())["letters"]
+    split = result.extra["split"]
+    validation = {i + 1 for i in split["validation"]}  # prompt numbers
+    assert len(seen) == 3 and all(s == validation for s in seen)  # own SV, transferred, random T
+    assert not validation & {i + 1 for i in split["test"]}
+    for _variant, point in result.extra["operating_points"].items():
+        assert point["beta"] in (-2.0, 2.0) and point["test"]["n_prompts"] == 4
+        assert point["test"]["score"]["mean"] == pytest.approx(sum(i + 1 for i in split["test"]) / 400)
+    rows = result.answers
+    assert {r["split"] for r in rows if r["index"] in split["test"]} == {"test"}
+    assert all(0 <= r["fluency"] <= 1 and 0 <= r["composite"] <= 1 for r in rows)
+    for row in rows:  # the composite is the harmonic mean of the row's axes
+        assert row["composite"] == pytest.approx(
+            0 if min(row["concept"], row["fluency"]) == 0 else 2 / (1 / row["concept"] + 1 / row["fluency"])
+        )
+    curve = result.extra["tradeoff"]["transferred"]
+    assert curve["betas"] == [-2.0, 0.0, 2.0] and len(curve["fluency"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"tau": 0.0}, "tau"),
+        ({"tau": 1.5}, "tau"),
+        ({"validation_share": 1.0}, "validation_share"),
+        ({"validation_share": 0.0}, "validation_share"),
+        ({"composite": "mean"}, "composite"),
+        ({"operating_point": "best"}, "operating_point"),
+    ],
+)
+def test_bad_operating_point_settings_are_named(kwargs, option):
+    with pytest.raises(LCrossInputError, match=rf"GenerationSettings\.{option}"):
+        GenerationSettings(**kwargs)
+
+
+def test_a_share_that_leaves_no_test_prompt_is_refused_before_any_model_loads():
+    data, _ = _constructed()
+    data.concepts["letters"].open_ended = ["only one"]
+    data.target = None  # a model load would fail: the check comes first
+    with pytest.raises(LCrossInputError, match="leaves no test prompt"):
+        GenerationSettings(validation_share=0.5).concepts_to_run(data)
+    data.concepts["letters"].open_ended = ["one", "two", "three"]
+    with pytest.raises(LCrossInputError, match=r"validation_share: concept 'letters' has 3"):
+        GenerationSettings(validation_share=0.9).concepts_to_run(data)
+    assert GenerationSettings(validation_share=0.5).concepts_to_run(data) == ["letters"]
