@@ -148,3 +148,26 @@ def test_a_share_that_leaves_no_test_prompt_is_refused_before_any_model_loads():
     with pytest.raises(LCrossInputError, match=r"validation_share: concept 'letters' has 3"):
         GenerationSettings(validation_share=0.9).concepts_to_run(data)
     assert GenerationSettings(validation_share=0.5).concepts_to_run(data) == ["letters"]
+
+
+def test_ab_sweeps_report_per_item_reliability_against_a_hand_count():
+    """The constructed own SV raises the positive letter's logit: no item moves the wrong way; the per-item slopes
+    and wrong-way shares are those computed by hand from the sweep's own per-item scores."""
+    from lcross.evaluation.ab_efficacy import ABEfficacySettings, evaluate_ab_efficacy
+
+    data, transform = _constructed()
+    result = evaluate_ab_efficacy(data, transform, ABEfficacySettings(betas=[-2.0, 2.0], random_maps=0))["letters"]
+    reliability = result.summary()["reliability"]
+    sweep = result.target
+    for variant in ("own_sv", "transferred", "random_T"):
+        items, unsteered = sweep.items[variant].tolist(), sweep.unsteered.tolist()
+        by_hand = [
+            sum((s - u) * (1 if b > 0 else -1) < 0 for s, u in zip(row, unsteered)) / len(unsteered)
+            for b, row in zip([-2.0, 2.0], items)
+        ]
+        assert reliability[variant]["wrong_direction"] == pytest.approx(by_hand)
+        slopes = [np.polyfit([0.0, -2.0, 2.0], [u, a, b], 1)[0] for u, a, b in zip(unsteered, *items)]
+        np.testing.assert_allclose(reliability[variant]["slopes"], slopes, atol=1e-9)
+    assert reliability["own_sv"]["wrong_direction"] == [0.0, 0.0]
+    assert all(s > 0 for s in reliability["own_sv"]["slopes"])
+    assert "reliability" in result.test_sets["novel"].summary()

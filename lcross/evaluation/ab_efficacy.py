@@ -6,7 +6,8 @@ baselines (``lcross.evaluation.variants``): no steering, the target's own SV, a 
 identity map where the widths match; with ``random_maps`` K > 0 also K random Ts and K random target directions, each
 vector ranked among them (``lcross.results``). A concept with further evaluation sets (``Concept.test_sets``) is
 swept on each of them too; with ``source_self_steering`` the source also steers itself (the weak-to-strong
-comparison).
+comparison). Each result's ``extra["reliability"]`` holds, per variant, the share of items whose p_match moved against
+beta's direction at each beta and each item's slope over the beta grid (``lcross.evaluation.reliability``).
 
 Plain inputs and typed results, no training framework: ``evaluate_ab_efficacy(data, transform, settings)`` ->
 concept -> ``ConceptEfficacy``. The ``SteeringEfficacy`` callback decides when to run it during a fit and logs what it
@@ -23,6 +24,7 @@ from typing import Any
 from lcross.errors import LCrossInputError
 from lcross.evaluation.ab import steering_sweep
 from lcross.evaluation.data import EvaluationData, checked_transform
+from lcross.evaluation.reliability import sweep_reliability
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.progress import phase
 from lcross.results import ConceptEfficacy, Variant, set_label
@@ -155,7 +157,10 @@ def concept_ab_efficacy(
                     {Variant.SOURCE_ON_SOURCE: source_vector}, settings.betas, **sweep,
                     model_name=data.model_name("source"),
                 )  # fmt: skip
-        per_set[test_set] = ConceptEfficacy(label, target, source)
+        reliability = sweep_reliability(target)  # per item: moved the wrong way, slope over beta
+        if source is not None:
+            reliability.update(sweep_reliability(source))
+        per_set[test_set] = ConceptEfficacy(label, target, source, extra={"reliability": reliability})
     main = per_set.pop(None)
     main.test_sets = {str(k): v for k, v in per_set.items()}
     return main
