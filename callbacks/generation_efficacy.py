@@ -80,6 +80,11 @@ class GenerationEfficacy(L.Callback):
         validation_share: the share of each concept's prompts that choose the operating points (seeded, disjoint
             from the test prompts that score them).
         split_seed: seed of the validation/test split.
+        cost_text: held-out neutral text (a file, a folder or a dataset id that no fit reads: one the fit's corpus
+            overlaps is refused) on which each variant's cost to the model is measured at its operating point: the
+            increase in next-token NLL and the KL from the unsteered model, steering every position (None: none).
+        cost_passages: passages of ``cost_text`` read.
+        cost_tokens: tokens per passage read.
     """
 
     card_section = "generation"  # where ExportTransform puts the newest results in the transform card
@@ -110,6 +115,9 @@ class GenerationEfficacy(L.Callback):
         tau: float = 0.9,
         validation_share: float = 0.5,
         split_seed: int = 0,
+        cost_text: str | None = None,
+        cost_passages: int = 16,
+        cost_tokens: int = 128,
     ):
         for bad, option, problem, fix in [
             (every_n_epochs is not None and every_n_epochs < 1, "every_n_epochs", f"is {every_n_epochs}", "use 1+"),
@@ -143,6 +151,9 @@ class GenerationEfficacy(L.Callback):
             validation_share=validation_share,
             split_seed=split_seed,
             bootstrap=bootstrap,
+            cost_text=cost_text,
+            cost_passages=cost_passages,
+            cost_tokens=cost_tokens,
             owner="GenerationEfficacy",
         )
         if concepts is not None:

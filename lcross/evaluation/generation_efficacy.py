@@ -30,6 +30,7 @@ from lcross.evaluation.data import EvaluationData, checked_transform
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.judges.fluency import FluencyJudge
 from lcross.evaluation.judges.llm import LLMJudge
+from lcross.evaluation.model_cost import check_held_out, model_cost, neutral_passages
 from lcross.evaluation.operating_points import (
     OPERATING_POINTS,
     OperatingPoint,
@@ -108,6 +109,14 @@ class GenerationSettings:
     """Seed of the validation/test split of the prompts."""
     bootstrap: int = 1000
     """Resamples of the intervals over test prompts at the operating points (0: none)."""
+    cost_text: str | None = None
+    """Held-out neutral text (a ``.txt``/``.jsonl`` file, a folder of them or a dataset id) on which each variant's
+    cost to the model is measured at its operating point (NLL increase and KL, steering every position); refused if a
+    fit reads it (None: no cost measured)."""
+    cost_passages: int = 16
+    """Passages of ``cost_text`` read (the first ones)."""
+    cost_tokens: int = 128
+    """Tokens per passage read."""
     owner: str = field(default="GenerationSettings", compare=False)
     """Who holds these settings, named in error messages (e.g. the ``GenerationEfficacy`` callback)."""
     grids: dict[str, list[float]] = field(init=False, repr=False, compare=False)
@@ -163,6 +172,14 @@ class GenerationSettings:
             ),
             (not 0 <= self.fluency_threshold <= 1, "fluency_threshold", f"is {self.fluency_threshold}", "use 0-1"),
             (self.bootstrap < 0, "bootstrap", f"is {self.bootstrap}", "use 0 or more"),
+            (self.cost_passages < 1, "cost_passages", f"is {self.cost_passages}", "use 1 or more"),
+            (self.cost_tokens < 2, "cost_tokens", f"is {self.cost_tokens}", "use 2 or more"),
+            (
+                self.cost_text is not None and not self.fluency,
+                "cost_text",
+                "is set, but fluency is off: costs are measured at the operating points, which need fluency",
+                "turn fluency on, or drop cost_text",
+            ),
         ]
         for bad, option, problem, fix in checks:
             if bad:
@@ -203,7 +220,9 @@ class GenerationSettings:
 
     def concepts_to_run(self, data: EvaluationData) -> list[str]:
         """The concepts to generate for; an error for an unknown concept, one without open-ended prompts, one
-        without a beta grid, or one whose prompts leave no test prompt."""
+        without a beta grid, or one whose prompts leave no test prompt; and for a cost text that a fit reads."""
+        if self.cost_text is not None:
+            check_held_out(self.cost_text, data, f"{self.owner}.cost_text")
         if self.concepts is None:
             names = [c for c in data.eval_concepts if data.concepts[c].open_ended]
             for name in names:
@@ -268,8 +287,9 @@ def concept_generation_efficacy(
     target = judge_answers(prompts, answers, list(vectors), betas, judge, data.model_name("target"))
     sides: list[tuple[Side, Sweep, dict[Key, list[str]], list[Any]]] = [("target", target, answers, list(vectors))]
     source, source_answers = None, {}
+    own_vectors: dict[Any, SteeringVector] = {}
     if settings.source_self_steering:
-        own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
+        own = own_vectors = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
         source_answers = generate_answers(data, "source", prompts, own, betas, settings)
         source = judge_answers(prompts, source_answers, list(own), betas, judge, data.model_name("source"))
         sides.append(("source", source, source_answers, list(own)))
@@ -290,6 +310,8 @@ def concept_generation_efficacy(
             points = operating_points(
                 axes, validation, test, settings.operating_point, settings.tau, settings.bootstrap
             )
+            if settings.cost_text is not None:
+                add_costs(data, side, points, {**vectors, **own_vectors}, settings)
             extra["operating_points"].update(points)
             extra["tradeoff"].update(tradeoff(axes))
     rows = answer_rows(prompts, target, answers, judge.scale, columns.get("target"), split)
@@ -323,6 +345,32 @@ _FLUENCY_MODELS: dict[str, tuple[torch.nn.Module, Any]] = {}
 def release_fluency_model() -> None:
     """Forgets the named fluency reference model kept between evaluations (frees its memory)."""
     _FLUENCY_MODELS.clear()
+
+
+def add_costs(
+    data: EvaluationData,
+    side: Side,
+    points: dict[str, dict[str, Any]],
+    vectors: Mapping[Any, SteeringVector],
+    settings: GenerationSettings,
+) -> None:
+    """Each variant's cost to the model at its operating point (``lcross.evaluation.model_cost``), as ``cost`` in
+    its point; the text was checked as held out when the concepts were."""
+    assert settings.cost_text is not None
+    model, tokenizer = data.model(side)
+    passages = neutral_passages(settings.cost_text, settings.cost_passages)
+    by_name = {str(key): vector for key, vector in vectors.items()}
+    costs = model_cost(
+        model,
+        tokenizer,
+        passages,
+        {v: by_name[v] for v in points},
+        {v: [point["beta"]] for v, point in points.items()},
+        max_tokens=settings.cost_tokens,
+        batch_size=settings.batch_size,
+    )
+    for variant, point in points.items():
+        point["cost"] = costs[variant][point["beta"]]
 
 
 def _relevance_judge(judge: Judge, settings: GenerationSettings) -> Judge | None:
