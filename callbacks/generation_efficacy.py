@@ -206,9 +206,13 @@ class GenerationEfficacy(L.Callback):
         for concept, result in results.items():
             for tag, value in result.scalars().items():
                 pl_module.log(f"gen/{concept}/{tag}", value)
+            for tag, value in operating_point_scalars(result).items():
+                pl_module.log(f"gen/{concept}/{tag}", value)
             experiment = getattr(trainer.logger, "experiment", None)
             if experiment is not None and hasattr(experiment, "add_text"):
                 experiment.add_text(f"gen/{concept}/samples", samples_table(result), trainer.current_epoch)
+            if experiment is not None and hasattr(experiment, "add_figure") and "tradeoff" in result.extra:
+                add_operating_point_figures(experiment, concept, result, trainer.current_epoch)
         if trainer.log_dir is not None and trainer.is_global_zero:
             write_answers(trainer.log_dir, trainer.current_epoch, self.last_answers)
         summary = {c: r.summary(self.bootstrap) for c, r in results.items()}
@@ -236,17 +240,54 @@ class GenerationEfficacy(L.Callback):
 
 
 def samples_table(result: ConceptEfficacy) -> str:
-    """A Markdown table of sample answers (TensorBoard renders it in the TEXT tab)."""
+    """A Markdown table of sample answers with their judge score and fluency (TensorBoard renders it in the TEXT
+    tab)."""
     lines = [
         f"judge: {result.target.metric}",
         "",
-        "| model | variant | beta | prompt | answer | score |",
-        "|---|---|---|---|---|---|",
+        "| model | variant | beta | prompt | answer | score | fluency |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result.extra.get("samples", []):
         answer = row["answer"].replace("|", "\\|").replace("\n", " ")
         prompt = row["prompt"].replace("|", "\\|").replace("\n", " ")
+        fluency = f"{row['fluency']:.2f}" if "fluency" in row else "-"
         lines.append(
-            f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {row['score']:.3f} |"
+            f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {row['score']:.3f} "
+            f"| {fluency} |"
         )
     return "\n".join(lines)
+
+
+def operating_point_scalars(result: ConceptEfficacy) -> dict[str, float]:
+    """Flat figures of each variant's operating point, by tag suffix ``operating_point/<variant>/<figure>``: the
+    chosen beta, the test prompts' mean judge score, fluency and composite, the wrong-direction share and the NLL
+    cost (NaN figures left out)."""
+    out = {}
+    for variant, point in result.extra.get("operating_points", {}).items():
+        test, tag = point["test"], f"operating_point/{variant}"
+        out[f"{tag}/beta"] = point["beta"]
+        for axis in ("score", "fluency", "composite"):
+            out[f"{tag}/{axis}"] = test[axis]["mean"]
+        out[f"{tag}/wrong_direction"] = test["wrong_direction"]
+        if "cost" in point:
+            out[f"{tag}/nll_cost"] = point["cost"]["nll_increase"]
+    return {tag: value for tag, value in out.items() if value == value}
+
+
+def add_operating_point_figures(experiment: Any, concept: str, result: ConceptEfficacy, epoch: int) -> None:
+    """The trade-off chart (judge score against fluency, one line per variant) and each variant's per-prompt
+    steerability at its operating point (a histogram) to TensorBoard."""
+    import torch
+
+    from lcross.report.plots import tradeoff_figure
+
+    high = 10.0 if result.target.metric.startswith("llm") else 1.0
+    figure = tradeoff_figure(f"{concept}: concept against fluency", result.extra["tradeoff"], result.target.metric,
+                             (0, high))  # fmt: skip
+    experiment.add_figure(f"gen/{concept}/tradeoff", figure, epoch)
+    for variant, point in result.extra["operating_points"].items():
+        slopes = torch.tensor(point["test"]["steerability"], dtype=torch.float64)
+        slopes = slopes[torch.isfinite(slopes)]
+        if slopes.numel():
+            experiment.add_histogram(f"gen/{concept}/steerability/{variant}", slopes, epoch)

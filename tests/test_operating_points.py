@@ -171,3 +171,35 @@ def test_ab_sweeps_report_per_item_reliability_against_a_hand_count():
     assert reliability["own_sv"]["wrong_direction"] == [0.0, 0.0]
     assert all(s > 0 for s in reliability["own_sv"]["slopes"])
     assert "reliability" in result.test_sets["novel"].summary()
+
+
+def test_operating_points_reach_the_report_tensorboard_and_the_text_table(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lcross.callbacks.generation_efficacy import add_operating_point_figures, operating_point_scalars, samples_table
+    from lcross.report.operating_points import operating_point_section
+
+    data, transform = _constructed()
+    data.concepts["letters"].open_ended = [f"prompt {i}" for i in range(6)]
+    settings = GenerationSettings(
+        betas=[-2.0, 2.0], max_new_tokens=2, bootstrap=50, operating_point="matched_fluency", samples=1
+    )
+    result = evaluate_generation_efficacy(data, transform, settings, PromptCode())["letters"]
+    points = result.extra["operating_points"]
+    card = {"source": {"name": "org/tiny-source"}, "generation": {"letters": result.summary()}}
+    lines = operating_point_section([card], tmp_path)
+    text = "\n".join(lines)
+    assert "at matched fluency" in text and "3 per concept" in text
+    transferred = points["transferred"]
+    row = next(line for line in lines if "| transferred |" in line)
+    assert f"| {transferred['beta']:+g}" in row and f"{transferred['test']['fluency']['mean']:.3f} [" in row
+    assert (tmp_path / "tradeoff_letters.png").exists() and (tmp_path / "steerability_letters.png").exists()
+    scalars = operating_point_scalars(result)
+    assert scalars["operating_point/own_sv/beta"] == points["own_sv"]["beta"]
+    assert scalars["operating_point/own_sv/fluency"] == points["own_sv"]["test"]["fluency"]["mean"]
+    table = samples_table(result)
+    assert "| score | fluency |" in table and table.count("\n") == 3 + 1 + 3 * 2  # header + unsteered + 3 x 2 betas
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    add_operating_point_figures(writer, "letters", result, 0)
+    writer.close()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
