@@ -80,6 +80,10 @@ class GenerationEfficacy(L.Callback):
         validation_share: the share of each concept's prompts that choose the operating points (seeded, disjoint
             from the test prompts that score them).
         split_seed: seed of the validation/test split.
+        prompting: the prompting baseline: an instruction added to the user turn (true: built from the concept's
+            name or ``meta["description"]``; a text for every concept; or concept -> text), answered unsteered and
+            with the transferred vector at each positive beta, scored on the test prompts as the variants. Needs
+            ``data.chat_template``.
         cost_text: held-out neutral text (a file, a folder or a dataset id that no fit reads: one the fit's corpus
             overlaps is refused) on which each variant's cost to the model is measured at its operating point: the
             increase in next-token NLL and the KL from the unsteered model, steering every position (None: none).
@@ -115,6 +119,7 @@ class GenerationEfficacy(L.Callback):
         tau: float = 0.9,
         validation_share: float = 0.5,
         split_seed: int = 0,
+        prompting: bool | str | dict[str, str] = False,
         cost_text: str | None = None,
         cost_passages: int = 16,
         cost_tokens: int = 128,
@@ -151,6 +156,7 @@ class GenerationEfficacy(L.Callback):
             validation_share=validation_share,
             split_seed=split_seed,
             bootstrap=bootstrap,
+            prompting=prompting,
             cost_text=cost_text,
             cost_passages=cost_passages,
             cost_tokens=cost_tokens,

@@ -57,8 +57,8 @@ def test_nll_matches_an_unbatched_reference_and_the_calibration_is_the_documente
         ids = tokenizer(p + a).input_ids[len(tokenizer(p).input_ids) :]
         grams = [tuple(ids[j : j + 3]) for j in range(len(ids) - 2)]
         repeated = sum(g in grams[:j] for j, g in enumerate(grams)) / len(grams) if grams else 0.0
-        likelihood = min(1, max(0, (0.6 * log_v - nll) / (0.35 * log_v)))
-        variety = min(1, max(0, (0.5 - repeated) / 0.4))
+        likelihood = min(1, max(0, (0.32 * log_v - nll) / (0.2 * log_v)))
+        variety = min(1, max(0, (0.7 - repeated) / 0.5))
         assert fluency[i] == pytest.approx(likelihood * variety, abs=1e-6)
 
 

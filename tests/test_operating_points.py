@@ -203,3 +203,37 @@ def test_operating_points_reach_the_report_tensorboard_and_the_text_table(tmp_pa
     add_operating_point_figures(writer, "letters", result, 0)
     writer.close()
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_the_prompting_baseline_answers_the_instructed_prompts_as_plain_generate_calls():
+    from lcross.steering.generation import generate
+
+    from .test_evaluation_engines import AnswerLength
+    from .test_judges import MINI_TEMPLATE
+
+    data, transform = _constructed()
+    prompts = ["Tell me about your day.", "Describe the sea.", "Hi", "What is rain?"]
+    data.concepts["letters"].open_ended = prompts
+    settings = GenerationSettings(betas=[-2.0, 2.0], max_new_tokens=3, bootstrap=0, prompting="Be cheerful.")
+    with pytest.raises(LCrossInputError, match=r"GenerationSettings\.prompting: .* no chat template"):
+        settings.concepts_to_run(data)  # the data has no chat template: refused before any model loads
+    data.chat_template = True
+    data.target[1].chat_template = MINI_TEMPLATE
+    assert settings.instruction(data, "letters") == "Be cheerful."
+    default = GenerationSettings(prompting=True)
+    assert default.instruction(data, "letters") == "Answer in a way that shows a lot of letters."
+    result = evaluate_generation_efficacy(data, transform, settings, AnswerLength(max_chars=6))["letters"]
+    baseline = result.extra["prompting"]
+    assert baseline["instruction"] == "Be cheerful." and set(baseline["prompting"]) == {"+1"}
+    assert set(baseline["prompting+transferred"]) == {"+2"}  # positive betas only
+    model, tokenizer = data.model("target")
+    instructed = [f"{p}\n\nBe cheerful." for p in prompts]
+    plain = generate(model, tokenizer, instructed, max_new_tokens=3, chat_template=True)
+    rows = [r for r in result.answers if r["variant"] == "prompting"]
+    assert [r["answer"] for r in rows] == plain and [r["prompt"] for r in rows] == instructed
+    test = result.extra["split"]["test"]
+    expected = sum(min(len(plain[i]), 6) / 6 for i in test) / len(test)
+    assert baseline["prompting"]["+1"]["score"]["mean"] == pytest.approx(expected)
+    unsteered = {r["index"]: r["score"] for r in result.answers if r["variant"] == "unsteered"}
+    wrong = sum(min(len(plain[i]), 6) / 6 < unsteered[i] for i in test) / len(test)
+    assert baseline["prompting"]["+1"]["wrong_direction"] == pytest.approx(wrong)

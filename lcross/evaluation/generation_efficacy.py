@@ -34,10 +34,12 @@ from lcross.evaluation.model_cost import check_held_out, model_cost, neutral_pas
 from lcross.evaluation.operating_points import (
     OPERATING_POINTS,
     OperatingPoint,
+    mean_ci,
     operating_points,
     split_prompts,
     validation_count,
 )
+from lcross.evaluation.reliability import share, wrong_direction
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.files import atomic_path
 from lcross.progress import phase
@@ -109,6 +111,12 @@ class GenerationSettings:
     """Seed of the validation/test split of the prompts."""
     bootstrap: int = 1000
     """Resamples of the intervals over test prompts at the operating points (0: none)."""
+    prompting: bool | str | dict[str, str] = False
+    """The prompting baseline: an instruction added to the user turn (True: ``"Answer in a way that shows a lot of
+    <concept>."``, the concept's ``meta["description"]`` in place of its name where it has one; a text for every
+    concept; or concept -> text). The target answers the instructed prompts unsteered (``prompting``) and steered by
+    the transferred vector at each positive beta (``prompting+transferred``), scored exactly as the variants on the
+    test prompts. Needs the chat template (``data.chat_template``)."""
     cost_text: str | None = None
     """Held-out neutral text (a ``.txt``/``.jsonl`` file, a folder of them or a dataset id) on which each variant's
     cost to the model is measured at its operating point (NLL increase and KL, steering every position); refused if a
@@ -175,6 +183,12 @@ class GenerationSettings:
             (self.cost_passages < 1, "cost_passages", f"is {self.cost_passages}", "use 1 or more"),
             (self.cost_tokens < 2, "cost_tokens", f"is {self.cost_tokens}", "use 2 or more"),
             (
+                self.prompting is not False and not self.fluency,
+                "prompting",
+                "is set, but fluency is off: the baseline is scored at the operating points, which need fluency",
+                "turn fluency on, or prompting off",
+            ),
+            (
                 self.cost_text is not None and not self.fluency,
                 "cost_text",
                 "is set, but fluency is off: costs are measured at the operating points, which need fluency",
@@ -200,6 +214,15 @@ class GenerationSettings:
             )
         return self.grids[concept]
 
+    def instruction(self, data: EvaluationData, concept: str) -> str:
+        """The prompting baseline's instruction for a concept."""
+        if isinstance(self.prompting, str):
+            return self.prompting
+        if isinstance(self.prompting, dict):
+            return self.prompting[concept]
+        described = data.concepts[concept].meta.get("description") or concept
+        return f"Answer in a way that shows a lot of {described}."
+
     def prompts(self, data: EvaluationData, concept: str) -> list[str]:
         """The open-ended prompts a concept answers (at most ``max_prompts``)."""
         return list(data.concepts[concept].open_ended[: self.max_prompts])
@@ -223,6 +246,18 @@ class GenerationSettings:
         without a beta grid, or one whose prompts leave no test prompt; and for a cost text that a fit reads."""
         if self.cost_text is not None:
             check_held_out(self.cost_text, data, f"{self.owner}.cost_text")
+        if self.prompting is not False and not data.chat_template:
+            raise LCrossInputError(
+                "a prompting instruction goes into the user turn, but the data has no chat template",
+                where=f"{self.owner}.prompting",
+                fix="set data.chat_template: true (a chat/instruct target), or turn prompting off",
+            )
+        if isinstance(self.prompting, dict) and self.concepts is not None and set(self.concepts) - set(self.prompting):
+            raise LCrossInputError(
+                f"no prompting text for {sorted(set(self.concepts) - set(self.prompting))}",
+                where=f"{self.owner}.prompting",
+                fix="give a text for every concept, one text for all, or true for the default",
+            )
         if self.concepts is None:
             names = [c for c in data.eval_concepts if data.concepts[c].open_ended]
             for name in names:
@@ -314,7 +349,14 @@ def concept_generation_efficacy(
                 add_costs(data, side, points, {**vectors, **own_vectors}, settings)
             extra["operating_points"].update(points)
             extra["tradeoff"].update(tradeoff(axes))
+        if settings.prompting is not False:
+            extra["prompting"], prompted_rows = prompting_baseline(
+                data, name, prompts, vectors[Variant.TRANSFERRED], betas, judge, relevance, test, target.unsteered,
+                settings,
+            )  # fmt: skip
     rows = answer_rows(prompts, target, answers, judge.scale, columns.get("target"), split)
+    if settings.prompting is not False:
+        rows += prompted_rows
     if source is not None:
         rows += answer_rows(prompts, source, source_answers, judge.scale, columns.get("source"), split)
     samples = [row for row in rows if row["index"] < settings.samples and not is_random_draw(row["variant"])]
@@ -345,6 +387,67 @@ _FLUENCY_MODELS: dict[str, tuple[torch.nn.Module, Any]] = {}
 def release_fluency_model() -> None:
     """Forgets the named fluency reference model kept between evaluations (frees its memory)."""
     _FLUENCY_MODELS.clear()
+
+
+PROMPTING = "prompting"
+PROMPTING_TRANSFERRED = "prompting+transferred"
+
+
+def prompting_baseline(
+    data: EvaluationData,
+    name: str,
+    prompts: list[str],
+    transferred: SteeringVector,
+    betas: list[float],
+    judge: Judge,
+    relevance: Judge | None,
+    test: list[int],
+    unsteered_scores: torch.Tensor,
+    settings: GenerationSettings,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The prompting baseline: the target answers each prompt with the concept's instruction added to the user turn,
+    unsteered and steered by the transferred vector at each positive beta. Scored as the variants (judge, fluency,
+    composite; ``unsteered_scores``, the judge's scores of the uninstructed unsteered answers, for the wrong-direction
+    share) on the test prompts.
+
+    Returns:
+        (``{"instruction", "prompting": {beta: figures}, "prompting+transferred": {beta: figures}}``, answer rows).
+    """
+    instruction = settings.instruction(data, name)
+    instructed = [f"{prompt}\n\n{instruction}" for prompt in prompts]
+    steered = {PROMPTING_TRANSFERRED: transferred}
+    positive = [b for b in betas if b > 0]
+    answers = generate_answers(data, "target", instructed, steered if positive else {}, positive, settings)
+    answers[PROMPTING, 1.0] = answers.pop((UNSTEERED, 0.0))  # no steering, the instruction asks for more concept
+    fluency = fluency_judge(data, "target", settings)
+    out: dict[str, Any] = {"instruction": instruction, PROMPTING: {}, PROMPTING_TRANSFERRED: {}}
+    rows = []
+    index = torch.tensor(test, dtype=torch.long)
+    for (variant, beta), texts in answers.items():
+        scores = judge(instructed, texts)
+        values = fluency(instructed, texts)
+        concept = [oriented_concept(float(x), 1.0, judge.scale) for x in scores]
+        graded = [None] * len(texts) if relevance is None else (relevance(instructed, texts) / relevance.scale[1])
+        composite = [
+            combine(c, float(f), None if r is None else float(r), settings.composite, settings.fluency_threshold)
+            for c, f, r in zip(concept, values, graded)
+        ]
+        axes = {"score": scores, "fluency": values, "composite": torch.tensor(composite, dtype=torch.float64)}
+        figures: dict[str, Any] = {"n_prompts": len(test)}
+        for axis, column in axes.items():
+            figures[axis] = mean_ci(column[index], settings.bootstrap)
+        figures["wrong_direction"] = share(wrong_direction(scores[index], unsteered_scores[index], 1.0))
+        out[variant][f"{beta:+g}"] = figures
+        for i, text in enumerate(texts):
+            rows.append(
+                {
+                    "model": data.model_name("target"), "variant": variant, "beta": beta, "index": i,
+                    "prompt": instructed[i], "answer": text, "score": float(scores[i]), "judge": judge.name,
+                    "scale": list(judge.scale), "fluency": float(values[i]), "concept": concept[i],
+                    "composite": composite[i], "split": "test" if i in test else "validation",
+                }
+            )  # fmt: skip
+    return out, rows
 
 
 def add_costs(

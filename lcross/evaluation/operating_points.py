@@ -80,7 +80,8 @@ def choose_beta(
     return (betas[best] if best is not None else min(betas, key=abs)), False
 
 
-def _mean_ci(values: torch.Tensor, bootstrap: int) -> dict[str, Any]:
+def mean_ci(values: torch.Tensor, bootstrap: int) -> dict[str, Any]:
+    """The mean of the finite values and their bootstrap interval (None without resamples)."""
     finite = values[torch.isfinite(values)]
     mean = float(finite.mean()) if finite.numel() else math.nan
     ci = list(bootstrap_ci(finite, n_resamples=bootstrap)) if bootstrap and finite.numel() else None
@@ -94,7 +95,7 @@ def score_at(test: Mapping[str, Sweep], variant: Any, beta: float, bootstrap: in
     row = score.betas.index(float(beta))
     out: dict[str, Any] = {"n_prompts": score.n_items}
     for axis, sweep in test.items():
-        out[axis] = _mean_ci(sweep.items[variant][row], bootstrap)
+        out[axis] = mean_ci(sweep.items[variant][row], bootstrap)
         out[axis]["unsteered"] = sweep.unsteered_mean
     wrong = wrong_direction(score.items[variant][row], score.unsteered, beta)
     out["wrong_direction"] = share(wrong)

@@ -61,6 +61,13 @@ def operating_point_table(cards: list[dict[str, Any]]) -> str:
                     f"{test['wrong_direction']:.2f} | {nll} | {kl} |"
                 )
                 rows += 1
+            for variant, figures in {k: v for k, v in entry.get("prompting", {}).items() if k != "instruction"}.items():
+                for beta, test in figures.items():
+                    lines.append(
+                        f"| {run} | {concept} | {variant} | {beta} | {_figure(test['score'])} | "
+                        f"{_figure(test['fluency'])} | {_figure(test['composite'])} | - | "
+                        f"{test['wrong_direction']:.2f} | - | - |"
+                    )
     return "\n".join(lines) if rows else ""
 
 

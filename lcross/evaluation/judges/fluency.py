@@ -15,10 +15,14 @@ and maps them to a fluency in [0, 1] by a fixed calibration (written down here a
     fluency    = likelihood * variety
 
 with V the reference model's vocabulary size. ln V is the NLL of a uniform guess, so the bounds are shares of it and
-carry over between vocabularies: with the defaults (``nll_low`` 0.25, ``nll_high`` 0.6) a model's own greedy answers
-(about 0.5-1.5 nats on SmolLM2 and Gemma-3-270M, whose ln V is 10.8 and 12.5) score 1, and random tokens (an NLL at or
-above ln V) score 0; text with no more than 10% repeated trigrams keeps its score, and 50% or more scores 0.
-An empty answer (a steered model that wrote only special tokens, which decoding drops) scores 0.
+carry over between vocabularies. The defaults (``nll_low`` 0.12, ``nll_high`` 0.32, ``repeated_low`` 0.2,
+``repeated_high`` 0.7) were set on the demo pair's answers: SmolLM2-135M-Instruct's and Gemma-3-270M's own greedy
+answers have an NLL of 0.3-1.4 nats (ln V is 10.8 and 12.5, so the likelihood part is 1 below 1.3 and 1.5 nats), random
+tokens 13-15 nats (0), and a random T's strings of ordinals ("I'm 18, 25, 3rd, 7er, 7er") 2.3-2.9 nats on Gemma
+(about 0.45-0.7). Up to 20% repeated trigrams keeps the score, 70% or more scores 0 ("really really really ..." is
+about 90%); Gemma-3-270M base repeats itself unsteered (a third to half of its trigrams in some 24-token answers), so
+its unsteered answers average about 0.8, SmolLM2's instruct answers 1. An empty answer (a steered model that wrote only
+special tokens, which decoding drops) scores 0.
 
 The repetition rule catches what the likelihood misses: a model copies a repeated token with high confidence, so a
 run of one token has a low NLL. Answers already scored are not scored again (cached by prompt and answer), and the
@@ -89,10 +93,10 @@ class FluencyJudge(Judge):
         tokenizer: Any,
         *,
         chat_template: bool = False,
-        nll_low: float = 0.25,
-        nll_high: float = 0.6,
-        repeated_low: float = 0.1,
-        repeated_high: float = 0.5,
+        nll_low: float = 0.12,
+        nll_high: float = 0.32,
+        repeated_low: float = 0.2,
+        repeated_high: float = 0.7,
         ngram: int = 3,
         batch_size: int = 16,
         name: str | None = None,
