@@ -237,3 +237,22 @@ def test_the_prompting_baseline_answers_the_instructed_prompts_as_plain_generate
     unsteered = {r["index"]: r["score"] for r in result.answers if r["variant"] == "unsteered"}
     wrong = sum(min(len(plain[i]), 6) / 6 < unsteered[i] for i in test) / len(test)
     assert baseline["prompting"]["+1"]["wrong_direction"] == pytest.approx(wrong)
+
+
+def test_the_run_summary_prints_the_operating_points(tmp_path):
+    import json
+
+    from lcross.report.summary import run_summary
+    from lcross.transform.files import CARD_NAME
+
+    data, transform = _constructed()
+    data.concepts["letters"].open_ended = [f"prompt {i}" for i in range(4)]
+    settings = GenerationSettings(betas=[-2.0, 2.0], max_new_tokens=2, bootstrap=0)
+    result = evaluate_generation_efficacy(data, transform, settings, PromptCode())["letters"]
+    card = {"source": {"name": "org/tiny-source"}, "generation": {"letters": result.summary()}}
+    (tmp_path / "transform").mkdir()
+    (tmp_path / "transform" / CARD_NAME).write_text(json.dumps(card))
+    summary = run_summary(tmp_path)
+    assert "at each variant's operating point" in summary
+    beta = result.extra["operating_points"]["own_sv"]["beta"]
+    assert f"| tiny-source | letters | own SV | {beta:+g} |" in summary

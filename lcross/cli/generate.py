@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in answers:
         print(f"=== {entry['prompt']}")
         for label, text in entry["answers"].items():
-            print(f"--- {label}:\n{text.strip()}")
+            print(f"--- {label}: fluency {entry['fluency'][label]:.2f}\n{text.strip()}")
     return 0
 
 
@@ -152,6 +152,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from lcross.evaluation.judges.fluency import FluencyJudge
     from lcross.models.loading import ModelSpec, load_model
 
     _check_arguments(args)
@@ -176,7 +177,14 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     texts = generate_grid(
         model, tokenizer, args.prompt, grid, max_new_tokens=args.max_new_tokens, chat_template=chat_template
     )
+    # fluency in [0, 1] under the same model unsteered (lcross.evaluation.judges.fluency: 1 reads like its own text)
+    judge = FluencyJudge(model, tokenizer, chat_template=chat_template)
+    fluency = {key: judge(list(args.prompt), texts[key]).tolist() for key in grid}
     return [
-        {"prompt": prompt, "answers": {str(key): texts[key][index] for key in grid}}
+        {
+            "prompt": prompt,
+            "answers": {str(key): texts[key][index] for key in grid},
+            "fluency": {str(key): fluency[key][index] for key in grid},
+        }
         for index, prompt in enumerate(args.prompt)
     ]
