@@ -10,7 +10,9 @@ This callback decides when to evaluate (after the last epoch, and every few epoc
 scores to TensorBoard as ``gen/<concept>/<variant>/beta_<b>`` (and ``gen/<concept>/no_steering``), a text table of
 sample answers to the TEXT tab, every answer with its score to ``<run>/answers/<concept>_epoch<e>.jsonl``; a summary
 with bootstrap intervals (and the sample answers) of each evaluation is kept in ``history`` (saved in checkpoints;
-``ExportTransform`` puts the newest into the transform card's ``generation``, which the report reads).
+``ExportTransform`` puts the newest into the transform card's ``generation``, which the report reads). With fluency
+on (the default) it also logs each variant's operating point (``gen/<concept>/operating_point/<variant>/...``), the
+trade-off figure (judge score against fluency) and each variant's per-prompt steerability as a histogram.
 """
 
 from __future__ import annotations

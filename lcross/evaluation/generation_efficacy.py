@@ -11,6 +11,13 @@ judges)`` -> concept -> ``ConceptEfficacy``, whose ``answers`` hold every judged
 keeps them in a run folder) and whose ``extra["samples"]`` the few shown in the card. The two steps are separate
 (``generate_answers``, then ``judge_answers``), so that further scores of the same answers need no new generation. The
 ``GenerationEfficacy`` callback decides when to run it during a fit and logs what it returns.
+
+With ``fluency`` (the default) every answer also gets a fluency (``judges.fluency``), an oriented concept axis,
+relevance with an ``llm`` judge, and a composite (``composite``); the prompts are split into validation and test
+prompts, each variant's beta is chosen on the validation prompts and scored on the test prompts
+(``operating_points``: ``extra["operating_points"]``, with the wrong-direction share, each prompt's steerability and,
+with ``cost_text``, the cost to the model from ``model_cost``), ``extra["tradeoff"]`` holds concept against fluency
+over the grid, and ``prompting`` adds the prompting baseline (``extra["prompting"]``).
 """
 
 from __future__ import annotations
