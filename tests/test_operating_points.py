@@ -256,3 +256,34 @@ def test_the_run_summary_prints_the_operating_points(tmp_path):
     assert "at each variant's operating point" in summary
     beta = result.extra["operating_points"]["own_sv"]["beta"]
     assert f"| tiny-source | letters | own SV | {beta:+g} |" in summary
+
+
+def test_the_ab_prompting_baseline_sweeps_the_instructed_items():
+    from lcross.concepts.pairs import ContrastivePair
+    from lcross.evaluation.ab import steering_sweep
+    from lcross.evaluation.ab_efficacy import ABEfficacySettings, evaluate_ab_efficacy
+    from lcross.results import Variant
+
+    from .test_judges import MINI_TEMPLATE
+
+    data, transform = _constructed()
+    settings = ABEfficacySettings(betas=[-2.0, 2.0], random_maps=0, prompting="Say w.")
+    with pytest.raises(LCrossInputError, match=r"ABEfficacySettings\.prompting: .* no chat template"):
+        evaluate_ab_efficacy(data, transform, settings)
+    data.chat_template = True
+    data.target[1].chat_template = MINI_TEMPLATE
+    result = evaluate_ab_efficacy(data, transform, settings)["letters"]
+    baseline = result.extra["prompting"]
+    model, tokenizer = data.model("target")
+    items = [ContrastivePair(f"{p.prompt}\n\nSay w.", p.positive, p.negative) for p in data.concepts["letters"].test]
+    transferred = data.vectors["target"]  # T maps the source SV exactly onto the own SV
+    reference = steering_sweep(model, tokenizer, items, None, {"v": transferred}, [2.0], chat_template=True)
+    assert baseline["instruction"] == "Say w."
+    assert baseline["prompting"]["+1"]["mean"] == pytest.approx(float(reference.unsteered.mean()), abs=1e-5)
+    assert baseline["prompting+transferred"]["+2"]["mean"] == pytest.approx(
+        float(reference.items["v"].mean()), abs=1e-4
+    )
+    plain = result.target.unsteered
+    wrong = float((reference.unsteered < plain).double().mean())
+    assert baseline["prompting"]["+1"]["wrong_direction"] == pytest.approx(wrong)
+    assert set(result.target.items) == {Variant.OWN_SV, Variant.TRANSFERRED, Variant.RANDOM_T}

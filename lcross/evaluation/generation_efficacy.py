@@ -46,6 +46,8 @@ from lcross.evaluation.operating_points import (
     split_prompts,
     validation_count,
 )
+from lcross.evaluation.prompting import Prompting, check_prompting, instruction
+from lcross.evaluation.prompting import instructed as instructed_prompt
 from lcross.evaluation.reliability import share, wrong_direction
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.files import atomic_path
@@ -118,7 +120,7 @@ class GenerationSettings:
     """Seed of the validation/test split of the prompts."""
     bootstrap: int = 1000
     """Resamples of the intervals over test prompts at the operating points (0: none)."""
-    prompting: bool | str | dict[str, str] = False
+    prompting: Prompting = False
     """The prompting baseline: an instruction added to the user turn (True: ``"Answer in a way that shows a lot of
     <concept>."``, the concept's ``meta["description"]`` in place of its name where it has one; a text for every
     concept; or concept -> text). The target answers the instructed prompts unsteered (``prompting``) and steered by
@@ -223,12 +225,7 @@ class GenerationSettings:
 
     def instruction(self, data: EvaluationData, concept: str) -> str:
         """The prompting baseline's instruction for a concept."""
-        if isinstance(self.prompting, str):
-            return self.prompting
-        if isinstance(self.prompting, dict):
-            return self.prompting[concept]
-        described = data.concepts[concept].meta.get("description") or concept
-        return f"Answer in a way that shows a lot of {described}."
+        return instruction(self.prompting, concept, data.concepts[concept].meta)
 
     def prompts(self, data: EvaluationData, concept: str) -> list[str]:
         """The open-ended prompts a concept answers (at most ``max_prompts``)."""
@@ -253,18 +250,7 @@ class GenerationSettings:
         without a beta grid, or one whose prompts leave no test prompt; and for a cost text that a fit reads."""
         if self.cost_text is not None:
             check_held_out(self.cost_text, data, f"{self.owner}.cost_text")
-        if self.prompting is not False and not data.chat_template:
-            raise LCrossInputError(
-                "a prompting instruction goes into the user turn, but the data has no chat template",
-                where=f"{self.owner}.prompting",
-                fix="set data.chat_template: true (a chat/instruct target), or turn prompting off",
-            )
-        if isinstance(self.prompting, dict) and self.concepts is not None and set(self.concepts) - set(self.prompting):
-            raise LCrossInputError(
-                f"no prompting text for {sorted(set(self.concepts) - set(self.prompting))}",
-                where=f"{self.owner}.prompting",
-                fix="give a text for every concept, one text for all, or true for the default",
-            )
+        check_prompting(self.prompting, data.chat_template, self.concepts, f"{self.owner}.prompting")
         if self.concepts is None:
             names = [c for c in data.eval_concepts if data.concepts[c].open_ended]
             for name in names:
@@ -420,14 +406,14 @@ def prompting_baseline(
     Returns:
         (``{"instruction", "prompting": {beta: figures}, "prompting+transferred": {beta: figures}}``, answer rows).
     """
-    instruction = settings.instruction(data, name)
-    instructed = [f"{prompt}\n\n{instruction}" for prompt in prompts]
+    asked = settings.instruction(data, name)
+    instructed = [instructed_prompt(prompt, asked) for prompt in prompts]
     steered = {PROMPTING_TRANSFERRED: transferred}
     positive = [b for b in betas if b > 0]
     answers = generate_answers(data, "target", instructed, steered if positive else {}, positive, settings)
     answers[PROMPTING, 1.0] = answers.pop((UNSTEERED, 0.0))  # no steering, the instruction asks for more concept
     fluency = fluency_judge(data, "target", settings)
-    out: dict[str, Any] = {"instruction": instruction, PROMPTING: {}, PROMPTING_TRANSFERRED: {}}
+    out: dict[str, Any] = {"instruction": asked, PROMPTING: {}, PROMPTING_TRANSFERRED: {}}
     rows = []
     index = torch.tensor(test, dtype=torch.long)
     for (variant, beta), texts in answers.items():
