@@ -6,8 +6,8 @@ they judge, measured in one run (target: <= 0.3x).
 
 The sweep is what ``GenerationEfficacy`` generates for one concept: every prompt unsteered and under three vectors at
 four betas, in shared batches. The fluency judge then scores every answer (one forward pass per batch, nothing
-cached beforehand) and ``model_cost`` reads 16 passages of ``data/corpus`` unsteered and under each vector at one
-beta. Writes ``bench/results_fluency.json``.
+cached beforehand) and ``model_cost`` reads 8 passages of ``data/corpus`` (96 tokens each, the engine's defaults)
+unsteered and under each vector at one beta. Writes ``bench/results_fluency.json``.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ def main() -> None:
     flat_answers = [a for key in grid for a in answers[key]]  # type: ignore[index]
     judge = FluencyJudge(model, tokenizer, batch_size=32)
     t_fluency, _ = timed(lambda: judge(flat_prompts, flat_answers))
-    passages = neutral_passages(str(ROOT / "data" / "corpus"), 16)
+    passages = neutral_passages(str(ROOT / "data" / "corpus"), 8)
     points = {name: [1.0] for name in vectors}
-    t_cost, _ = timed(lambda: model_cost(model, tokenizer, passages, vectors, points, max_tokens=128, batch_size=16))
+    t_cost, _ = timed(lambda: model_cost(model, tokenizer, passages, vectors, points, max_tokens=96))
     ratio = (t_fluency + t_cost) / t_generate
     result = {
         "machine": machine(),

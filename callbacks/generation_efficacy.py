@@ -123,8 +123,8 @@ class GenerationEfficacy(L.Callback):
         split_seed: int = 0,
         prompting: bool | str | dict[str, str] = False,
         cost_text: str | None = None,
-        cost_passages: int = 16,
-        cost_tokens: int = 128,
+        cost_passages: int = 8,
+        cost_tokens: int = 96,
     ):
         for bad, option, problem, fix in [
             (every_n_epochs is not None and every_n_epochs < 1, "every_n_epochs", f"is {every_n_epochs}", "use 1+"),

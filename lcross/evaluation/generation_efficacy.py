@@ -130,9 +130,9 @@ class GenerationSettings:
     """Held-out neutral text (a ``.txt``/``.jsonl`` file, a folder of them or a dataset id) on which each variant's
     cost to the model is measured at its operating point (NLL increase and KL, steering every position); refused if a
     fit reads it (None: no cost measured)."""
-    cost_passages: int = 16
+    cost_passages: int = 8
     """Passages of ``cost_text`` read (the first ones)."""
-    cost_tokens: int = 128
+    cost_tokens: int = 96
     """Tokens per passage read."""
     owner: str = field(default="GenerationSettings", compare=False)
     """Who holds these settings, named in error messages (e.g. the ``GenerationEfficacy`` callback)."""
@@ -463,7 +463,6 @@ def add_costs(
         {v: by_name[v] for v in points},
         {v: [point["beta"]] for v, point in points.items()},
         max_tokens=settings.cost_tokens,
-        batch_size=settings.batch_size,
     )
     for variant, point in points.items():
         point["cost"] = costs[variant][point["beta"]]

@@ -11,6 +11,8 @@ For a vector at a beta, the model reads held-out neutral passages with the vecto
 The neutral text must be text that no fit read (``check_held_out``: a text that the data's corpus fit reads is
 refused), passages cut as for a corpus fit (``lcross.corpus.passages``), at most ``max_passages`` of them and
 ``max_tokens`` tokens each. Batched: one unsteered forward pass per batch of passages, then one per (vector, beta).
+Its cost is mostly the output layer over the whole vocabulary at every position (Gemma-3's 262k words): keep the
+passages few and short (``bench/fluency_cost.py`` measures it against the generation sweep).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def neutral_passages(text: str, max_passages: int = 32, passage_chars: int = 600
 def _logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.inference_mode():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return torch.log_softmax(logits.float(), -1)
+        return torch.log_softmax(logits.float(), -1)
 
 
 def model_cost(
@@ -69,7 +71,7 @@ def model_cost(
     points: Mapping[Any, Sequence[float]],
     *,
     max_tokens: int = 128,
-    batch_size: int = 8,
+    batch_size: int = 4,
 ) -> dict[Any, dict[float, dict[str, float]]]:
     """key -> beta -> ``{"nll_increase", "kl", "nll", "nll_unsteered"}`` for ``vectors[key]`` at each beta of
     ``points[key]``, added at every position while the model reads ``passages``."""
@@ -82,21 +84,21 @@ def model_cost(
     base_total, count = 0.0, 0
     for start in range(0, len(ids), batch_size):
         batch = pad_batch(tokenizer, ids[start : start + batch_size], device=device, side="right")
-        targets = batch["input_ids"][:, 1:]
+        targets = batch["input_ids"][:, 1:, None]
         mask = batch["attention_mask"][:, 1:].bool()
-        base = _logprobs(model, batch)[:, :-1]
-        base_nll = -base.gather(-1, targets[..., None])[..., 0]
-        base_total += float(base_nll[mask].sum())
+        base = _logprobs(model, batch)[:, :-1][mask]  # [tokens, vocab]: only real positions, once per batch
+        picked = targets[mask]
+        base_total += float(-base.gather(-1, picked).sum())
         count += int(mask.sum())
         for key, betas in points.items():
             for beta in betas:
                 with vectors[key].apply(model, beta, "all"):
-                    steered = _logprobs(model, batch)[:, :-1]
-                nll = -steered.gather(-1, targets[..., None])[..., 0]
-                kl = (base.exp() * (base - steered)).sum(-1)
+                    steered = _logprobs(model, batch)[:, :-1][mask]
                 total = sums.setdefault((key, float(beta)), [0.0, 0.0])
-                total[0] += float(nll[mask].sum())
-                total[1] += float(kl[mask].sum())
+                total[0] += float(-steered.gather(-1, picked).sum())
+                # KL(unsteered || steered) summed over positions, in one fused pass over the vocabulary
+                total[1] += float(torch.nn.functional.kl_div(steered, base, reduction="sum", log_target=True))
+                del steered
     unsteered = base_total / count
     out: dict[Any, dict[float, dict[str, float]]] = {}
     for (key, beta), (nll_sum, kl_sum) in sums.items():

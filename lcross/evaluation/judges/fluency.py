@@ -151,11 +151,12 @@ class FluencyJudge(Judge):
         with torch.inference_mode():
             logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         self.forward_passes += 1
-        logprobs = torch.log_softmax(logits.float(), -1)
         for row, (key, enc) in enumerate(zip(items, encoded)):
             answer = enc.input_ids[enc.prompt_len :]
-            targets = torch.tensor(answer, device=logprobs.device)
-            picked = logprobs[row, enc.prompt_len - 1 : len(enc.input_ids) - 1].gather(-1, targets[:, None])
+            targets = torch.tensor(answer, device=logits.device)
+            # log-softmax over the answer's positions only (the vocabulary can be 262k wide)
+            logprobs = torch.log_softmax(logits[row, enc.prompt_len - 1 : len(enc.input_ids) - 1].float(), -1)
+            picked = logprobs.gather(-1, targets[:, None])
             nll = float(-picked.mean())
             repeated = repeated_share(answer, self.ngram)
             self.cache[key] = {
