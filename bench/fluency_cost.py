@@ -1,7 +1,7 @@
 """Benchmark: the cost of the fluency axis and of the cost-to-the-model measure, as a share of the generation sweep
 they judge, measured in one run (target: <= 0.3x).
 
-    python bench/fluency_cost.py            # Gemma-3-270M (the demo's target), 8 prompts, 32 new tokens
+    python bench/fluency_cost.py            # Gemma-3-270M (the demo's target), 24 prompts, 32 new tokens
     python bench/fluency_cost.py --quick    # 4 prompts, 8 new tokens
 
 The sweep is what ``GenerationEfficacy`` generates for one concept: every prompt unsteered and under three vectors at
@@ -30,15 +30,9 @@ from lcross.steering.generation import generate_grid  # noqa: E402
 from lcross.steering.vector import SteeringVector  # noqa: E402
 
 LAYER = 9
+# the demo's open-ended sentiment prompts (configs/demo.yaml answers all 24)
 PROMPTS = [
-    "Tell me about your weekend.",
-    "Describe a walk in the park.",
-    "What do you think of rainy days?",
-    "Write about your favourite meal.",
-    "How was the last film you saw?",
-    "Describe your neighbourhood.",
-    "What is your morning like?",
-    "Tell me about a trip you took.",
+    json.loads(line)["prompt"] for line in (ROOT / "data/demo/sentiment/open_ended.jsonl").read_text().splitlines()
 ]
 
 
