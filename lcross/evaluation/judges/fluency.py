@@ -31,6 +31,7 @@ rest are scored in batches of ``batch_size`` answers, one forward pass each.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -118,6 +119,7 @@ class FluencyJudge(Judge):
         self.name = name or f"fluency:{model_name(model)}"
         self.scale = (0.0, 1.0)
         self.log_vocab = math.log(model.get_output_embeddings().weight.shape[0])
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.cache: dict[tuple[str, str], dict[str, float]] = {}
         self.forward_passes = 0  # counted, so that a test can see cached answers cost nothing
         self.last_columns: dict[str, list[float]] = {c: [] for c in COLUMNS}
@@ -147,16 +149,27 @@ class FluencyJudge(Judge):
         if not items:
             return
         encoded = encode_many(self.tokenizer, items, self.chat_template)
-        batch = pad_batch(self.tokenizer, [e.input_ids for e in encoded], device=device_of(self.model), side="right")
+        # Left padding puts every answer at the right edge, so the output layer (as wide as the vocabulary, 262k for
+        # Gemma-3) runs only on the last positions, where the answers are predicted, when the model allows it.
+        batch = pad_batch(self.tokenizer, [e.input_ids for e in encoded], device=device_of(self.model), side="left")
+        width = batch["input_ids"].shape[1]
+        keep = max(len(e.input_ids) - e.prompt_len for e in encoded) + 1
+        options = {"logits_to_keep": keep} if self._keeps_logits else {}
         with torch.inference_mode():
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = self.model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                position_ids=batch["position_ids"],
+                **options,
+            ).logits
         self.forward_passes += 1
+        offset = width - logits.shape[1]  # sequence position of the first logit kept
         for row, (key, enc) in enumerate(zip(items, encoded)):
             answer = enc.input_ids[enc.prompt_len :]
             targets = torch.tensor(answer, device=logits.device)
-            # log-softmax over the answer's positions only (the vocabulary can be 262k wide)
-            logprobs = torch.log_softmax(logits[row, enc.prompt_len - 1 : len(enc.input_ids) - 1].float(), -1)
-            picked = logprobs.gather(-1, targets[:, None])
+            # the logits at sequence positions width - n - 1 .. width - 2 predict the answer's n tokens
+            span = logits[row, width - len(answer) - 1 - offset : width - 1 - offset]
+            picked = torch.log_softmax(span.float(), -1).gather(-1, targets[:, None])
             nll = float(-picked.mean())
             repeated = repeated_share(answer, self.ngram)
             self.cache[key] = {
