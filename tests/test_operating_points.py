@@ -287,3 +287,43 @@ def test_the_ab_prompting_baseline_sweeps_the_instructed_items():
     wrong = float((reference.unsteered < plain).double().mean())
     assert baseline["prompting"]["+1"]["wrong_direction"] == pytest.approx(wrong)
     assert set(result.target.items) == {Variant.OWN_SV, Variant.TRANSFERRED, Variant.RANDOM_T}
+
+
+class _RubricChat(torch.nn.Module):
+    """A stand-in judge model for the wiring: replies "1" to the relevance rubric and "7" to the concept rubric."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.tokenizer = tokenizer
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, pad_token_id, **kwargs):
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask):
+            reply = "1" if "0, 1 or 2" in self.tokenizer.decode(ids[mask.bool()]) else "7"
+            new = self.tokenizer(reply, add_special_tokens=False).input_ids[:max_new_tokens]
+            rows.append(torch.tensor(new + [pad_token_id] * (max_new_tokens - len(new))))
+        return torch.cat([input_ids, torch.stack(rows)], dim=1)
+
+
+def test_an_llm_judge_adds_relevance_as_a_third_axis_of_the_composite():
+    from lcross.evaluation.judges import LLMJudge
+    from lcross.models.tiny import byte_tokenizer
+
+    from .test_judges import MINI_TEMPLATE
+
+    data, transform = _constructed()
+    data.concepts["letters"].open_ended = [f"prompt {i}" for i in range(4)]
+    tokenizer = byte_tokenizer()
+    tokenizer.chat_template = MINI_TEMPLATE
+    judge = LLMJudge(_RubricChat(tokenizer), tokenizer, "letters", max_new_tokens=2)
+    settings = GenerationSettings(betas=[-2.0, 2.0], max_new_tokens=2, bootstrap=0)
+    result = evaluate_generation_efficacy(data, transform, settings, judge)["letters"]
+    for row in result.answers:  # concept 0.7 (0.3 at beta < 0), relevance 1 / 2 = 0.5, with the row's fluency
+        concept = 0.3 if row["beta"] < 0 else 0.7
+        assert row["score"] == 7.0 and row["relevance"] == 0.5 and row["concept"] == pytest.approx(concept)
+        axes = [concept, row["fluency"], 0.5]
+        expected = 0.0 if min(axes) == 0 else 3 / sum(1 / a for a in axes)
+        assert row["composite"] == pytest.approx(expected)
+    point = result.extra["operating_points"]["transferred"]["test"]
+    assert point["relevance"]["mean"] == 0.5
