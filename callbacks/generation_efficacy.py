@@ -10,7 +10,9 @@ This callback decides when to evaluate (after the last epoch, and every few epoc
 scores to TensorBoard as ``gen/<concept>/<variant>/beta_<b>`` (and ``gen/<concept>/no_steering``), a text table of
 sample answers to the TEXT tab, every answer with its score to ``<run>/answers/<concept>_epoch<e>.jsonl``; a summary
 with bootstrap intervals (and the sample answers) of each evaluation is kept in ``history`` (saved in checkpoints;
-``ExportTransform`` puts the newest into the transform card's ``generation``, which the report reads).
+``ExportTransform`` puts the newest into the transform card's ``generation``, which the report reads). With fluency
+on (the default) it also logs each variant's operating point (``gen/<concept>/operating_point/<variant>/...``), the
+trade-off figure (judge score against fluency) and each variant's per-prompt steerability as a histogram.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
 from lcross.errors import LCrossInputError
+from lcross.evaluation.composite import Composite
 from lcross.evaluation.data import EvaluationData
 from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_generation_efficacy, write_answers
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.judges.per_concept import ConceptJudges
+from lcross.evaluation.operating_points import OperatingPoint
 from lcross.evaluation.variants import comparison_variants
 from lcross.results import RANDOM_BAND_EDGES, ConceptEfficacy, empty_answers
 from lcross.steering.hooks import Positions
@@ -64,6 +68,29 @@ class GenerationEfficacy(L.Callback):
         source_self_steering: also let the source answer, steered by its own SV (the weak-to-strong comparison).
         bootstrap: resamples for the confidence intervals (0: none).
         samples: answers per (variant, beta) shown in the TensorBoard text table.
+        fluency: score every answer's fluency (an offline ``FluencyJudge``: the reference model's NLL of the answer
+            and its repeated n-grams, calibrated to [0, 1]), combine it with the concept (and relevance) into a
+            composite, and choose each variant's operating point on validation prompts, scored on test prompts.
+        fluency_model: the fluency judge's reference model (a model name or ModelSpec fields); default: the model
+            that answered, unsteered.
+        composite: harmonic (AxBench), geometric, or gated (concept where fluency >= fluency_threshold, else 0).
+        fluency_threshold: the fluency a gated composite needs.
+        relevance: with an ``llm`` judge, let its model also grade instruction relevance (AxBench's 0-2 rubric).
+        operating_point: composite (the beta with the highest mean composite on validation prompts) or
+            matched_fluency (the strongest concept effect whose fluency stays >= tau x the unsteered fluency).
+        tau: the share of the unsteered fluency matched_fluency keeps, in (0, 1].
+        validation_share: the share of each concept's prompts that choose the operating points (seeded, disjoint
+            from the test prompts that score them).
+        split_seed: seed of the validation/test split.
+        prompting: the prompting baseline: an instruction added to the user turn (true: built from the concept's
+            name or ``meta["description"]``; a text for every concept; or concept -> text), answered unsteered and
+            with the transferred vector at each positive beta, scored on the test prompts as the variants. Needs
+            ``data.chat_template``.
+        cost_text: held-out neutral text (a file, a folder or a dataset id that no fit reads: one the fit's corpus
+            overlaps is refused) on which each variant's cost to the model is measured at its operating point: the
+            increase in next-token NLL and the KL from the unsteered model, steering every position (None: none).
+        cost_passages: passages of ``cost_text`` read.
+        cost_tokens: tokens per passage read.
     """
 
     card_section = "generation"  # where ExportTransform puts the newest results in the transform card
@@ -85,6 +112,19 @@ class GenerationEfficacy(L.Callback):
         source_self_steering: bool = False,
         bootstrap: int = 1000,
         samples: int = 2,
+        fluency: bool = True,
+        fluency_model: str | dict[str, Any] | None = None,
+        composite: Composite = "harmonic",
+        fluency_threshold: float = 0.5,
+        relevance: bool = True,
+        operating_point: OperatingPoint = "composite",
+        tau: float = 0.9,
+        validation_share: float = 0.5,
+        split_seed: int = 0,
+        prompting: bool | str | dict[str, str] = False,
+        cost_text: str | None = None,
+        cost_passages: int = 8,
+        cost_tokens: int = 96,
     ):
         for bad, option, problem, fix in [
             (every_n_epochs is not None and every_n_epochs < 1, "every_n_epochs", f"is {every_n_epochs}", "use 1+"),
@@ -108,6 +148,20 @@ class GenerationEfficacy(L.Callback):
             unit_vectors=unit_vectors,
             source_self_steering=source_self_steering,
             samples=samples,
+            fluency=fluency,
+            fluency_model=fluency_model,
+            composite=composite,
+            fluency_threshold=fluency_threshold,
+            relevance=relevance,
+            operating_point=operating_point,
+            tau=tau,
+            validation_share=validation_share,
+            split_seed=split_seed,
+            bootstrap=bootstrap,
+            prompting=prompting,
+            cost_text=cost_text,
+            cost_passages=cost_passages,
+            cost_tokens=cost_tokens,
             owner="GenerationEfficacy",
         )
         if concepts is not None:
@@ -163,9 +217,13 @@ class GenerationEfficacy(L.Callback):
         for concept, result in results.items():
             for tag, value in result.scalars().items():
                 pl_module.log(f"gen/{concept}/{tag}", value)
+            for tag, value in operating_point_scalars(result).items():
+                pl_module.log(f"gen/{concept}/{tag}", value)
             experiment = getattr(trainer.logger, "experiment", None)
             if experiment is not None and hasattr(experiment, "add_text"):
                 experiment.add_text(f"gen/{concept}/samples", samples_table(result), trainer.current_epoch)
+            if experiment is not None and hasattr(experiment, "add_figure") and "tradeoff" in result.extra:
+                add_operating_point_figures(experiment, concept, result, trainer.current_epoch)
         if trainer.log_dir is not None and trainer.is_global_zero:
             write_answers(trainer.log_dir, trainer.current_epoch, self.last_answers)
         summary = {c: r.summary(self.bootstrap) for c, r in results.items()}
@@ -200,17 +258,55 @@ class GenerationEfficacy(L.Callback):
 
 
 def samples_table(result: ConceptEfficacy) -> str:
-    """A Markdown table of sample answers (TensorBoard renders it in the TEXT tab)."""
+    """A Markdown table of sample answers with their judge score and fluency (TensorBoard renders it in the TEXT
+    tab)."""
     empty, total = empty_answers(result.summary())
     lines = [
         f"judge: {result.target.metric}; empty answers (not judged, left out of every mean): {empty} of {total}",
         "",
-        "| model | variant | beta | prompt | answer | score |",
-        "|---|---|---|---|---|---|",
+        "| model | variant | beta | prompt | answer | score | fluency |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result.extra.get("samples", []):
         answer = row["answer"].replace("|", "\\|").replace("\n", " ") or "(empty)"
         prompt = row["prompt"].replace("|", "\\|").replace("\n", " ")
         score = "not judged" if row.get("empty") else f"{row['score']:.3f}"
-        lines.append(f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {score} |")
+        fluency = f"{row['fluency']:.2f}" if "fluency" in row else "-"
+        lines.append(
+            f"| {row['model']} | {row['variant']} | {row['beta']:+g} | {prompt} | {answer} | {score} | {fluency} |"
+        )
     return "\n".join(lines)
+
+
+def operating_point_scalars(result: ConceptEfficacy) -> dict[str, float]:
+    """Flat figures of each variant's operating point, by tag suffix ``operating_point/<variant>/<figure>``: the
+    chosen beta, the test prompts' mean judge score, fluency and composite, the wrong-direction share and the NLL
+    cost (NaN figures left out)."""
+    out = {}
+    for variant, point in result.extra.get("operating_points", {}).items():
+        test, tag = point["test"], f"operating_point/{variant}"
+        out[f"{tag}/beta"] = point["beta"]
+        for axis in ("score", "fluency", "composite"):
+            out[f"{tag}/{axis}"] = test[axis]["mean"]
+        out[f"{tag}/wrong_direction"] = test["wrong_direction"]
+        if "cost" in point:
+            out[f"{tag}/nll_cost"] = point["cost"]["nll_increase"]
+    return {tag: value for tag, value in out.items() if value == value}
+
+
+def add_operating_point_figures(experiment: Any, concept: str, result: ConceptEfficacy, epoch: int) -> None:
+    """The trade-off chart (judge score against fluency, one line per variant) and each variant's per-prompt
+    steerability at its operating point (a histogram) to TensorBoard."""
+    import torch
+
+    from lcross.report.plots import tradeoff_figure
+
+    high = 10.0 if result.target.metric.startswith("llm") else 1.0
+    figure = tradeoff_figure(f"{concept}: concept against fluency", result.extra["tradeoff"], result.target.metric,
+                             (0, high))  # fmt: skip
+    experiment.add_figure(f"gen/{concept}/tradeoff", figure, epoch)
+    for variant, point in result.extra["operating_points"].items():
+        slopes = torch.tensor(point["test"]["steerability"], dtype=torch.float64)
+        slopes = slopes[torch.isfinite(slopes)]
+        if slopes.numel():
+            experiment.add_histogram(f"gen/{concept}/steerability/{variant}", slopes, epoch)

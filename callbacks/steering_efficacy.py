@@ -55,6 +55,9 @@ class SteeringEfficacy(L.Callback):
             source model next to the target.
         bootstrap: resamples for the confidence intervals (0: none).
         plot: also log the beta sweep of each concept as an image.
+        prompting: the prompting baseline: an instruction added to each item's user turn (true: built from the
+            concept's name; a text for all; or concept -> text), scored unsteered and with the transferred vector at
+            each positive beta (the card's ``prompting``). Needs ``data.chat_template``.
     """
 
     card_section = "efficacy"  # where ExportTransform puts the newest results in the transform card
@@ -72,6 +75,7 @@ class SteeringEfficacy(L.Callback):
         source_self_steering: bool = False,
         bootstrap: int = 1000,
         plot: bool = True,
+        prompting: bool | str | dict[str, str] = False,
     ):
         self.settings = ABEfficacySettings(
             betas=[-2, -1, 1, 2] if betas is None else betas,
@@ -81,6 +85,7 @@ class SteeringEfficacy(L.Callback):
             random_seed=random_seed,
             random_maps=random_maps,
             source_self_steering=source_self_steering,
+            prompting=prompting,
             owner="SteeringEfficacy",
         )
         for option, value, minimum, optional in (

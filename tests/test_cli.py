@@ -96,7 +96,7 @@ def test_console_script_exits_0_and_generate_subcommand(tmp_path, capsys):
     argv = ["generate", "--model", "tiny-gemma3_text", "--vector", str(vector), "--layer", "1", "--beta", "-2"]
     assert console([*argv, "--beta", "2", "--prompt", "Hello", "--max-new-tokens", "3"]) == 0
     out = capsys.readouterr().out
-    assert "=== Hello" in out and "--- unsteered:" in out and "--- beta -2:" in out and "--- beta +2:" in out
+    assert "=== Hello" in out and "--- unsteered: fluency " in out and "--- beta -2:" in out and "--- beta +2:" in out
     assert console(["generate", "--model", "tiny-gemma3_text", "--prompt", "Hi"]) == 2
     assert "give either --vector FILE or --run RUN --concept NAME" in capsys.readouterr().err
 

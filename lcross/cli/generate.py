@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in answers:
         print(f"=== {entry['prompt']}")
         for label, text in entry["answers"].items():
-            print(f"--- {label}:\n{text.strip()}")
+            print(f"--- {label}: fluency {entry['fluency'][label]:.2f}\n{text.strip()}")
     return 0
 
 
@@ -205,6 +205,7 @@ def _check_against_model(spec: Any, vector: SteeringVector, max_new_tokens: int)
 
 
 def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from lcross.evaluation.judges.fluency import FluencyJudge
     from lcross.models.loading import ModelSpec, load_model
 
     _check_arguments(args)
@@ -242,7 +243,14 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
             chat_template=chat_template,
             progress=advance,
         )
+    # fluency in [0, 1] under the same model unsteered (lcross.evaluation.judges.fluency: 1 reads like its own text)
+    judge = FluencyJudge(model, tokenizer, chat_template=chat_template)
+    fluency = {key: judge(list(args.prompt), texts[key]).tolist() for key in grid}
     return [
-        {"prompt": prompt, "answers": {str(key): texts[key][index] for key in grid}}
+        {
+            "prompt": prompt,
+            "answers": {str(key): texts[key][index] for key in grid},
+            "fluency": {str(key): fluency[key][index] for key in grid},
+        }
         for index, prompt in enumerate(args.prompt)
     ]

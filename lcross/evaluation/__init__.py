@@ -22,6 +22,11 @@ _EXPORTS = {
     "GenerationSettings": "lcross.evaluation.generation_efficacy",
     "evaluate_generation_efficacy": "lcross.evaluation.generation_efficacy",
     "EvaluationData": "lcross.evaluation.data",
+    "FluencyJudge": "lcross.evaluation.judges.fluency",
+    "combine": "lcross.evaluation.composite",
+    "choose_beta": "lcross.evaluation.operating_points",
+    "split_prompts": "lcross.evaluation.operating_points",
+    "sweep_reliability": "lcross.evaluation.reliability",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -6,7 +6,8 @@ baselines (``lcross.evaluation.variants``): no steering, the target's own SV, a 
 identity map where the widths match; with ``random_maps`` K > 0 also K random Ts and K random target directions, each
 vector ranked among them (``lcross.results``). A concept with further evaluation sets (``Concept.test_sets``) is
 swept on each of them too; with ``source_self_steering`` the source also steers itself (the weak-to-strong
-comparison).
+comparison). Each result's ``extra["reliability"]`` holds, per variant, the share of items whose p_match moved against
+beta's direction at each beta and each item's slope over the beta grid (``lcross.evaluation.reliability``).
 
 Plain inputs and typed results, no training framework: ``evaluate_ab_efficacy(data, transform, settings)`` ->
 concept -> ``ConceptEfficacy``. The ``SteeringEfficacy`` callback decides when to run it during a fit and logs what it
@@ -19,12 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lcross.concepts.pairs import ContrastivePair
 from lcross.errors import LCrossInputError
 from lcross.evaluation.ab import steering_sweep
 from lcross.evaluation.data import EvaluationData, checked_transform
+from lcross.evaluation.prompting import Prompting, check_prompting, instructed, instruction
+from lcross.evaluation.reliability import share, sweep_reliability, wrong_direction
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.progress import phase
-from lcross.results import ConceptEfficacy, Variant, set_label
+from lcross.results import ConceptEfficacy, Sweep, Variant, set_label
 from lcross.setting_checks import beta_grid, flag, one_of, whole_number
 from lcross.steering.hooks import POSITIONS, Positions
 from lcross.transform.layerwise import Transform
@@ -49,6 +53,10 @@ class ABEfficacySettings:
     """K, the draws of each random family that every vector is ranked among (0: only the single random T)."""
     source_self_steering: bool = False
     """Also steer the source model with its own SV (loads the source model next to the target)."""
+    prompting: Prompting = False
+    """The prompting baseline: an instruction added to the user turn of every item (True: built from the concept's
+    name or ``meta["description"]``; a text for all; or concept -> text), scored unsteered (``prompting``) and with
+    the transferred vector at each positive beta (``prompting+transferred``); needs the chat template."""
     owner: str = field(default="ABEfficacySettings", compare=False)
     """Who holds these settings, named in error messages (e.g. the ``SteeringEfficacy`` callback)."""
 
@@ -75,6 +83,39 @@ class ABEfficacySettings:
         one_of(self.positions, POSITIONS, f"{owner}.positions")
         flag(self.source_self_steering, f"{owner}.source_self_steering")
         self.betas = sorted(set(betas))
+
+
+def ab_prompting(
+    model: Any,
+    tokenizer: Any,
+    items: list[Any],
+    transferred: Any,
+    plain: Sweep,
+    asked: str,
+    settings: ABEfficacySettings,
+    data: EvaluationData,
+) -> dict[str, Any]:
+    """The prompting baseline on A/B items: each item's prompt with the instruction in the user turn, p_match
+    unsteered (``prompting``) and with the transferred vector at each positive beta (``prompting+transferred``), with
+    the share of items whose p_match is below the uninstructed unsteered one (moved the wrong way)."""
+    prompted = [ContrastivePair(instructed(item.prompt, asked), item.positive, item.negative) for item in items]
+    positive = [b for b in settings.betas if b > 0] or [1.0]
+    sweep = steering_sweep(
+        model, tokenizer, prompted, None, {"prompting+transferred": transferred}, positive,
+        positions=settings.positions, chat_template=data.chat_template, batch_size=settings.batch_size,
+    )  # fmt: skip
+    out: dict[str, Any] = {"instruction": asked, "prompting": {}, "prompting+transferred": {}}
+    steered: dict[Any, Any] = dict(sweep.items)  # keyed by the name given to steering_sweep
+    rows = [("prompting", 1.0, sweep.unsteered)]
+    rows += [("prompting+transferred", b, steered["prompting+transferred"][i]) for i, b in enumerate(positive)]
+    for variant, beta, values in rows:
+        if variant == "prompting+transferred" and beta not in settings.betas:
+            continue
+        out[variant][f"{beta:+g}"] = {
+            "mean": float(values.mean()),
+            "wrong_direction": share(wrong_direction(values, plain.unsteered, 1.0)),
+        }
+    return out
 
 
 def ab_concepts(data: EvaluationData) -> list[str]:
@@ -110,6 +151,7 @@ def evaluate_ab_efficacy(
         ``test_sets``.
     """
     transform = checked_transform(data, transform)
+    check_prompting(settings.prompting, data.chat_template, ab_concepts(data), f"{settings.owner}.prompting")
     results = {}
     for name in ab_concepts(data):
         results[name] = concept_ab_efficacy(
@@ -166,7 +208,16 @@ def concept_ab_efficacy(
                 )  # fmt: skip
             if reused is not None:
                 reused[key] = source
-        per_set[test_set] = ConceptEfficacy(label, target, source)
+        reliability = sweep_reliability(target)  # per item: moved the wrong way, slope over beta
+        if source is not None:
+            reliability.update(sweep_reliability(source))
+        extra: dict[str, Any] = {"reliability": reliability}
+        if settings.prompting is not False:
+            extra["prompting"] = ab_prompting(
+                model, tokenizer, items, vectors[Variant.TRANSFERRED], target, instruction(
+                    settings.prompting, name, concept.meta), settings, data
+            )  # fmt: skip
+        per_set[test_set] = ConceptEfficacy(label, target, source, extra=extra)
     main = per_set.pop(None)
     main.test_sets = {str(k): v for k, v in per_set.items()}
     return main

@@ -11,6 +11,13 @@ judges)`` -> concept -> ``ConceptEfficacy``, whose ``answers`` hold every judged
 keeps them in a run folder) and whose ``extra["samples"]`` the few shown in the card. The two steps are separate
 (``generate_answers``, then ``judge_answers``), so that further scores of the same answers need no new generation. The
 ``GenerationEfficacy`` callback decides when to run it during a fit and logs what it returns.
+
+With ``fluency`` (the default) every answer also gets a fluency (``judges.fluency``), an oriented concept axis,
+relevance with an ``llm`` judge, and a composite (``composite``); the prompts are split into validation and test
+prompts, each variant's beta is chosen on the validation prompts and scored on the test prompts
+(``operating_points``: ``extra["operating_points"]``, with the wrong-direction share, each prompt's steerability and,
+with ``cost_text``, the cost to the model from ``model_cost``), ``extra["tradeoff"]`` holds concept against fluency
+over the grid, and ``prompting`` adds the prompting baseline (``extra["prompting"]``).
 """
 
 from __future__ import annotations
@@ -25,8 +32,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lcross.errors import LCrossInputError
+from lcross.evaluation.composite import COMPOSITES, Composite, combine, oriented_concept
 from lcross.evaluation.data import EvaluationData, checked_transform
 from lcross.evaluation.judges.base import Judge
+from lcross.evaluation.judges.fluency import FluencyJudge
+from lcross.evaluation.judges.llm import LLMJudge
+from lcross.evaluation.model_cost import check_held_out, model_cost, neutral_passages
+from lcross.evaluation.operating_points import (
+    OPERATING_POINTS,
+    OperatingPoint,
+    mean_ci,
+    operating_points,
+    split_prompts,
+    validation_count,
+)
+from lcross.evaluation.prompting import Prompting, check_prompting, instruction
+from lcross.evaluation.prompting import instructed as instructed_prompt
+from lcross.evaluation.reliability import share, wrong_direction
 from lcross.evaluation.variants import comparison_vectors, random_vectors
 from lcross.files import atomic_path, inside
 from lcross.progress import phase
@@ -72,6 +94,46 @@ class GenerationSettings:
     """Also let the source answer, steered by its own SV."""
     samples: int = 2
     """Answers per (variant, beta) kept as samples in the result (``extra["samples"]``), random draws left out."""
+    fluency: bool = True
+    """Score every answer's fluency (``FluencyJudge``), build the composite and choose each variant's operating point
+    on validation prompts (off: only the concept judge's scores, at every beta of the grid)."""
+    fluency_model: Any = None
+    """The reference model of the fluency judge: a ``ModelSpec``, a dict of its fields or a model name (None: the
+    model that answered, unsteered)."""
+    composite: Composite = "harmonic"
+    """How the axes (concept, fluency, relevance) combine: harmonic (AxBench), geometric, or gated (the concept axis
+    where fluency >= ``fluency_threshold``, else 0)."""
+    fluency_threshold: float = 0.5
+    """The fluency a ``gated`` composite needs."""
+    relevance: bool = True
+    """Where the concept's judge is an ``llm`` judge, let its model also grade instruction relevance (AxBench's 0-2
+    rubric) as a third axis."""
+    operating_point: OperatingPoint = "composite"
+    """How each variant's beta is chosen on validation prompts: composite (the highest mean composite) or
+    matched_fluency (the strongest concept effect with fluency >= tau x the unsteered fluency)."""
+    tau: float = 0.9
+    """The share of the unsteered fluency that ``matched_fluency`` keeps, in (0, 1]."""
+    validation_share: float = 0.5
+    """The share of a concept's prompts (seeded, disjoint from the rest) that choose the operating points; the rest
+    are the test prompts that score them. Both sides need at least one prompt."""
+    split_seed: int = 0
+    """Seed of the validation/test split of the prompts."""
+    bootstrap: int = 1000
+    """Resamples of the intervals over test prompts at the operating points (0: none)."""
+    prompting: Prompting = False
+    """The prompting baseline: an instruction added to the user turn (True: ``"Answer in a way that shows a lot of
+    <concept>."``, the concept's ``meta["description"]`` in place of its name where it has one; a text for every
+    concept; or concept -> text). The target answers the instructed prompts unsteered (``prompting``) and steered by
+    the transferred vector at each positive beta (``prompting+transferred``), scored exactly as the variants on the
+    test prompts. Needs the chat template (``data.chat_template``)."""
+    cost_text: str | None = None
+    """Held-out neutral text (a ``.txt``/``.jsonl`` file, a folder of them or a dataset id) on which each variant's
+    cost to the model is measured at its operating point (NLL increase and KL, steering every position); refused if a
+    fit reads it (None: no cost measured)."""
+    cost_passages: int = 8
+    """Passages of ``cost_text`` read (the first ones)."""
+    cost_tokens: int = 96
+    """Tokens per passage read."""
     owner: str = field(default="GenerationSettings", compare=False)
     """Who holds these settings, named in error messages (e.g. the ``GenerationEfficacy`` callback)."""
     grids: dict[str, list[float]] = field(init=False, repr=False, compare=False)
@@ -118,10 +180,37 @@ class GenerationSettings:
                 "use a whole number of random draws, 0 or more",
             ),
         ]
+        checks += [
+            (not 0 < self.tau <= 1, "tau", f"is {self.tau}", "use a share of the unsteered fluency in (0, 1]"),
+            (
+                not 0 < self.validation_share < 1,
+                "validation_share",
+                f"is {self.validation_share}: no validation or no test prompt is left",
+                "use a share in (0, 1), e.g. 0.5",
+            ),
+            (not 0 <= self.fluency_threshold <= 1, "fluency_threshold", f"is {self.fluency_threshold}", "use 0-1"),
+            (self.bootstrap < 0, "bootstrap", f"is {self.bootstrap}", "use 0 or more"),
+            (self.cost_passages < 1, "cost_passages", f"is {self.cost_passages}", "use 1 or more"),
+            (self.cost_tokens < 2, "cost_tokens", f"is {self.cost_tokens}", "use 2 or more"),
+            (
+                self.prompting is not False and not self.fluency,
+                "prompting",
+                "is set, but fluency is off: the baseline is scored at the operating points, which need fluency",
+                "turn fluency on, or prompting off",
+            ),
+            (
+                self.cost_text is not None and not self.fluency,
+                "cost_text",
+                "is set, but fluency is off: costs are measured at the operating points, which need fluency",
+                "turn fluency on, or drop cost_text",
+            ),
+        ]
         for bad, option, problem, fix in checks:
             if bad:
                 raise LCrossInputError(problem, where=f"{owner}.{option}", fix=fix)
         one_of(self.positions, POSITIONS, f"{owner}.positions")
+        one_of(self.composite, COMPOSITES, f"{owner}.composite")
+        one_of(self.operating_point, OPERATING_POINTS, f"{owner}.operating_point")
 
     def betas_for(self, concept: str) -> list[float]:
         """The beta grid of a concept."""
@@ -135,14 +224,39 @@ class GenerationSettings:
             )
         return self.grids[concept]
 
+    def instruction(self, data: EvaluationData, concept: str) -> str:
+        """The prompting baseline's instruction for a concept."""
+        return instruction(self.prompting, concept, data.concepts[concept].meta)
+
+    def prompts(self, data: EvaluationData, concept: str) -> list[str]:
+        """The open-ended prompts a concept answers (at most ``max_prompts``)."""
+        return list(data.concepts[concept].open_ended[: self.max_prompts])
+
+    def check_split(self, data: EvaluationData, names: list[str]) -> list[str]:
+        """An error for a concept whose prompts leave no test prompt after the validation share (before any model
+        loads)."""
+        for name in names if self.fluency else []:
+            n = len(self.prompts(data, name))
+            if n - validation_count(n, self.validation_share) < 1:
+                raise LCrossInputError(
+                    f"concept {name!r} has {n} prompt(s): a validation share of {self.validation_share} leaves no test "
+                    "prompt",
+                    where=f"{self.owner}.validation_share",
+                    fix="give the concept at least 2 open-ended prompts (and max_prompts >= 2), or a smaller share",
+                )
+        return names
+
     def concepts_to_run(self, data: EvaluationData) -> list[str]:
-        """The concepts to generate for; an error for an unknown concept, one without open-ended prompts, or one
-        without a beta grid."""
+        """The concepts to generate for; an error for an unknown concept, one without open-ended prompts, one
+        without a beta grid, or one whose prompts leave no test prompt; and for a cost text that a fit reads."""
+        if self.cost_text is not None:
+            check_held_out(self.cost_text, data, f"{self.owner}.cost_text")
+        check_prompting(self.prompting, data.chat_template, self.concepts, f"{self.owner}.prompting")
         if self.concepts is None:
             names = [c for c in data.eval_concepts if data.concepts[c].open_ended]
             for name in names:
                 self.betas_for(name)  # every concept has a grid
-            return names
+            return self.check_split(data, names)
         for name in self.concepts:
             if name not in data.concepts:
                 raise LCrossInputError(
@@ -154,7 +268,7 @@ class GenerationSettings:
                     where=f"{self.owner}.concepts",
                     fix="add open_ended.jsonl ({'prompt': ...} a line) or test_dataset_open_ended.json to its folder",
                 )
-        return list(self.concepts)
+        return self.check_split(data, list(self.concepts))
 
 
 def evaluate_generation_efficacy(
@@ -199,28 +313,244 @@ def concept_generation_efficacy(
     reused: dict[Any, Any] | None = None,
 ) -> ConceptEfficacy:
     """One concept's judged answers (``evaluate_generation_efficacy`` for one concept; ``transform`` already
-    checked)."""
-    prompts = data.concepts[name].open_ended[: settings.max_prompts]
+    checked). With ``settings.fluency``, every answer also gets fluency, the oriented concept axis, relevance (with an
+    ``llm`` judge) and the composite, and ``extra`` holds the prompt split, each variant's operating point (chosen on
+    the validation prompts, scored on the test prompts) and the trade-off curve of concept against fluency."""
+    prompts = settings.prompts(data, name)
     vectors: dict[Any, SteeringVector] = dict(comparison_vectors(data, transform, name, settings.random_seed))
     vectors.update(random_vectors(data, transform, name, settings.random_maps, settings.random_seed))
     betas = settings.betas_for(name)
     answers = generate_answers(data, "target", prompts, vectors, betas, settings)
     target = judge_answers(prompts, answers, list(vectors), betas, judge, data.model_name("target"))
+    sides: list[tuple[Side, Sweep, dict[Key, list[str]], list[Any]]] = [("target", target, answers, list(vectors))]
     source, source_answers = None, {}
+    own_vectors: dict[Any, SteeringVector] = {}
     key = ("generation", "source", name, tuple(prompts), tuple(betas))  # not T's: once per run with ``reused``
-    if settings.source_self_steering and reused is not None and key in reused:
-        source, source_answers = reused[key]
-    elif settings.source_self_steering:
-        own = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
-        source_answers = generate_answers(data, "source", prompts, own, betas, settings)
-        source = judge_answers(prompts, source_answers, list(own), betas, judge, data.model_name("source"))
-        if reused is not None:
-            reused[key] = source, source_answers
-    rows = answer_rows(prompts, target, answers, judge.scale)
+    if settings.source_self_steering:
+        own = own_vectors = {Variant.SOURCE_ON_SOURCE: data.steering_vector("source", name)}
+        if reused is not None and key in reused:
+            source, source_answers = reused[key]
+        else:
+            source_answers = generate_answers(data, "source", prompts, own, betas, settings)
+            source = judge_answers(prompts, source_answers, list(own), betas, judge, data.model_name("source"))
+            if reused is not None:
+                reused[key] = source, source_answers
+        sides.append(("source", source, source_answers, list(own)))
+    extra: dict[str, Any] = {}
+    columns: dict[str, dict[Key, dict[str, list[float]]]] = {}
+    split: dict[int, str] = {}
+    if settings.fluency:
+        validation, test = split_prompts(len(prompts), settings.validation_share, settings.split_seed)
+        split = {**{i: "validation" for i in validation}, **{i: "test" for i in test}}
+        extra["split"] = {"validation": validation, "test": test, "seed": settings.split_seed}
+        extra["operating_points"], extra["tradeoff"] = {}, {}
+        relevance = _relevance_judge(judge, settings)
+        for side, sweep, side_answers, variants in sides:
+            fluency = fluency_judge(data, side, settings)
+            axes, columns[side] = answer_axes(
+                prompts, side_answers, variants, betas, sweep, judge.scale, fluency, relevance, settings
+            )
+            points = operating_points(
+                axes, validation, test, settings.operating_point, settings.tau, settings.bootstrap
+            )
+            if settings.cost_text is not None:
+                add_costs(data, side, points, {**vectors, **own_vectors}, settings)
+            extra["operating_points"].update(points)
+            extra["tradeoff"].update(tradeoff(axes))
+        if settings.prompting is not False:
+            extra["prompting"], prompted_rows = prompting_baseline(
+                data, name, prompts, vectors[Variant.TRANSFERRED], betas, judge, relevance, test, target.unsteered,
+                settings,
+            )  # fmt: skip
+    rows = answer_rows(prompts, target, answers, judge.scale, columns.get("target"), split)
+    if settings.prompting is not False:
+        rows += prompted_rows
     if source is not None:
-        rows += answer_rows(prompts, source, source_answers, judge.scale)
+        rows += answer_rows(prompts, source, source_answers, judge.scale, columns.get("source"), split)
     samples = [row for row in rows if row["index"] < settings.samples and not is_random_draw(row["variant"])]
-    return ConceptEfficacy(name, target.separate_random(), source, extra={"samples": samples}, answers=rows)
+    extra["samples"] = samples
+    return ConceptEfficacy(name, target.separate_random(), source, extra=extra, answers=rows)
+
+
+def fluency_judge(data: EvaluationData, side: Side, settings: GenerationSettings) -> FluencyJudge:
+    """The fluency judge of one side's answers (its cache serves one concept): ``settings.fluency_model`` if named
+    (loaded once and kept), else the model that answered, unsteered."""
+    if settings.fluency_model is None:
+        model, tokenizer = data.model(side)
+    else:
+        from lcross.models.loading import as_spec, load_model
+
+        spec = as_spec(settings.fluency_model)
+        if repr(spec) not in _FLUENCY_MODELS:
+            _FLUENCY_MODELS.clear()  # one reference model at a time
+            _FLUENCY_MODELS[repr(spec)] = load_model(spec)
+        model, tokenizer = _FLUENCY_MODELS[repr(spec)]
+    return FluencyJudge(model, tokenizer, chat_template=data.chat_template, batch_size=settings.batch_size)
+
+
+# A named reference model, loaded once and kept for the next concepts and evaluations (one at a time).
+_FLUENCY_MODELS: dict[str, tuple[torch.nn.Module, Any]] = {}
+
+
+def release_fluency_model() -> None:
+    """Forgets the named fluency reference model kept between evaluations (frees its memory)."""
+    _FLUENCY_MODELS.clear()
+
+
+PROMPTING = "prompting"
+PROMPTING_TRANSFERRED = "prompting+transferred"
+
+
+def prompting_baseline(
+    data: EvaluationData,
+    name: str,
+    prompts: list[str],
+    transferred: SteeringVector,
+    betas: list[float],
+    judge: Judge,
+    relevance: Judge | None,
+    test: list[int],
+    unsteered_scores: torch.Tensor,
+    settings: GenerationSettings,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The prompting baseline: the target answers each prompt with the concept's instruction added to the user turn,
+    unsteered and steered by the transferred vector at each positive beta. Scored as the variants (judge, fluency,
+    composite; ``unsteered_scores``, the judge's scores of the uninstructed unsteered answers, for the wrong-direction
+    share) on the test prompts.
+
+    Returns:
+        (``{"instruction", "prompting": {beta: figures}, "prompting+transferred": {beta: figures}}``, answer rows).
+    """
+    asked = settings.instruction(data, name)
+    instructed = [instructed_prompt(prompt, asked) for prompt in prompts]
+    steered = {PROMPTING_TRANSFERRED: transferred}
+    positive = [b for b in betas if b > 0]
+    answers = generate_answers(data, "target", instructed, steered if positive else {}, positive, settings)
+    answers[PROMPTING, 1.0] = answers.pop((UNSTEERED, 0.0))  # no steering, the instruction asks for more concept
+    fluency = fluency_judge(data, "target", settings)
+    out: dict[str, Any] = {"instruction": asked, PROMPTING: {}, PROMPTING_TRANSFERRED: {}}
+    rows = []
+    index = torch.tensor(test, dtype=torch.long)
+    for (variant, beta), texts in answers.items():
+        scores = judge(instructed, texts)
+        values = fluency(instructed, texts)
+        concept = [oriented_concept(float(x), 1.0, judge.scale) for x in scores]
+        graded = [None] * len(texts) if relevance is None else (relevance(instructed, texts) / relevance.scale[1])
+        composite = [
+            combine(c, float(f), None if r is None else float(r), settings.composite, settings.fluency_threshold)
+            for c, f, r in zip(concept, values, graded)
+        ]
+        axes = {"score": scores, "fluency": values, "composite": torch.tensor(composite, dtype=torch.float64)}
+        figures: dict[str, Any] = {"n_prompts": len(test)}
+        for axis, column in axes.items():
+            figures[axis] = mean_ci(column[index], settings.bootstrap)
+        figures["wrong_direction"] = share(wrong_direction(scores[index], unsteered_scores[index], 1.0))
+        out[variant][f"{beta:+g}"] = figures
+        for i, text in enumerate(texts):
+            rows.append(
+                {
+                    "model": data.model_name("target"), "variant": variant, "beta": beta, "index": i,
+                    "prompt": instructed[i], "answer": text, "score": float(scores[i]), "judge": judge.name,
+                    "scale": list(judge.scale), "fluency": float(values[i]), "concept": concept[i],
+                    "composite": composite[i], "split": "test" if i in test else "validation",
+                }
+            )  # fmt: skip
+    return out, rows
+
+
+def add_costs(
+    data: EvaluationData,
+    side: Side,
+    points: dict[str, dict[str, Any]],
+    vectors: Mapping[Any, SteeringVector],
+    settings: GenerationSettings,
+) -> None:
+    """Each variant's cost to the model at its operating point (``lcross.evaluation.model_cost``), as ``cost`` in
+    its point; the text was checked as held out when the concepts were."""
+    assert settings.cost_text is not None
+    model, tokenizer = data.model(side)
+    passages = neutral_passages(settings.cost_text, settings.cost_passages)
+    by_name = {str(key): vector for key, vector in vectors.items()}
+    costs = model_cost(
+        model,
+        tokenizer,
+        passages,
+        {v: by_name[v] for v in points},
+        {v: [point["beta"]] for v, point in points.items()},
+        max_tokens=settings.cost_tokens,
+    )
+    for variant, point in points.items():
+        point["cost"] = costs[variant][point["beta"]]
+
+
+def _relevance_judge(judge: Judge, settings: GenerationSettings) -> Judge | None:
+    if not settings.relevance or not isinstance(judge, LLMJudge):
+        return None
+    from lcross.evaluation.judges.relevance import InstructionRelevanceJudge
+
+    return InstructionRelevanceJudge.alongside(judge)
+
+
+def answer_axes(
+    prompts: list[str],
+    answers: Mapping[Key, list[str]],
+    variants: Sequence[Any],
+    betas: list[float],
+    sweep: Sweep,
+    scale: tuple[float, float],
+    fluency: Judge,
+    relevance: Judge | None,
+    settings: GenerationSettings,
+) -> tuple[dict[str, Sweep], dict[Key, dict[str, list[float]]]]:
+    """Every answer's axes: (axis -> a sweep over all prompts, with random draws separated) and ((variant, beta) ->
+    column -> one value per prompt) for the answer rows. Axes: ``score`` (the judge's, as given in ``sweep``),
+    ``concept`` (oriented, in [0, 1]), ``fluency``, ``relevance`` (0-1, with an LLM judge) and ``composite``. The
+    fluency judge scores all answers in one call (its batches, its cache)."""
+    keys = list(answers)
+    flat_prompts = [p for _ in keys for p in prompts]
+    fluency_values = fluency(flat_prompts, [a for k in keys for a in answers[k]])
+    measured = getattr(fluency, "last_columns", {"fluency": fluency_values.tolist()})
+    items: Mapping[Any, torch.Tensor] = sweep.items
+    columns: dict[Key, dict[str, list[float]]] = {}
+    n = len(prompts)
+    for slot, key in enumerate(keys):
+        variant, beta = key
+        scores = sweep.unsteered if variant == UNSTEERED else items[variant][sweep.betas.index(beta)]
+        record = {c: list(values[slot * n : (slot + 1) * n]) for c, values in measured.items()}
+        record["concept"] = [oriented_concept(float(s), beta, scale) for s in scores]
+        relevant: list[float | None] = [None] * n
+        if relevance is not None:
+            graded = relevance(prompts, answers[key])
+            record["relevance"] = relevant = [float(g) / relevance.scale[1] for g in graded]  # type: ignore[assignment]
+        record["composite"] = [
+            combine(c, f, r, settings.composite, settings.fluency_threshold)
+            for c, f, r in zip(record["concept"], record["fluency"], relevant)
+        ]
+        columns[key] = record
+    axes = {"score": sweep.separate_random()}
+    for axis in ("concept", "fluency", "relevance", "composite"):
+        if axis not in columns[UNSTEERED, 0.0]:
+            continue
+        table = {key: torch.tensor(record[axis], dtype=torch.float64) for key, record in columns.items()}
+        per_variant = {v: torch.stack([table[str(v), b] for b in betas]) for v in variants}
+        axes[axis] = Sweep(betas, per_variant, table[UNSTEERED, 0.0], sweep.model, axis).separate_random()
+    return axes, columns
+
+
+def tradeoff(axes: Mapping[str, Sweep]) -> dict[str, dict[str, list[float]]]:
+    """variant -> the trade-off curve over its beta grid with 0 in its place: ``betas``, the mean concept judge's
+    ``score`` and the mean ``fluency`` at each (all prompts)."""
+    score, fluency = axes["score"], axes["fluency"]
+    betas = sorted([0.0, *score.betas])
+    zero = betas.index(0.0)
+    out = {}
+    for variant in score.items:
+        curve = {"betas": betas}
+        for axis, sweep in (("score", score), ("fluency", fluency)):
+            means = sweep.mean(variant).tolist()
+            curve[axis] = [*means[:zero], sweep.unsteered_mean, *means[zero:]]
+        out[str(variant)] = curve
+    return out
 
 
 def generate_answers(
@@ -286,9 +616,16 @@ def is_random_draw(variant: str) -> bool:
 
 
 def answer_rows(
-    prompts: list[str], sweep: Sweep, answers: Mapping[Key, list[str]], scale: tuple[float, float]
+    prompts: list[str],
+    sweep: Sweep,
+    answers: Mapping[Key, list[str]],
+    scale: tuple[float, float],
+    columns: Mapping[Key, Mapping[str, list[float]]] | None = None,
+    split: Mapping[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every answer of every (variant, beta) with its prompt (and its index), score and the judge's scale."""
+    """Every answer of every (variant, beta) with its prompt (and its index), score and the judge's scale; with
+    ``columns`` ((variant, beta) -> column -> one value per prompt, e.g. fluency) and ``split`` (prompt index ->
+    validation or test), those too."""
     rows = []
     items: Mapping[Any, torch.Tensor] = sweep.items  # keyed by Variant, a StrEnum: its names find its rows
     for (variant, beta), texts in answers.items():
@@ -308,6 +645,10 @@ def answer_rows(
                     "scale": list(scale),
                 }
             )
+            if columns is not None:
+                rows[-1].update({c: values[index] for c, values in columns[variant, beta].items()})
+            if split:
+                rows[-1]["split"] = split[index]
     return rows
 
 

@@ -77,3 +77,38 @@ def map_figure(title: str, coords: torch.Tensor, labels: list[str], axis: str = 
     axes.set(title=title, xlabel=f"{axis} 1", ylabel=f"{axis} 2")
     figure.legend(loc="outside right upper", fontsize="small", markerscale=2)
     return figure
+
+
+def tradeoff_figure(
+    title: str, curves: dict[str, dict[str, list[float]]], ylabel: str, ylim: tuple[float, float]
+) -> Figure:
+    """The trade-off of a generation sweep: the concept judge's mean score against mean fluency, one line per variant
+    through its beta grid (beta 0, no steering, is the shared point; each point labelled with its beta)."""
+    figure = Figure(figsize=(7.5, 4.0), layout="constrained")
+    axes = figure.subplots()
+    colours = line_colours(list(curves))
+    for name, curve in curves.items():
+        axes.plot(curve["fluency"], curve["score"], marker="o", label=name, color=colours[name])
+        for beta, x, y in zip(curve["betas"], curve["fluency"], curve["score"]):
+            if beta != 0:
+                axes.annotate(f"{beta:+g}", (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+    axes.set(xlabel="fluency (mean, 1 = unsteered-like text)", ylabel=ylabel, title=title, xlim=(0, 1.05), ylim=ylim)
+    figure.legend(loc="outside right upper", fontsize="small")
+    return figure
+
+
+def distribution_figure(title: str, values: dict[str, list[float]], ylabel: str) -> Figure:
+    """Per-prompt values (e.g. each test prompt's steerability), one column of points per variant, its mean marked."""
+    figure = Figure(figsize=(7.5, 3.5), layout="constrained")
+    axes = figure.subplots()
+    colours = line_colours(list(values))
+    for x, (name, points) in enumerate(values.items()):
+        finite = [p for p in points if p == p]
+        jitter = torch.linspace(-0.15, 0.15, max(len(finite), 1)).tolist()
+        axes.scatter([x + j for j in jitter[: len(finite)]], finite, color=colours[name], alpha=0.7, s=14)
+        if finite:
+            axes.hlines(sum(finite) / len(finite), x - 0.3, x + 0.3, color=colours[name], linewidth=2)
+    axes.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+    axes.set_xticks(range(len(values)), list(values), fontsize="small")
+    axes.set(ylabel=ylabel, title=title)
+    return figure

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lcross.report.operating_points import operating_point_table
 from lcross.results import empty_answers, evaluation_entries
 from lcross.tables import efficacy_table, random_table
 from lcross.transform.files import CARD_NAME
@@ -45,6 +46,13 @@ def run_summary(run: str | Path, checkpoint: str | None = None) -> str:
             if versus:  # rank 1 of K + 1, p = rank / (K + 1), one-sided in beta's direction (lcross.results)
                 lines += ["transferred against K random Ts and K random directions (one-sided in beta's direction):"]
                 lines += [versus]
+    table = operating_point_table([card]) if card.get("generation") else ""
+    if table:  # each variant at the beta chosen on validation prompts, scored on the test prompts
+        lines += [
+            "",
+            "judged answers at each variant's operating point (test prompts; lcross.evaluation.operating_points):",
+        ]
+        lines += [table]
     lines += validation_note(card)
     lines += ["", f"Curves: tensorboard --logdir {run.parent}"]
     return "\n".join(lines)

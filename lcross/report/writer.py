@@ -21,6 +21,7 @@ import torch
 
 from lcross.files import safe_name
 from lcross.models.layers import layer_label
+from lcross.report.operating_points import operating_point_section
 from lcross.report.plots import map_figure, sweep_figure
 from lcross.results import (
     Variant,
@@ -76,6 +77,7 @@ def generation_section(cards: list[dict[str, Any]], out: Path, samples_per_conce
         versus = random_table(cards, beta, key="generation", percent=False)
         if versus:
             lines += ["", "Transferred against the random distributions:", "", versus]
+    lines += operating_point_section(cards, out)
     lines += ["", "### Sweeps", ""] + [_sweep_plot(cards, concept, "generation", out) for concept in concepts]
     for concept in concepts:
         samples = table_entry(first, "generation", concept).get("samples", [])

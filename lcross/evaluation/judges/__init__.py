@@ -16,6 +16,10 @@ One module per judge:
   it.
 - ``classifier.ClassifierJudge``: a sequence classifier's probability of a positive label, or the HarmBench yes/no
   classifier.
+- ``fluency.FluencyJudge``: offline fluency in [0, 1] from a reference model's NLL of the answer and its repeated
+  n-grams (the generation engine scores every answer with it).
+- ``relevance.InstructionRelevanceJudge``: a chat model grades 0-2 whether the answer still addresses its prompt
+  (AxBench's instruction relevance; the engine uses the model of a configured ``llm`` judge).
 
 ``base.Judge`` is the class to subclass for a judge of your own; ``registry.make_judge(name, **kwargs)`` builds any
 judge from a config by short name, by a name given to ``register_judge``, or by class path (``my_pkg.MyJudge``);
@@ -45,6 +49,8 @@ _EXPORTS = {
     "make_judge": "lcross.evaluation.judges.registry",
     "register_judge": "lcross.evaluation.judges.registry",
     "ConceptJudges": "lcross.evaluation.judges.per_concept",
+    "FluencyJudge": "lcross.evaluation.judges.fluency",
+    "InstructionRelevanceJudge": "lcross.evaluation.judges.relevance",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
