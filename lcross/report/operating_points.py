@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lcross.files import safe_name
 from lcross.report.plots import distribution_figure, tradeoff_figure
 from lcross.results import Variant, short_name
 from lcross.tables import table_entry, table_rows
@@ -97,7 +98,7 @@ def operating_point_section(cards: list[dict[str, Any]], out: Path) -> list[str]
         entry = table_entry(first, "generation", concept)
         if "tradeoff" not in entry:
             continue
-        slug = concept.replace(" (", "_").replace(")", "")
+        slug = safe_name(concept.replace(" (", "_").replace(")", ""), "concept")  # a name never becomes a path
         metric = entry["target"]["metric"]
         high = 10.0 if metric.startswith("llm") else 1.0
         figure = tradeoff_figure(f"{concept}: concept against fluency", entry["tradeoff"], metric, (0, high))
