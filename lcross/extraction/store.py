@@ -95,9 +95,9 @@ class DeltaStore:
     def n_shards(self, concept: str) -> int:
         return -(-len(self.concepts[concept].train) // self.extraction.shard_size)
 
-    def shard_keys(self, side: Side, concept: str, shard: int) -> dict[int, str]:
+    def shard_keys(self, side: Side, concept: str, shard: int, **entry: str) -> dict[int, str]:
         """layer -> cache key of one shard (``extraction.shard_size`` pairs): extraction streams to disk in pieces and
-        a killed run resumes at the last finished shard."""
+        a killed run resumes at the last finished shard. ``entry="states"`` keys the shard's states instead."""
         if side not in self._fingerprints:
             self._fingerprints[side] = self.specs[side].fingerprint()
         # Values only, never where a setting lives in the config: regrouping settings must not miss a cached run.
@@ -109,6 +109,7 @@ class DeltaStore:
                 chat_template=self.chat_template,
                 dtype=self.specs[side].dtype,
                 shard=(shard, self.extraction.shard_size),
+                **entry,
             )
             for layer in self.layers[side]
         }
@@ -134,19 +135,7 @@ class DeltaStore:
     def state_keys(self, side: Side, concept: str, shard: int) -> dict[int, str]:
         """layer -> cache key of one shard's states (``[n, 2, d]``: each pair's positive and negative state), an entry
         beside the deltas' (the same parts, and what it holds)."""
-        deltas = self.shard_keys(side, concept, shard)  # fills the fingerprint
-        return {
-            layer: cache_key(
-                model=self._fingerprints[side],
-                layer=layer,
-                data=self.concepts[concept].fingerprint(),
-                chat_template=self.chat_template,
-                dtype=self.specs[side].dtype,
-                shard=(shard, self.extraction.shard_size),
-                entry="states",
-            )
-            for layer in deltas
-        }
+        return self.shard_keys(side, concept, shard, entry="states")
 
     def _entry_keys(self, side: Side, concept: str, shard: int) -> dict[tuple[str, int], str]:
         """(what, layer) -> key of every entry a shard needs: its deltas, and its states with ``keep_states``."""

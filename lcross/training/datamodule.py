@@ -339,23 +339,14 @@ class PairedDeltas(L.LightningDataModule):
         return {"source_layer": self.layers["source"], "target_layer": self.layers["target"]}
 
     def describe(self) -> dict[str, Any]:
+        """What the card records of the data: ``identity`` (what defines T's rows), with the evaluation concepts,
+        roles, file names, row count, the corpus as it was read, and each concept's consistency."""
         return {
-            "source": self.source.describe(),
-            "target": self.target.describe(),
-            **self.layer_description(),
-            "sv_method": self.sv_method,
-            "split": self.split.by,
-            "train_concepts": self.train_concepts,
-            "val_concepts": self.val_concepts,
-            "test_concepts": self.test_concepts,
+            **self.identity(),
             "eval_concepts": self.eval_concepts,
             "roles": {name: self.split.role(name) for name in self.concepts},
             "file_names": self.file_names,
-            "concept_fingerprints": {name: concept.fingerprint() for name, concept in self.concepts.items()},
-            "chat_template": self.chat_template,
             "n_train_rows": int(self.tensors("train")[0].shape[0]) if self.deltas and self.train_concepts else 0,
-            "fit_on": self.fit_on,
-            **({"corpus_weight": self.corpus_weight} if self.fit_on == "both" else {}),
             **({"corpus": self.corpus.describe()} if self.corpus is not None else {}),
             **({"consistency": self.consistency()} if self.deltas else {}),
         }
