@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -9,8 +10,15 @@ import torch
 
 from lcross import LCrossInputError
 from lcross.corpus.settings import CorpusSettings
+from lcross.evaluation import model_cost as model_cost_module
 from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_generation_efficacy
-from lcross.evaluation.model_cost import check_held_out, model_cost, neutral_passages
+from lcross.evaluation.model_cost import (
+    DEFAULT_COST_TEXT,
+    check_held_out,
+    model_cost,
+    neutral_passages,
+    resolve_cost_text,
+)
 from lcross.steering.vector import SteeringVector
 
 from .test_operating_points import PromptCode
@@ -27,6 +35,21 @@ def _nll_by_hand(model, tokenizer, passages):
         with torch.no_grad():
             loss = model(input_ids=ids, labels=ids).loss
         total += float(loss) * (ids.shape[1] - 1)
+        count += ids.shape[1] - 1
+    return total / count
+
+
+def _kl_by_hand(model, tokenizer, passages, vector, beta):
+    """Token-weighted mean KL(unsteered || steered) of the next-token distributions, one passage at a time, from
+    torch's own log-softmax and kl_div."""
+    total, count = 0.0, 0
+    for passage in passages:
+        ids = torch.tensor([tokenizer(passage).input_ids])
+        with torch.no_grad():
+            base = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), -1)
+            with vector.apply(model, beta, "all"):
+                steered = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), -1)
+        total += float(torch.nn.functional.kl_div(steered, base, reduction="sum", log_target=True))
         count += ids.shape[1] - 1
     return total / count
 
@@ -52,6 +75,8 @@ def test_the_cost_is_zero_for_a_zero_vector_and_grows_with_beta():
     with own.apply(model, 8.0, "all"):
         steered = _nll_by_hand(model, tokenizer, PASSAGES)
     assert costs["own"][8.0]["nll"] == pytest.approx(steered, rel=1e-5)
+    for beta in (0.5, 8.0):
+        assert costs["own"][beta]["kl"] == pytest.approx(_kl_by_hand(model, tokenizer, PASSAGES, own, beta), rel=1e-4)
 
 
 def test_a_held_out_text_that_the_fit_reads_is_refused(tmp_path):
@@ -89,3 +114,28 @@ def test_the_engine_reports_each_variants_cost_at_its_operating_point(tmp_path):
     assert point["cost"] == pytest.approx(direct["v"][point["beta"]])
     assert set(result.extra["operating_points"]) == {"own_sv", "transferred", "random_T"}
     assert all("cost" in p for p in result.extra["operating_points"].values())
+
+
+def test_the_default_held_out_text_is_the_shipped_corpus_part_no_fit_reads(tmp_path, monkeypatch):
+    shipped = Path(__file__).resolve().parents[1] / DEFAULT_COST_TEXT
+    corpus_fit = SimpleNamespace(corpus=SimpleNamespace(settings=CorpusSettings(str(shipped.parent))))
+    check_held_out(str(shipped), corpus_fit, "GenerationSettings.cost_text")  # inside the fit's folder, but skipped
+    monkeypatch.chdir(tmp_path)  # run from elsewhere: the checkout's copy
+    assert resolve_cost_text(DEFAULT_COST_TEXT, "where") == str(shipped)
+    assert len(neutral_passages(resolve_cost_text(DEFAULT_COST_TEXT, "where"), 8)) == 8
+    (tmp_path / DEFAULT_COST_TEXT).mkdir(parents=True)  # a folder of that name here is taken as given
+    assert resolve_cost_text(DEFAULT_COST_TEXT, "where") == DEFAULT_COST_TEXT
+    assert resolve_cost_text("elsewhere.txt", "where") == "elsewhere.txt"  # a named text is never redirected
+
+
+def test_a_missing_default_held_out_text_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(model_cost_module, "__file__", str(tmp_path / "lcross" / "evaluation" / "model_cost.py"))
+    with pytest.raises(LCrossInputError, match=r"GenerationSettings\.cost_text: the default held-out text"):
+        resolve_cost_text(DEFAULT_COST_TEXT, "GenerationSettings.cost_text")
+
+
+def test_with_fluency_off_the_default_cost_text_is_not_used():
+    assert GenerationSettings(fluency=False).cost_text == DEFAULT_COST_TEXT  # the default alone asks for nothing
+    with pytest.raises(LCrossInputError, match="cost_text"):
+        GenerationSettings(fluency=False, cost_text="other.txt")

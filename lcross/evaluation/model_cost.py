@@ -9,7 +9,8 @@ For a vector at a beta, the model reads held-out neutral passages with the vecto
 - ``kl``: the mean KL divergence KL(unsteered || steered) of the next-token distributions, per position.
 
 The neutral text must be text that no fit read (``check_held_out``: a text that the data's corpus fit reads is
-refused), passages cut as for a corpus fit (``lcross.corpus.passages``), at most ``max_passages`` of them and
+refused; the default, ``data/corpus/held_out``, is the part of the shipped corpus that a corpus fit skips), passages
+cut as for a corpus fit (``lcross.corpus.passages``), at most ``max_passages`` of them and
 ``max_tokens`` tokens each. Batched: one unsteered forward pass per batch of passages, then one per (vector, beta).
 Its cost is mostly the output layer over the whole vocabulary at every position (Gemma-3's 262k words): keep the
 passages few and short (``bench/fluency_cost.py`` measures it against the generation sweep).
@@ -24,10 +25,13 @@ from typing import Any
 
 import torch
 
-from lcross.corpus.passages import CorpusSource, iter_passages
+from lcross.corpus.passages import HELD_OUT, CorpusSource, iter_passages
 from lcross.errors import LCrossInputError
 from lcross.models.prompting import pad_batch
 from lcross.steering.vector import SteeringVector
+
+# The default neutral text: the held-out part of the shipped corpus, which no corpus fit reads (``HELD_OUT``).
+DEFAULT_COST_TEXT = "data/corpus/held_out"
 
 
 def fit_texts(data: Any) -> list[str]:
@@ -38,12 +42,30 @@ def fit_texts(data: Any) -> list[str]:
     return [path] if isinstance(path, str) else []
 
 
+def resolve_cost_text(text: str, where: str) -> str:
+    """The path of ``text``: as given; for the default (``DEFAULT_COST_TEXT``, relative) run from outside the checkout,
+    the checkout's copy. A named error when the default is in neither place."""
+    if text != DEFAULT_COST_TEXT or Path(text).exists():
+        return text
+    shipped = Path(__file__).resolve().parents[2] / DEFAULT_COST_TEXT
+    if shipped.is_dir():
+        return str(shipped)
+    raise LCrossInputError(
+        f"the default held-out text {DEFAULT_COST_TEXT!r} is neither under {Path.cwd()} nor in the lcross checkout",
+        where=where,
+        fix="run from the lcross checkout, name neutral text that no fit reads, or set it to null (no cost measured)",
+    )
+
+
 def check_held_out(text: str, data: Any, where: str) -> None:
-    """A named error when ``text`` is (inside) a path a fit of ``data`` reads, or holds one (before any model loads)."""
+    """A named error when ``text`` is (inside) a path a fit of ``data`` reads, or holds one (before any model loads).
+    A ``held_out`` subfolder of the fit's corpus folder is not read by the fit (``lcross.corpus.passages.HELD_OUT``),
+    so it may be named."""
     held_out = Path(text).resolve()
     for read in fit_texts(data):
         fitted = Path(read).resolve()
-        if held_out == fitted or fitted in held_out.parents or held_out in fitted.parents:
+        skipped_by_fit = fitted in held_out.parents and HELD_OUT in held_out.relative_to(fitted).parts
+        if not skipped_by_fit and (held_out == fitted or fitted in held_out.parents or held_out in fitted.parents):
             raise LCrossInputError(
                 f"the held-out text {text!r} overlaps the corpus {read!r} that the fit reads",
                 where=where,
@@ -57,10 +79,17 @@ def neutral_passages(text: str, max_passages: int = 32, passage_chars: int = 600
     return list(itertools.islice(iter_passages(source), max_passages))
 
 
-def _logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+# Positions per piece when reading a distribution off its logits: small pieces stay in the CPU's caches, where one
+# pass over all positions (each as wide as the vocabulary: 262k for Gemma-3) would write and re-read hundreds of MB.
+_PIECE = 8
+
+
+def _pieces(model: torch.nn.Module, batch: dict[str, torch.Tensor], lengths: list[int]) -> list[torch.Tensor]:
+    """The next-token logits at the real positions of ``batch`` (right-padded; ``lengths`` tokens per row) that
+    predict a token, as float32 pieces of at most ``_PIECE`` positions, views where the logits are float32."""
     with torch.inference_mode():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return torch.log_softmax(logits.float(), -1)
+    return [piece.float() for row, n in zip(logits, lengths) for piece in row[: n - 1].split(_PIECE)]
 
 
 def model_cost(
@@ -83,22 +112,33 @@ def model_cost(
     sums: dict[tuple[Any, float], list[float]] = {}
     base_total, count = 0.0, 0
     for start in range(0, len(ids), batch_size):
-        batch = pad_batch(tokenizer, ids[start : start + batch_size], device=device, side="right")
-        targets = batch["input_ids"][:, 1:, None]
-        mask = batch["attention_mask"][:, 1:].bool()
-        base = _logprobs(model, batch)[:, :-1][mask]  # [tokens, vocab]: only real positions, once per batch
-        picked = targets[mask]
-        base_total += float(-base.gather(-1, picked).sum())
-        count += int(mask.sum())
+        rows = ids[start : start + batch_size]
+        batch = pad_batch(tokenizer, rows, device=device, side="right")
+        lengths = [len(row) for row in rows]
+        # Each position's distribution is read from its logits, piece by piece, without writing out the
+        # log-probabilities: log q = logits - lse, so NLL = lse - logit[target], and with p the unsteered
+        # distribution (kept for the batch) KL(p || q) = p.(log p - log q) = (p.base - p.logits) + (lse - base_lse)
+        # per position: exactly 0 where the logits are the base's.
+        targets = [t[:, None] for row in rows for t in torch.tensor(row[1:], device=device).split(_PIECE)]
+        base_lse, p, p_base = [], [], []
+        for piece, target in zip(_pieces(model, batch, lengths), targets):
+            lse = torch.logsumexp(piece, -1)
+            base_total += float((lse - piece.gather(-1, target)[:, 0]).double().sum())
+            base_lse.append(lse)
+            p.append(torch.softmax(piece, -1))
+            p_base.append((p[-1] * piece).sum(-1))
+        count += sum(n - 1 for n in lengths)
         for key, betas in points.items():
             for beta in betas:
                 with vectors[key].apply(model, beta, "all"):
-                    steered = _logprobs(model, batch)[:, :-1][mask]
+                    pieces = _pieces(model, batch, lengths)
                 total = sums.setdefault((key, float(beta)), [0.0, 0.0])
-                total[0] += float(-steered.gather(-1, picked).sum())
-                # KL(unsteered || steered) summed over positions, in one fused pass over the vocabulary
-                total[1] += float(torch.nn.functional.kl_div(steered, base, reduction="sum", log_target=True))
-                del steered
+                for k, (piece, target) in enumerate(zip(pieces, targets)):
+                    lse = torch.logsumexp(piece, -1)
+                    total[0] += float((lse - piece.gather(-1, target)[:, 0]).double().sum())
+                    kl = (p_base[k] - (p[k] * piece).sum(-1)) + (lse - base_lse[k])
+                    total[1] += float(kl.double().sum())
+                del pieces
     unsteered = base_total / count
     out: dict[Any, dict[float, dict[str, float]]] = {}
     for (key, beta), (nll_sum, kl_sum) in sums.items():
@@ -106,6 +146,6 @@ def model_cost(
             "nll": nll_sum / count,
             "nll_unsteered": unsteered,
             "nll_increase": nll_sum / count - unsteered,
-            "kl": kl_sum / count,
+            "kl": max(kl_sum / count, 0.0),  # >= 0; rounding can leave a hair below for a vector that does nothing
         }
     return out

@@ -168,9 +168,9 @@ class FluencyJudge(Judge):
             answer = enc.input_ids[enc.prompt_len :]
             targets = torch.tensor(answer, device=logits.device)
             # the logits at sequence positions width - n - 1 .. width - 2 predict the answer's n tokens
-            span = logits[row, width - len(answer) - 1 - offset : width - 1 - offset]
-            picked = torch.log_softmax(span.float(), -1).gather(-1, targets[:, None])
-            nll = float(-picked.mean())
+            span = logits[row, width - len(answer) - 1 - offset : width - 1 - offset].float()
+            # -log softmax at the answer's tokens, without writing out the log-probabilities (vocabulary-wide)
+            nll = float((torch.logsumexp(span, -1) - span.gather(-1, targets[:, None])[:, 0]).mean())
             repeated = repeated_share(answer, self.ngram)
             self.cache[key] = {
                 "fluency": self.calibrate(nll, repeated),
