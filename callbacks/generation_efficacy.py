@@ -28,6 +28,7 @@ from lcross.evaluation.data import EvaluationData
 from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_generation_efficacy, write_answers
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.judges.per_concept import ConceptJudges
+from lcross.evaluation.model_cost import DEFAULT_COST_TEXT
 from lcross.evaluation.operating_points import OperatingPoint
 from lcross.evaluation.variants import comparison_variants
 from lcross.results import RANDOM_BAND_EDGES, ConceptEfficacy, empty_answers
@@ -88,7 +89,8 @@ class GenerationEfficacy(L.Callback):
             ``data.chat_template``.
         cost_text: held-out neutral text (a file, a folder or a dataset id that no fit reads: one the fit's corpus
             overlaps is refused) on which each variant's cost to the model is measured at its operating point: the
-            increase in next-token NLL and the KL from the unsteered model, steering every position (None: none).
+            increase in next-token NLL and the KL from the unsteered model, steering every position. Default:
+            ``data/corpus/held_out``, the shipped corpus's part that no corpus fit reads (None: no cost measured).
         cost_passages: passages of ``cost_text`` read.
         cost_tokens: tokens per passage read.
     """
@@ -122,7 +124,7 @@ class GenerationEfficacy(L.Callback):
         validation_share: float = 0.5,
         split_seed: int = 0,
         prompting: bool | str | dict[str, str] = False,
-        cost_text: str | None = None,
+        cost_text: str | None = DEFAULT_COST_TEXT,
         cost_passages: int = 8,
         cost_tokens: int = 96,
     ):

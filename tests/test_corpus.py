@@ -126,6 +126,27 @@ def test_a_folder_is_read_recursively_in_sorted_order(tmp_path):
     assert _passages(tmp_path) == ["ay one", "ay two", "bee", "sea"]
 
 
+def test_a_held_out_subfolder_is_never_read_as_part_of_its_corpus(tmp_path):
+    (tmp_path / "held_out").mkdir()
+    (tmp_path / "sub" / "held_out").mkdir(parents=True)
+    (tmp_path / "a.txt").write_text("read", encoding="utf-8")
+    (tmp_path / "held_out" / "b.txt").write_text("kept back", encoding="utf-8")
+    (tmp_path / "sub" / "held_out" / "c.txt").write_text("kept back too", encoding="utf-8")
+    (tmp_path / "held_out.txt").write_text("a file of that name is read", encoding="utf-8")
+    assert _passages(tmp_path) == ["read", "a file of that name is read"]
+    before = corpus_fingerprint(_passages(tmp_path))
+    (tmp_path / "held_out" / "d.txt").write_text("more kept back", encoding="utf-8")
+    assert corpus_fingerprint(_passages(tmp_path)) == before  # the fit's data does not change
+    assert _passages(tmp_path / "held_out") == ["kept back", "more kept back"]  # named, it is read
+
+
+def test_the_shipped_corpus_and_its_held_out_part_share_no_passage():
+    corpus = Path(__file__).resolve().parents[1] / "data" / "corpus"
+    fitted = set(_passages(corpus))
+    held_out = _passages(corpus / "held_out")
+    assert len(held_out) >= 8 and fitted and not fitted & set(held_out)
+
+
 def test_a_local_folder_holding_data_jsonl(tmp_path):
     folder = tmp_path / "my_corpus"
     folder.mkdir()

@@ -254,12 +254,19 @@ def _check_suffix(file: Path) -> None:
         )
 
 
+# A subfolder of this name inside a corpus folder is never read as part of that corpus: it is the corpus's held-out
+# part (``data/corpus/held_out``: the neutral text on which the evaluation measures steering's cost to the model).
+HELD_OUT = "held_out"
+
+
 def _corpus_files(folder: Path) -> list[Path]:
-    """The folder's .txt and .jsonl files, recursively, sorted by their path within it; hidden names skipped."""
+    """The folder's .txt and .jsonl files, recursively, sorted by their path within it; hidden names and the
+    ``HELD_OUT`` subfolders skipped."""
     files = []
     for file in folder.rglob("*"):
         relative = file.relative_to(folder)
-        if file.suffix.lower() in _SUFFIXES and file.is_file() and not any(p.startswith(".") for p in relative.parts):
+        skipped = any(p.startswith(".") for p in relative.parts) or HELD_OUT in relative.parts[:-1]
+        if file.suffix.lower() in _SUFFIXES and file.is_file() and not skipped:
             files.append((relative.as_posix(), file))
     if not files:
         raise LCrossInputError(

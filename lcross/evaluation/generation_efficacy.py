@@ -37,7 +37,13 @@ from lcross.evaluation.data import EvaluationData, checked_transform
 from lcross.evaluation.judges.base import Judge
 from lcross.evaluation.judges.fluency import FluencyJudge
 from lcross.evaluation.judges.llm import LLMJudge
-from lcross.evaluation.model_cost import check_held_out, model_cost, neutral_passages
+from lcross.evaluation.model_cost import (
+    DEFAULT_COST_TEXT,
+    check_held_out,
+    model_cost,
+    neutral_passages,
+    resolve_cost_text,
+)
 from lcross.evaluation.operating_points import (
     OPERATING_POINTS,
     OperatingPoint,
@@ -126,10 +132,11 @@ class GenerationSettings:
     concept; or concept -> text). The target answers the instructed prompts unsteered (``prompting``) and steered by
     the transferred vector at each positive beta (``prompting+transferred``), scored exactly as the variants on the
     test prompts. Needs the chat template (``data.chat_template``)."""
-    cost_text: str | None = None
+    cost_text: str | None = DEFAULT_COST_TEXT
     """Held-out neutral text (a ``.txt``/``.jsonl`` file, a folder of them or a dataset id) on which each variant's
     cost to the model is measured at its operating point (NLL increase and KL, steering every position); refused if a
-    fit reads it (None: no cost measured)."""
+    fit reads it. Default: ``data/corpus/held_out``, the shipped corpus's part that no corpus fit reads (None: no cost
+    measured; with fluency off, the default is not used)."""
     cost_passages: int = 8
     """Passages of ``cost_text`` read (the first ones)."""
     cost_tokens: int = 96
@@ -199,7 +206,7 @@ class GenerationSettings:
                 "turn fluency on, or prompting off",
             ),
             (
-                self.cost_text is not None and not self.fluency,
+                self.cost_text not in (None, DEFAULT_COST_TEXT) and not self.fluency,
                 "cost_text",
                 "is set, but fluency is off: costs are measured at the operating points, which need fluency",
                 "turn fluency on, or drop cost_text",
@@ -249,7 +256,8 @@ class GenerationSettings:
     def concepts_to_run(self, data: EvaluationData) -> list[str]:
         """The concepts to generate for; an error for an unknown concept, one without open-ended prompts, one
         without a beta grid, or one whose prompts leave no test prompt; and for a cost text that a fit reads."""
-        if self.cost_text is not None:
+        if self.cost_text is not None and self.fluency:
+            self.cost_text = resolve_cost_text(self.cost_text, f"{self.owner}.cost_text")
             check_held_out(self.cost_text, data, f"{self.owner}.cost_text")
         check_prompting(self.prompting, data.chat_template, self.concepts, f"{self.owner}.prompting")
         if self.concepts is None:
