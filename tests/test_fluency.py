@@ -96,6 +96,18 @@ def test_one_forward_per_batch_and_scored_answers_are_not_scored_again(tiny):
     assert judge.forward_passes == 4
 
 
+def test_progress_counts_every_answer_once_scored_or_found(tiny):
+    model, tokenizer = tiny
+    judge = FluencyJudge(model, tokenizer, batch_size=2)
+    steps: list[int] = []
+    judge.progress = steps.append
+    judge(["a", "b", "c"], [" one", " two", " three"])
+    assert steps == [0, 2, 1]  # nothing cached, then each batch as it is scored
+    steps.clear()
+    judge(["a", "a", "d"], [" one", " one", " four"])  # one cached, one repeated, one new
+    assert steps == [2, 1] and sum(steps) == 3
+
+
 @pytest.mark.parametrize("kwargs", [{"nll_low": 0.7}, {"repeated_low": -0.1}, {"ngram": 0}, {"batch_size": 0}])
 def test_fluency_judge_bad_options_raise(tiny, kwargs):
     with pytest.raises(LCrossInputError, match="FluencyJudge"):

@@ -15,6 +15,7 @@ from lcross.evaluation.generation_efficacy import GenerationSettings, evaluate_g
 from lcross.evaluation.model_cost import (
     DEFAULT_COST_TEXT,
     check_held_out,
+    forward_passes,
     model_cost,
     neutral_passages,
     resolve_cost_text,
@@ -139,3 +140,14 @@ def test_with_fluency_off_the_default_cost_text_is_not_used():
     assert GenerationSettings(fluency=False).cost_text == DEFAULT_COST_TEXT  # the default alone asks for nothing
     with pytest.raises(LCrossInputError, match="cost_text"):
         GenerationSettings(fluency=False, cost_text="other.txt")
+
+
+def test_progress_is_called_once_per_forward_pass():
+    data, _ = _constructed()
+    model, tokenizer = data.model("target")
+    own: SteeringVector = data.vectors["target"]
+    points = {"own": [1.0, 2.0], "again": [1.0]}
+    steps: list[int] = []
+    passages = [*PASSAGES, *PASSAGES]  # 6 passages: 2 batches of up to 4
+    model_cost(model, tokenizer, passages, {"own": own, "again": own}, points, progress=steps.append)
+    assert steps == [1] * 8 and forward_passes(len(passages), points) == 8  # 2 batches x (1 unsteered + 3 steered)

@@ -40,6 +40,7 @@ from lcross.evaluation.judges.llm import LLMJudge
 from lcross.evaluation.model_cost import (
     DEFAULT_COST_TEXT,
     check_held_out,
+    forward_passes,
     model_cost,
     neutral_passages,
     resolve_cost_text,
@@ -479,14 +480,18 @@ def add_costs(
     model, tokenizer = data.model(side)
     passages = neutral_passages(settings.cost_text, settings.cost_passages)
     by_name = {str(key): vector for key, vector in vectors.items()}
-    costs = model_cost(
-        model,
-        tokenizer,
-        passages,
-        {v: by_name[v] for v in points},
-        {v: [point["beta"]] for v, point in points.items()},
-        max_tokens=settings.cost_tokens,
-    )
+    betas = {v: [point["beta"]] for v, point in points.items()}
+    total = forward_passes(len(passages), betas)
+    with phase(f"cost to the {side} model on held-out text", total, "forward passes") as advance:
+        costs = model_cost(
+            model,
+            tokenizer,
+            passages,
+            {v: by_name[v] for v in points},
+            betas,
+            max_tokens=settings.cost_tokens,
+            progress=advance,
+        )
     for variant, point in points.items():
         point["cost"] = costs[variant][point["beta"]]
 
@@ -516,7 +521,14 @@ def answer_axes(
     fluency judge scores all answers in one call (its batches, its cache)."""
     keys = list(answers)
     flat_prompts = [p for _ in keys for p in prompts]
-    fluency_values = fluency(flat_prompts, [a for k in keys for a in answers[k]])
+    with phase("judging the answers' fluency", len(flat_prompts), "answers") as advance:
+        if isinstance(fluency, FluencyJudge):
+            fluency.progress = advance
+        try:
+            fluency_values = fluency(flat_prompts, [a for k in keys for a in answers[k]])
+        finally:
+            if isinstance(fluency, FluencyJudge):
+                fluency.progress = None
     measured = getattr(fluency, "last_columns", {"fluency": fluency_values.tolist()})
     items: Mapping[Any, torch.Tensor] = sweep.items
     columns: dict[Key, dict[str, list[float]]] = {}

@@ -19,7 +19,7 @@ passages few and short (``bench/fluency_cost.py`` measures it against the genera
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,11 @@ def _pieces(model: torch.nn.Module, batch: dict[str, torch.Tensor], lengths: lis
     return [piece.float() for row, n in zip(logits, lengths) for piece in row[: n - 1].split(_PIECE)]
 
 
+def forward_passes(passages: int, points: Mapping[Any, Sequence[float]], batch_size: int = 4) -> int:
+    """How many forward passes ``model_cost`` makes: per batch of passages, one unsteered and one per (key, beta)."""
+    return -(-passages // batch_size) * (1 + sum(len(betas) for betas in points.values()))
+
+
 def model_cost(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -101,9 +106,11 @@ def model_cost(
     *,
     max_tokens: int = 128,
     batch_size: int = 4,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[Any, dict[float, dict[str, float]]]:
     """key -> beta -> ``{"nll_increase", "kl", "nll", "nll_unsteered"}`` for ``vectors[key]`` at each beta of
-    ``points[key]``, added at every position while the model reads ``passages``."""
+    ``points[key]``, added at every position while the model reads ``passages``. ``progress(1)`` is called after each
+    forward pass: ``forward_passes(...)`` of them in all."""
     if not passages:
         raise LCrossInputError("no neutral passages to measure the cost on", fix="name a non-empty held-out text")
     ids = [tokenizer(p).input_ids[:max_tokens] for p in passages]
@@ -128,6 +135,8 @@ def model_cost(
             p.append(torch.softmax(piece, -1))
             p_base.append((p[-1] * piece).sum(-1))
         count += sum(n - 1 for n in lengths)
+        if progress is not None:
+            progress(1)
         for key, betas in points.items():
             for beta in betas:
                 with vectors[key].apply(model, beta, "all"):
@@ -139,6 +148,8 @@ def model_cost(
                     kl = (p_base[k] - (p[k] * piece).sum(-1)) + (lse - base_lse[k])
                     total[1] += float(kl.double().sum())
                 del pieces
+                if progress is not None:
+                    progress(1)
     unsteered = base_total / count
     out: dict[Any, dict[float, dict[str, float]]] = {}
     for (key, beta), (nll_sum, kl_sum) in sums.items():

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -123,6 +123,8 @@ class FluencyJudge(Judge):
         self.cache: dict[tuple[str, str], dict[str, float]] = {}
         self.forward_passes = 0  # counted, so that a test can see cached answers cost nothing
         self.last_columns: dict[str, list[float]] = {c: [] for c in COLUMNS}
+        # Called with the number of answers scored (or found in the cache) as scoring goes: a ``phase``'s advance.
+        self.progress: Callable[[int], None] | None = None
 
     def calibrate(self, nll: float, repeated: float) -> float:
         """The fluency of an answer with mean token NLL ``nll`` and share ``repeated`` of repeated n-grams."""
@@ -134,8 +136,12 @@ class FluencyJudge(Judge):
     def score(self, prompts: list[str], completions: list[str]) -> list[float]:
         keys = list(zip(prompts, completions))
         todo = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if self.progress is not None:
+            self.progress(len(keys) - len(todo))
         for start in range(0, len(todo), self.batch_size):
             self._measure(todo[start : start + self.batch_size])
+            if self.progress is not None:
+                self.progress(len(todo[start : start + self.batch_size]))
         rows = [self.cache[k] for k in keys]
         self.last_columns = {c: [row[c] for row in rows] for c in COLUMNS}
         return self.last_columns["fluency"]
