@@ -123,6 +123,8 @@ def test_harmonic_geometric_and_gated_composites_on_fixed_numbers():
     assert combine(0.8, 0.6, rule="gated", threshold=0.5) == 0.8
     assert combine(0.8, 0.4, rule="gated", threshold=0.5) == 0.0
     assert math.isnan(combine(math.nan, 1.0))
+    # an empty answer (not judged, fluency 0) is a failed answer under every rule, never left out
+    assert all(combine(math.nan, 0.0, rule=rule) == 0.0 for rule in ("harmonic", "geometric", "gated"))
 
 
 def test_concept_is_oriented_by_the_sign_of_beta():

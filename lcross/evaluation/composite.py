@@ -8,8 +8,10 @@ relevance, each in [0, 1], combined into one number; every axis is kept beside i
 - relevance: ``InstructionRelevanceJudge``'s 0-2 grade divided by 2.
 
 Rules (``COMPOSITES``): ``harmonic`` (AxBench: the harmonic mean, 0 if any axis is 0), ``geometric`` (the geometric
-mean), ``gated`` (the concept axis where fluency >= a threshold, else 0). A NaN axis (an unreadable judge reply) makes
-the composite NaN, which means leave it out, as for every score.
+mean), ``gated`` (the concept axis where fluency >= a threshold, else 0). A fluency of 0 makes the composite 0 under
+every rule, also where the concept is not judged: an empty answer (fluency 0, its concept score NaN) is a failed
+answer, not a missing one, so it counts as 0 in the composite's mean just as in fluency's. Otherwise a NaN axis (an
+unreadable judge reply) makes the composite NaN, which means leave it out, as for every score.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def combine(
 ) -> float:
     """The composite of one answer's axes (each in [0, 1]; ``relevance`` None where no LLM judge is configured)."""
     axes: Sequence[float] = [concept, fluency] if relevance is None else [concept, fluency, relevance]
+    if fluency <= 0.0:  # no fluent text (an empty answer among them): a failed answer whatever the concept
+        return 0.0
     if any(math.isnan(a) for a in axes):
         return math.nan
     if rule == "gated":
