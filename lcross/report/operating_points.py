@@ -33,10 +33,11 @@ def _label(variant: str) -> str:
 
 
 def operating_point_table(cards: list[dict[str, Any]]) -> str:
-    """A Markdown table: per run, concept and variant, the chosen beta and every axis on the test prompts."""
+    """A Markdown table: per run (named by its source model, as in the efficacy tables), concept and variant, the
+    chosen beta and every axis on the test prompts."""
     lines = [
-        "| run | concept | variant | chosen beta | judge score | fluency | composite | relevance | wrong direction "
-        "| NLL cost | KL |",
+        "| transferred from | concept | variant | chosen beta | judge score | fluency | composite | relevance "
+        "| wrong direction | NLL cost | KL |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = 0
