@@ -88,6 +88,25 @@ def test_a_killed_extraction_resumes_at_the_first_missing_shard(tmp_path, corpus
     assert len(calls) == 2 * n_shards - 1  # the source's first shard was kept
 
 
+def test_a_shard_entry_an_older_lcross_wrote_is_extracted_again_not_a_failure_when_read(tmp_path, corpus_file):
+    from safetensors.torch import save_file
+
+    data = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1200))
+    data.prepare_corpus()
+    shard = data.corpus.plan().shards[1]
+    xs, xt = data.corpus.load_shard(shard)
+    key = next(iter(data.corpus.shard_keys("source", shard).values()))
+    # the same tensor under its own name, but with no record of what it is (as lcross wrote before records)
+    save_file({"deltas": xs[:, 0].contiguous()}, data.cache.path(key), metadata={"checksum": "old"})
+    assert data.cache.recorded(key) is False and data.corpus.cache.path(key).exists()
+    again = _data(tmp_path, corpus_file, corpus=_corpus(corpus_file, max_rows=1200))
+    assert [s.index for s in again.corpus.missing("source")] == [shard.index] and not again.corpus.missing("target")
+    again.prepare_corpus()
+    assert again.cache.recorded(key)
+    ys, yt = again.corpus.load_shard(shard)
+    assert torch.equal(ys, xs) and torch.equal(yt, xt)
+
+
 def _T(data: PairedDeltas) -> LinearTransform:
     """The T the CLI builds for this data (its widths and one layer pair linked in)."""
     return LinearTransform(data.d_source, data.d_target, data.layer_pairs)

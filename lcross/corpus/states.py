@@ -218,7 +218,7 @@ class CorpusStates:
         return [
             shard
             for shard in self.plan().shards
-            if not all(self.cache.path(key).exists() for key in self.shard_keys(side, shard).values())
+            if not all(self.cache.recorded(key) for key in self.shard_keys(side, shard).values())
         ]
 
     def extract_missing(self, side: str) -> None:

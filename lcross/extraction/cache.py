@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from lcross.errors import LCrossInputError
@@ -81,6 +81,20 @@ class DeltaCache:
                 log.warning("cannot remove %s (%s)", path, remove_err)
             return None
         return tensor
+
+    def recorded(self, key: str) -> bool:
+        """Whether a plain file under ``key`` records itself as that entry, from its header alone (cheap: no tensor
+        read, no checksum). False for no file, a link, an unreadable header or one an older lcross wrote (no record):
+        what a planner should treat as missing, since ``load`` would discard it."""
+        path = self.path(key)
+        if path.is_symlink() or not path.is_file():
+            return False
+        try:
+            with safe_open(path, "pt") as handle:
+                raw = (handle.metadata() or {}).get("entry")
+            return raw is not None and json.loads(raw).get("key") == key
+        except (SafetensorError, ValueError, OSError, AttributeError):
+            return False
 
     def remove_stale_temporaries(self, older_than_s: float = 6 * 3600) -> int:
         """Removes temporary folders left by killed writers (``lcross.files.remove_stale_temporaries``)."""
