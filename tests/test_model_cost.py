@@ -151,3 +151,22 @@ def test_progress_is_called_once_per_forward_pass():
     passages = [*PASSAGES, *PASSAGES]  # 6 passages: 2 batches of up to 4
     model_cost(model, tokenizer, passages, {"own": own, "again": own}, points, progress=steps.append)
     assert steps == [1] * 8 and forward_passes(len(passages), points) == 8  # 2 batches x (1 unsteered + 3 steered)
+
+
+def test_with_unit_vectors_the_cost_is_that_of_the_unit_vector_that_answered(tmp_path):
+    text = tmp_path / "neutral.txt"
+    text.write_text("\n\n".join(PASSAGES))
+    data, transform = _constructed()
+    data.concepts["letters"].open_ended = [f"prompt {i}" for i in range(4)]
+    settings = GenerationSettings(
+        betas=[-2.0, 2.0], max_new_tokens=2, bootstrap=0, cost_text=str(text), unit_vectors=True
+    )
+    point = evaluate_generation_efficacy(data, transform, settings, PromptCode())["letters"].extra["operating_points"]
+    model, tokenizer = data.model("target")
+    own: SteeringVector = data.vectors["target"]
+    unit = own.with_directions({layer: v / v.norm() for layer, v in own.directions.items()})
+    beta = point["own_sv"]["beta"]
+    direct = model_cost(model, tokenizer, neutral_passages(str(text), 16), {"v": unit}, {"v": [beta]})
+    assert point["own_sv"]["cost"] == pytest.approx(direct["v"][beta])
+    raw = model_cost(model, tokenizer, neutral_passages(str(text), 16), {"v": own}, {"v": [beta]})
+    assert raw["v"][beta]["kl"] != pytest.approx(direct["v"][beta]["kl"])  # the norm matters: the test can tell

@@ -467,6 +467,16 @@ def prompting_baseline(
     return out, rows
 
 
+def as_steered(vector: SteeringVector, settings: GenerationSettings) -> SteeringVector:
+    """The vector as the engine steers with it: with ``settings.unit_vectors`` each layer's direction at norm 1,
+    else as it is. Generation and the cost to the model both go through this, so a cost is that of what answered."""
+    if not settings.unit_vectors:
+        return vector
+    return vector.with_directions(
+        {l: v / v.norm().clamp(min=torch.finfo(v.dtype).tiny) for l, v in vector.directions.items()}
+    )
+
+
 def add_costs(
     data: EvaluationData,
     side: Side,
@@ -487,7 +497,7 @@ def add_costs(
             model,
             tokenizer,
             passages,
-            {v: by_name[v] for v in points},
+            {v: as_steered(by_name[v], settings) for v in points},
             betas,
             max_tokens=settings.cost_tokens,
             progress=advance,
@@ -586,12 +596,8 @@ def generate_answers(
     model, tokenizer = data.model(side)
     grid: dict[Hashable, SteeringSpec] = {(UNSTEERED, 0.0): None}
     for variant, vector in vectors.items():
-        if settings.unit_vectors:  # each layer's direction at norm 1
-            vector = vector.with_directions(
-                {l: v / v.norm().clamp(min=torch.finfo(v.dtype).tiny) for l, v in vector.directions.items()}
-            )
         for beta in betas:
-            grid[str(variant), beta] = vector.steerings(beta, settings.positions)
+            grid[str(variant), beta] = as_steered(vector, settings).steerings(beta, settings.positions)
     with phase(f"generating {side} answers", len(grid) * len(prompts), "answers") as advance:
         answers: dict[Any, list[str]] = generate_grid(
             model,
