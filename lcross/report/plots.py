@@ -92,7 +92,13 @@ def tradeoff_figure(
         for beta, x, y in zip(curve["betas"], curve["fluency"], curve["score"]):
             if beta != 0:
                 axes.annotate(f"{beta:+g}", (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
-    axes.set(xlabel="fluency (mean, 1 = unsteered-like text)", ylabel=ylabel, title=title, xlim=(0, 1.05), ylim=ylim)
+    axes.set(
+        xlabel="fluency (mean; 1 = fluent, varied text, 0 = broken)",
+        ylabel=ylabel,
+        title=title,
+        xlim=(0, 1.05),
+        ylim=ylim,
+    )
     figure.legend(loc="outside right upper", fontsize="small")
     return figure
 
