@@ -3,8 +3,14 @@
 torch starts one thread per physical core whatever else runs. On a machine other jobs share (or where several lcross
 processes run side by side) the threads then wait on each other: `lcross generate` took 113 s with torch's default and
 24 s with one thread on two busy cores. So a run counts the CPUs it may use (``os.sched_getaffinity``), takes away
-the machine's recent load (``os.getloadavg``, the 1-minute figure) and the processes of its own run beside it, and
-uses what is left, at least one thread. ``OMP_NUM_THREADS``, when the user set it, is used as it is.
+the machine's load and the processes of its own run beside it, and uses what is left, at least one thread.
+``OMP_NUM_THREADS``, when the user set it, is used as it is.
+
+The load taken away is the smaller of the 1-minute load average (``os.getloadavg``) and the threads other than this
+one that are runnable now (``/proc/loadavg``'s running count, the median of a few samples): the average alone still
+counts a job that ended seconds ago (after a 4-minute fit on 2 cores it reads 1.3 for the next minute), so the
+command run right after another (`lcross report` after `lcross fit`, `scripts/first_run.sh`'s second run) took one
+thread where two were free; the count alone would be fooled by a momentary lull.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import statistics
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -47,6 +55,23 @@ def machine_load() -> float | None:
         return None
 
 
+def runnable_others(path: str = "/proc/loadavg", samples: int = 5, interval_s: float = 0.02) -> float | None:
+    """Threads runnable right now other than this one: the median over ``samples`` reads of the running count in
+    ``path`` (``/proc/loadavg``: "1.30 0.90 0.40 3/200 1234", 3 running, this thread among them), less one; None
+    where the system has no such file."""
+    counts = []
+    for sample in range(samples):
+        try:
+            with open(path, encoding="ascii") as handle:
+                running = int(handle.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        counts.append(max(0, running - 1))
+        if sample + 1 < samples:
+            time.sleep(interval_s)
+    return float(statistics.median(counts))
+
+
 def choose_threads(
     env: Mapping[str, str] | None = None,
     cpus: int | None = None,
@@ -54,6 +79,7 @@ def choose_threads(
     load: float | None = None,
     processes: int = 1,
     default: int | None = None,
+    running: float | None = None,
 ) -> ThreadChoice:
     """Threads for one of ``processes`` processes of a run.
 
@@ -64,6 +90,8 @@ def choose_threads(
         load: the machine's 1-minute load average (default ``machine_load()``; None: unknown, taken as idle).
         processes: processes of this run that share the CPUs (DDP ranks, extraction shards).
         default: torch's own choice (default ``torch.get_num_threads()``); never exceeded.
+        running: other threads runnable now (default ``runnable_others()`` when ``load`` is not given either; None:
+            unknown, the load average alone counts). The smaller of it and ``load`` is taken as busy.
     """
     env = os.environ if env is None else env
     explicit = env.get(USER_SETTING, "").strip()
@@ -85,12 +113,18 @@ def choose_threads(
         default = torch.get_num_threads()
     if load is None:
         load = machine_load()
+        if running is None:
+            running = runnable_others()
     processes = max(1, processes)
     busy = 0.0 if load is None else max(0.0, load)
+    if running is not None:
+        busy = min(busy, max(0.0, running)) if load is not None else max(0.0, running)
     # other work may run on CPUs outside this process's set: only the share of the load beyond them takes ours
     free = min(float(cpus), total_cpus - busy)
     threads = max(1, min(default, cpus, math.floor(free / processes + 0.5)))
     load_words = "load unknown" if load is None else f"1-min load {load:.1f}"
+    if running is not None:
+        load_words += f", {running:g} other threads runnable now"
     shared = f", {processes} processes of this run" if processes > 1 else ""
     reason = f"{cpus} usable CPUs, {load_words}{shared}; set {USER_SETTING} to choose"
     return ThreadChoice(threads, reason)

@@ -42,6 +42,7 @@ def test_a_system_without_load_average_counts_as_idle(monkeypatch):
         raise OSError("no load average here")
 
     monkeypatch.setattr(os, "getloadavg", no_load_average)
+    monkeypatch.setattr("lcross.threads.runnable_others", lambda: None)  # nor a running count (not Linux)
     choice = choose_threads(env={}, cpus=2, total_cpus=2, default=2)
     assert choice.threads == 2 and "load unknown" in choice.reason
 
@@ -61,3 +62,26 @@ def test_generate_says_its_threads_in_its_first_lines(tmp_path, capsys, monkeypa
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_job_that_just_ended_does_not_count_only_what_runs_now():
+    # the 1-minute average still says 1.3 a few seconds after a fit on 2 cores ended; nothing else runs now
+    choice = choose_threads(env={}, cpus=2, total_cpus=2, load=1.3, running=0.0, default=2)
+    assert choice.threads == 2 and "0 other threads runnable now" in choice.reason
+    # a job that keeps running counts in both: the smaller still leaves it its CPU
+    assert choose_threads(env={}, cpus=2, total_cpus=2, load=1.3, running=1.0, default=2).threads == 1
+    # a momentary burst of runnable threads on a machine quiet over the minute: the average decides
+    assert choose_threads(env={}, cpus=2, total_cpus=2, load=0.1, running=4.0, default=2).threads == 2
+
+
+def test_the_threads_runnable_now_are_read_from_proc_loadavg(tmp_path):
+    from lcross.threads import runnable_others
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.30 0.90 0.40 3/200 1234\n")
+    assert runnable_others(str(loadavg), samples=3, interval_s=0.0) == 2.0  # 3 running, this thread among them
+    loadavg.write_text("0.00 0.00 0.00 1/90 77\n")
+    assert runnable_others(str(loadavg), samples=1) == 0.0
+    assert runnable_others(str(tmp_path / "missing")) is None
+    loadavg.write_text("garbled")
+    assert runnable_others(str(loadavg)) is None
