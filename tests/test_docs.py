@@ -43,6 +43,7 @@ UNCHECKED = {
     "bash scripts/first_run.sh": "the whole demo from a fresh HOME and cache (many minutes); CI runs it",
     "python scripts/first_run_budget.py": "measures this machine's matmul speed (2 s); tests/test_first_run_budget.py",
     "python bench/generate_threads.py": "the threads benchmark (minutes); docs/performance.md holds its figures",
+    "python bench/demo_evaluation_time.py": "two demo fits (about 7 min on 2 cores); docs/performance.md holds them",
     "tensorboard": "TensorBoard's own viewer of a run's event files",
     "source": "a shell builtin (activates the virtual environment)",
     "pip": "installs packages from the registry",
