@@ -174,17 +174,22 @@ def test_bad_settings_are_refused_by_name():
         LCross(MLPTransform(3, 3), init="identity")
 
 
-def test_lcross_trains_an_mlp_from_the_config_with_nothing_else_changed(tmp_path):
-    cli = fit_tiny(
-        tmp_path,
-        "--model.transform=lcross.transform.MLPTransform",
-        "--model.transform.init_args.hidden=16",
-        "--model.weight_decay=0.01",
-        "--model.lr=0.01",
-        "--trainer.max_epochs=2",
-        "--efficacy=null",
-        "--generation=null",
-    )
+def test_lcross_trains_an_mlp_from_the_config_with_nothing_else_changed(tmp_path, monkeypatch, capsys):
+    def linearised(*args, **kwargs):
+        raise AssertionError("the fit transferred a concept through T's linearisation, not through its states")
+
+    with monkeypatch.context() as patch:  # nothing in the fit (val/cos, the card) may fall back to the linearisation
+        patch.setattr(MLPTransform, "map_differences", linearised)
+        cli = fit_tiny(
+            tmp_path,
+            "--model.transform=lcross.transform.MLPTransform",
+            "--model.transform.init_args.hidden=16",
+            "--model.weight_decay=0.01",
+            "--model.lr=0.01",
+            "--trainer.max_epochs=2",
+            "--efficacy=null",
+            "--generation=null",
+        )
     trained = cli.model.transform
     assert isinstance(trained, MLPTransform) and (trained.d_source, trained.d_target) == (32, 48)
     assert trained.layer_pairs == [(1, 2)] and float(trained.nets[0][-1].weight.detach().abs().sum()) > 0  # it learned
@@ -223,6 +228,63 @@ def test_lcross_trains_an_mlp_from_the_config_with_nothing_else_changed(tmp_path
             ]
             differences.append(t(states[0]) - t(states[1]))
     torch.testing.assert_close(moved[2], torch.stack(differences).mean(0), atol=1e-4, rtol=1e-4)
+    # the fit kept the states, and its val/cos (sentiment is the tiny config's validation concept) went through them,
+    # not through T's linearisation at the mean state
+    assert cli.datamodule.store.keep_states
+    data = data_module_from_config(str(run / "config.yaml"))
+    data.prepare_data()
+    data.setup()
+    own = data.steering_vector("target", "sentiment")[2]
+    logged = float(cli.trainer.callback_metrics["val/cos/sentiment"])
+    assert logged == pytest.approx(float(torch.nn.functional.cosine_similarity(moved[2], own, dim=0)), abs=1e-5)
+    # lcross generate --run steers with the same vector (its norm is printed), never the linearised one
+    with monkeypatch.context() as patch:
+        patch.setattr(MLPTransform, "map_differences", linearised)
+        argv = ["generate", "--run", str(run), "--concept", "sentiment", "--prompt", "Hi", "--max-new-tokens", "2"]
+        assert console(argv) == 0
+    assert f"norm {moved[2].norm():.3g}" in capsys.readouterr().out
+
+
+class _States:
+    """The part of the evaluation data that a transfer through states reads."""
+
+    def __init__(self, states):
+        self.states = states
+        self.asked = 0
+
+    def source_states(self, concept):
+        self.asked += 1
+        return self.states
+
+
+def test_the_evaluation_transfers_a_non_linear_T_through_the_states_and_a_linear_one_through_the_vector():
+    from lcross.evaluation.variants import transferred_vector
+
+    pairs = [(1, 2), (4, 5)]
+    t = _mlp("gelu", pairs)
+    generator = torch.Generator().manual_seed(4)
+    pos, neg = torch.randn(9, 2, 5, generator=generator).double(), torch.randn(9, 2, 5, generator=generator).double()
+    source = SteeringVector({1: (pos - neg).mean(0)[0], 4: (pos - neg).mean(0)[1]}, model="src")
+    moved = transferred_vector(_States((pos, neg)), t, "c", source, pairs, model="tgt")
+    assert moved.layers == [2, 5] and moved.model == "tgt" and "source states of 9 pairs" in moved.transform
+    with torch.no_grad():  # by hand: each pair of texts through T, row by row, then the mean of the differences
+        by_hand = sum(t(pos[i]) - t(neg[i]) for i in range(9)) / 9
+    torch.testing.assert_close(torch.stack([moved[2], moved[5]]), by_hand.float(), rtol=1e-5, atol=1e-6)
+    # states whose layer axis is in another order are picked by layer
+    swapped = t.transfer_through_states(source, pos[:, [1, 0]], neg[:, [1, 0]], [4, 1], pairs, model="tgt")
+    torch.testing.assert_close(swapped[5], moved[5])
+    torch.testing.assert_close(swapped[2], moved[2])
+    # without states: the linearisation (named in the card); a linear T never asks for states
+    fallback = transferred_vector(_States(None), t, "c", source, pairs)
+    torch.testing.assert_close(fallback[2], t.transfer(source, pairs)[2])
+    linear, data = LayerwiseTransform(5, 4, pairs).double(), _States((pos, neg))
+    linear.reset_random(seed=2)
+    torch.testing.assert_close(transferred_vector(data, linear, "c", source, pairs)[5], linear.transfer(source)[5])
+    assert data.asked == 0
+    with pytest.raises(LCrossInputError, match="source layers"):
+        t.transfer_through_states(source, pos, neg[:, :1], [1, 4], pairs)
+    with pytest.raises(LCrossInputError, match="maps source layers"):
+        t.transfer_through_states(source, pos, neg, [1, 3], pairs)
 
 
 def test_a_bare_vector_through_an_mlp_is_refused_or_goes_through_the_jacobian(tmp_path, capsys):

@@ -72,6 +72,9 @@ class _Data:
     def steering_vector(self, side: str, concept: str) -> SteeringVector:
         return self.vectors[side]
 
+    def source_states(self, concept: str) -> None:
+        return None  # T here is linear: it transfers the vector itself
+
 
 def _constructed() -> tuple[_Data, LinearTransform]:
     model, tokenizer = tiny_model("llama", seed=3, hidden_size=32), byte_tokenizer()

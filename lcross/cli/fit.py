@@ -52,6 +52,8 @@ from lcross.training.moved_settings import (
     moved_setting_named_in,
     upgrade_hyperparameters,
 )
+from lcross.training.state_transfer import keep_states_for
+from lcross.transform.base import Transform
 
 
 class LCrossArgumentParser(LightningArgumentParser):
@@ -215,6 +217,15 @@ class LCrossCLI(LightningCLI):
     def before_fit(self) -> None:
         self._check_same_run()
         self._check_answer_lengths()
+        self._keep_states()
+
+    def _keep_states(self) -> None:
+        """A non-linear T transfers a concept through its source states (val/cos, the efficacy callbacks, predict):
+        the store keeps them, in the same extraction pass, before ``prepare_data`` runs."""
+        data, model = self.datamodule, self.model
+        transform = getattr(model, "transform", None)
+        if isinstance(data, PairedDeltas) and isinstance(transform, Transform):
+            keep_states_for(transform, data)
 
     def _check_answer_lengths(self) -> None:
         """A callback's ``max_new_tokens`` beyond a model's context is named before anything is written (generation
@@ -239,12 +250,15 @@ class LCrossCLI(LightningCLI):
 
     def before_validate(self) -> None:
         self._check_same_run()
+        self._keep_states()
 
     def before_test(self) -> None:
         self._check_same_run()
+        self._keep_states()
 
     def before_predict(self) -> None:
         self._check_same_run()
+        self._keep_states()
 
     def _check_same_run(self) -> None:
         """A checkpoint is resumed (or evaluated) only with the settings that define its T and rows, compared before

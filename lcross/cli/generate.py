@@ -54,6 +54,7 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, S
     """(target ModelSpec, steering vector at the target layer(s), chat_template) of a finished fit: the concept's own
     target SV or its source SV transferred through the run's exported T (every layer pair of a multi-layer run)."""
     from lcross.training.config import data_module_from_config
+    from lcross.training.state_transfer import concept_vector, keep_states_for
     from lcross.transform.loading import load_transform
 
     run = Path(run)
@@ -65,17 +66,15 @@ def vector_from_run(run: str | Path, concept: str, variant: str) -> tuple[Any, S
     data = data_module_from_config(str(config))
     if concept not in data.concepts:
         raise LCrossInputError(f"unknown concept {concept!r}", where="--concept", fix=f"use {sorted(data.concepts)}")
+    transform = None if variant == "own_sv" else load_transform(run / "transform").to(torch.float32)
+    if transform is not None:
+        keep_states_for(transform, data)  # a non-linear T transfers through the concept's source states
     data.prepare_data()
     data.setup()
-    if variant == "own_sv":
+    if transform is None:
         return data.target, data.steering_vector("target", concept).to(torch.float32), data.chat_template
-    transform = load_transform(run / "transform").to(torch.float32)
-    source = data.steering_vector("source", concept).to(torch.float32)
-    return (
-        data.target,
-        transform.transfer(source, data.layer_pairs, model=data.target.name),
-        data.chat_template,
-    )
+    transform.check_models(data.d_source, data.d_target)
+    return data.target, concept_vector(transform, data, concept, model=data.target.name), data.chat_template
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,12 @@ class EvaluationData(Protocol):
         """A concept's steering vector in one model, from the training rows only."""
         ...
 
+    def source_states(self, concept: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The source states ``[n, n_source_layers, d_source]`` of the positive and the negative texts of the rows the
+        concept's source SV is made of, or None where they were not kept. A non-linear T transfers through them
+        (``Transform.transfer_through_states``); without them it falls back to its linearisation."""
+        ...
+
 
 def checked_transform(data: EvaluationData, transform: Transform) -> Transform:
     """T as an evaluation steers with it: float32, and an error naming both widths when it does not fit the data's

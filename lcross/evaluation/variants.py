@@ -14,6 +14,7 @@ single-draw ``random_T`` variant; directions add ``DIRECTION_SEED_OFFSET``, so t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
@@ -84,7 +85,30 @@ def _source_own_transferred(
     source = data.steering_vector("source", concept).to(torch.float32)
     own = data.steering_vector("target", concept).to(torch.float32)
     pairs = list(zip(as_layer_list(data.layers["source"]), as_layer_list(data.layers["target"])))
-    return source, own, transform.transfer(source, pairs, model=own.model), pairs
+    return source, own, transferred_vector(data, transform, concept, source, pairs, own.model), pairs
+
+
+class KeepsStates(Protocol):
+    """What ``transferred_vector`` reads from the data (``EvaluationData`` and ``TrainingData`` both have it)."""
+
+    def source_states(self, concept: str) -> tuple[torch.Tensor, torch.Tensor] | None: ...
+
+
+def transferred_vector(
+    data: KeepsStates,
+    transform: Transform,
+    concept: str,
+    source: SteeringVector,
+    pairs: Sequence[Sequence[int]],
+    model: str | None = None,
+) -> SteeringVector:
+    """The concept's source SV as T transfers it: ``transfer`` for a linear T; for a non-linear one, through the
+    concept's source states when the data kept them (``pairs`` in the order of the states' layer axis), else its
+    linearisation (which its card names)."""
+    states = None if transform.linear_map else data.source_states(concept)
+    if states is None:
+        return transform.transfer(source, pairs, model=model)
+    return transform.transfer_through_states(source, *states, [s for s, _ in pairs], pairs, model=model)
 
 
 def _random_draw(

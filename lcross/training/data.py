@@ -59,6 +59,11 @@ class TrainingData(Protocol):
         """A concept's steering vector in one model at each of its layers, from the training rows only."""
         ...
 
+    def source_states(self, concept: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The source states ``[n, n_source_layers, d_source]`` of the positive and the negative texts of the rows the
+        concept's source SV is made of, or None where they were not kept: what a non-linear T transfers through."""
+        ...
+
     def model_name(self, side: Side) -> str:
         """The name of one side's model (the transferred vectors' provenance)."""
         ...

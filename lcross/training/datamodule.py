@@ -186,6 +186,7 @@ class PairedDeltas(L.LightningDataModule):
             max_text_tokens=max_text_tokens,
         )
         self.deltas: dict[Side, dict[str, torch.Tensor]] = {}
+        self._source_states: dict[str, torch.Tensor] | None = None
         self.corpus: CorpusStates | None = None
         if corpus is not None:
             self.corpus = CorpusStates(
@@ -331,6 +332,18 @@ class PairedDeltas(L.LightningDataModule):
             concept=concept,
             method=self.sv_method,
         )
+
+    def source_states(self, concept: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The source states ``[n, n_source_layers, d_source]`` of the positive and of the negative texts of the rows
+        the concept's source SV is made of, or None when the store does not keep states (``keep_states``: set for a
+        non-linear T by ``lcross.training.state_transfer.keep_states_for`` before ``prepare_data``)."""
+        if not self.store.keep_states:
+            return None
+        if self._source_states is None:
+            self._source_states = self.store.load_states()["source"]
+        states = self._source_states[concept]  # [n, n_layers, 2, d]
+        rows = vector_rows(self.split, concept, states.shape[0])
+        return states[rows, :, 0], states[rows, :, 1]
 
     def layer_description(self) -> dict[str, Any]:
         """``source_layer`` / ``target_layer`` as ints for one layer pair, as lists for several."""

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric, R2Score
 
 from lcross.errors import LCrossFitError, LCrossInputError
+from lcross.evaluation.variants import transferred_vector
 from lcross.setting_checks import one_of
 from lcross.training.data import FitOn, TrainingData, training_data_members
 from lcross.transform.base import Transform
@@ -270,7 +271,8 @@ class LCross(L.LightningModule):
         per_concept = []
         for name in data.selection_concepts or data.eval_concepts:
             own = data.steering_vector("target", name)
-            moved = self.transform.transfer(data.steering_vector("source", name), data.layer_pairs)
+            source = data.steering_vector("source", name)
+            moved = transferred_vector(data, self.transform, name, source, data.layer_pairs)
             cosines = [
                 torch.nn.functional.cosine_similarity(moved[t], own[t].to(moved[t]), dim=0) for t in moved.layers
             ]
@@ -288,8 +290,8 @@ class LCross(L.LightningModule):
         transform = self.to_transform(card=self.card()).to(torch.float32)
         target = data.model_name("target")
         return {
-            name: transform.transfer(
-                data.steering_vector("source", name).to(torch.float32), data.layer_pairs, model=target
+            name: transferred_vector(
+                data, transform, name, data.steering_vector("source", name).to(torch.float32), data.layer_pairs, target
             )
             for name in batch
         }

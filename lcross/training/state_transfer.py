@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from lcross.concepts.splits import vector_rows
 from lcross.steering.vector import SteeringVector
 from lcross.transform.base import Transform
 
@@ -28,23 +27,17 @@ def keep_states_for(transform: Transform, data: Any) -> None:
 def through_states(transform: Transform, data: Any, concept: str, model: str | None = None) -> SteeringVector:
     """The concept's source states (the rows its source SV is made of) through T: per layer pair, the mean of
     ``T(h_pos) - T(h_neg)``, at T's target layers. ``data``: a prepared ``PairedDeltas`` whose store kept states."""
-    states = data.store.load_states()["source"][concept]  # [n, n_source_layers, 2, d]
-    rows = vector_rows(data.split, concept, states.shape[0])
-    layers = list(data.layers["source"])
-    pairs = transform.pairs_for(data.layer_pairs)
-    picked = states[rows][:, [layers.index(s) for s, _ in pairs]].to(torch.float32)  # [n, n_pairs, 2, d]
-    positive, negative = picked[:, :, 0], picked[:, :, 1]
-    if transform.n_pairs == 1 and transform.layer_pairs is None:
-        positive, negative = positive[:, 0], negative[:, 0]
-    with torch.no_grad():
-        moved = transform.transfer_states(positive, negative).reshape(len(pairs), -1).float()
-    source = data.steering_vector("source", concept)
-    target_name = model if model is not None else data.model_name("target")
-    return source.with_directions(
-        {t: moved[i] for i, (_, t) in enumerate(pairs)},
-        model=target_name,
-        transform=f"from {source.model} (layers {[s for s, _ in pairs]}) through T, via the source states of "
-        f"{positive.shape[0]} pairs",
+    states = data.source_states(concept)
+    if states is None:
+        raise RuntimeError(f"the states of {concept} were not kept: call keep_states_for before prepare_data")
+    positive, negative = states
+    return transform.transfer_through_states(
+        data.steering_vector("source", concept),
+        positive,
+        negative,
+        data.layers["source"],
+        data.layer_pairs,
+        model=data.model_name("target") if model is None else model,
     )
 
 

@@ -11,7 +11,8 @@ one-pair form also takes ``[.., d_source]``). Beside ``forward`` it implements, 
   the two states): it refuses (the default here), and ``transfer`` with it, or offers an approximation such as its
   linearisation at a mean state (``MLPTransform``), saying so with ``linear_map`` False and in ``card_notes``;
 - ``transfer_states``: a concept's vector through its states, the mean of ``T(h_pos) - T(h_neg)`` over its pairs:
-  written once, here, from ``forward``; for a linear T it equals ``transfer`` of the mean-difference vector;
+  written once, here, from ``forward``; for a linear T it equals ``transfer`` of the mean-difference vector
+  (``transfer_through_states`` does it for a ``SteeringVector`` and the states of its layers);
 - how LCross starts and regularises it: ``reset_random``, ``set_identity``, ``fit_closed_form`` (from paired rows),
   ``fit_statistics`` (from sufficient statistics), ``penalty``, ``resolve_bias``. The defaults here refuse, naming the
   setting that asked (``reset_random`` and ``resolve_bias`` keep what the constructor made), so a form implements only
@@ -207,6 +208,57 @@ class Transform(TransformFiles, torch.nn.Module, abc.ABC):
             directions,
             model=_model_name(self.card.get("target")) if model is None else model,
             transform=f"from {vector.model or source_name or 'the source'} (layers {[s for s, _ in wanted]}) through T",
+        )
+
+    def transfer_through_states(
+        self,
+        vector: SteeringVector,
+        positive: torch.Tensor,
+        negative: torch.Tensor,
+        source_layers: Sequence[int],
+        pairs: Sequence[Sequence[int]] | None = None,
+        *,
+        model: str | None = None,
+    ) -> SteeringVector:
+        """A concept's source SV transferred through the states it was made of: at each layer pair, the mean over the
+        concept's pairs of ``T(h_pos) - T(h_neg)`` (``transfer_states``). The transfer a non-linear T defines; for a
+        linear T it equals ``transfer(vector)`` of a mean-difference vector.
+
+        Args:
+            vector: the concept's source SV (its provenance is kept; its directions are replaced).
+            positive: the positive texts' states at the read position, ``[n_pairs_of_the_concept, len(source_layers),
+                d_source]``, the rows the SV was made of.
+            negative: the negative texts' states, the same shape.
+            source_layers: the source layers along the states' second axis.
+            pairs: the layer pairs the caller's data uses (as for ``transfer``).
+            model: the target model's name for the result's provenance (default: T's card's).
+        """
+        wanted = self.pairs_for(pairs, vector)
+        layers = [int(layer) for layer in source_layers]
+        if positive.shape != negative.shape or positive.ndim != 3 or positive.shape[1] != len(layers):
+            raise LCrossInputError(
+                f"positive states {tuple(positive.shape)} and negative states {tuple(negative.shape)} for source "
+                f"layers {layers}",
+                fix="give both texts' states of every pair as [n, n_source_layers, d_source], row by row",
+            )
+        missing = [s for s, _ in wanted if s not in layers]
+        if missing:
+            raise LCrossInputError(
+                f"the states are of source layers {layers}, and this transform maps source layers {missing}",
+                fix=f"give the states at each of {[s for s, _ in wanted]}",
+            )
+        index = [layers.index(s) for s, _ in wanted]
+        picked_positive, picked_negative = positive[:, index], negative[:, index]  # [n, n_pairs, d]
+        if self.n_pairs == 1:
+            picked_positive, picked_negative = picked_positive[:, 0], picked_negative[:, 0]
+        with torch.no_grad():
+            moved = self.transfer_states(picked_positive, picked_negative).reshape(len(wanted), -1).float()
+        source_name = _model_name(self.card.get("source"))
+        return vector.with_directions(
+            {t: moved[i] for i, (_, t) in enumerate(wanted)},
+            model=_model_name(self.card.get("target")) if model is None else model,
+            transform=f"from {vector.model or source_name or 'the source'} (layers {[s for s, _ in wanted]}) through "
+            f"T, via the source states of {positive.shape[0]} pairs",
         )
 
     def pairs_for(

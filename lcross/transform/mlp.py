@@ -3,9 +3,10 @@
 Oozeer et al. (ICML 2025) map one model's residual stream onto another's with a small ReLU network and transfer
 interventions through it. A non-linear T has no image of a *difference* of states of its own: a concept's steering
 vector goes through it as the mean over the concept's source pairs of ``T(h_pos) - T(h_neg)``
-(``Transform.transfer_states``; for a linear T that is exactly ``T(SV)``). Where only a bare vector is at hand (a
-``.gguf`` file, ``val/cos`` during a fit), ``map_differences`` uses T's linearisation at the mean source state it was
-fitted on, ``J_T(mean h) @ v``: an approximation, and the card says so.
+(``Transform.transfer_states``, ``transfer_through_states``; for a linear T that is exactly ``T(SV)``); a fit keeps
+the states for it. Where only a bare vector is at hand (a ``.gguf`` file, a data module that kept no states),
+``map_differences`` uses T's linearisation at the mean source state it was fitted on, ``J_T(mean h) @ v``: an
+approximation, and the card says so.
 
 With ``residual`` (the default) T is ``x W + b + MLP(x)``: the linear path is initialised from the closed form
 (``init: closed_form``) and the network's last layer from zero, so the fit starts exactly at the affine closed form
