@@ -152,3 +152,22 @@ def test_newest_run_of_a_config(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(f"trainer:\n  logger:\n    init_args: {{save_dir: {tmp_path / 'logs'}, name: x}}\n")
     assert newest_run(config).name == "version_3"  # version_7 has no exported transform yet
+
+
+def test_a_run_folder_given_as_transform_means_its_newest_finished_export(tiny_run, tmp_path, capsys):
+    _, original = tiny_run
+    name = tmp_path / "logs" / "tiny"
+    shutil.copytree(original, name / "version_0")
+    (name / "version_1").mkdir()  # an interrupted run after it: no config, no export
+    weight = load_file(original / "transform" / "transform.safetensors")["weight"]  # read independently
+    source = SteeringVector.single(torch.randn(32, generator=torch.Generator().manual_seed(0)), 1)
+    save_vector(source, tmp_path / "src.safetensors")
+    for given in (name, name / "latest", name / "version_0"):
+        out = tmp_path / f"out_{given.name}.safetensors"
+        argv = ["transfer", "--transform", str(given), "--vector", str(tmp_path / "src.safetensors"), "--out", str(out)]
+        assert console(argv) == 0
+        torch.testing.assert_close(load_vector(out)[2], source[1] @ weight)
+    assert "using " + str(name / "version_0") in capsys.readouterr().err
+    typo = ["transfer", "--transform", str(tmp_path / "logs" / "tniy"), "--vector", str(tmp_path / "src.safetensors")]
+    assert console([*typo, "--out", str(tmp_path / "y.gguf")]) == 2
+    assert "tniy: no such checkpoint or export folder" in capsys.readouterr().err

@@ -25,7 +25,16 @@ from pathlib import Path
 
 import torch
 
-from lcross.cli.checks import CHECK_HELP, existing, passed, resolve_run, run_concept, run_config, transform_input
+from lcross.cli.checks import (
+    CHECK_HELP,
+    LATEST,
+    existing,
+    passed,
+    resolve_run,
+    run_concept,
+    run_config,
+    transform_input,
+)
 from lcross.errors import LCrossInputError
 from lcross.formats import load_vector, save_vector
 from lcross.formats.gguf_file import model_type_of, with_model_type
@@ -195,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--transform",
-        help="T: a .ckpt from `lcross fit`, an export folder (logs/<name>/version_N/transform), or a Hugging Face "
-        "repo id written by push_to_hub (default with --run: the run's transform)",
+        help="T: a .ckpt from `lcross fit`, an export folder (logs/<name>/version_N/transform), a fitted run "
+        "(logs/<name>/version_N, or logs/<name>: its newest finished run's export), or a Hugging Face repo id "
+        "written by push_to_hub (default with --run: the run's transform)",
     )
     parser.add_argument("--vector", help=f"the source vector: a {' / '.join(SUFFIXES)} file")
     parser.add_argument(
@@ -250,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.run:
             args.run = str(resolve_run(args.run, "--run"))
+        if args.transform:  # a run folder given as T: its export, said once
+            args.transform = str(transform_path(args.transform, None))
         if args.check:
             _check_arguments(args)
             _check_inputs(args)
@@ -311,7 +323,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
     if args.vector:
         existing(args.vector, "--vector")
         load_vector(args.vector, layer=_bare_layer(args))
-    transform_input(args.transform or run / "transform", "--transform")  # type: ignore[operator]
+    transform_input(transform_path(args.transform, run), "--transform")
     if args.vector and Path(args.transform).exists():
         from lcross.transform.loading import load_transform
 
@@ -328,13 +340,13 @@ def _run(args: argparse.Namespace) -> list[Path]:
     from_run = args.run or args.config
     if from_run and not args.concept:  # every evaluation concept, into the run folder
         run = Path(args.run) if args.run else newest_run(args.config)
-        transform = load_transform(args.transform or run / "transform")
+        transform = load_transform(transform_path(args.transform, run))
         formats = args.format or ["gguf", "safetensors"]
         return write_run_vectors(run, transform, formats, beta=args.beta, force=args.force)
     model_type = None
     if from_run:
         run = Path(args.run) if args.run else newest_run(args.config)
-        transform = load_transform(args.transform or run / "transform")
+        transform = load_transform(transform_path(args.transform, run))
         model_type = target_model_type(run)
         if not transform.linear_map:  # through the concept's source states, as T defines the transfer
             moved = run_source_vectors(run, [args.concept], transform)[args.concept]
@@ -353,6 +365,21 @@ def _run(args: argparse.Namespace) -> list[Path]:
         transfer_vector(transform, vector, args.layer, args.target_layer, jacobian=args.jacobian), model_type
     )
     return [save_vector(moved, args.out, beta=args.beta)]
+
+
+def transform_path(value: str | None, run: Path | None) -> str | Path:
+    """``--transform`` as given (a ``.ckpt``, an export folder, a Hub repo id), or the export of the run it names: a
+    run folder (``logs/demo/version_N``) or a run name folder (``logs/demo``, ``logs/demo/latest``: its newest finished
+    run, said on stderr). Without ``--transform``: the export of ``run``."""
+    if value is None:
+        if run is None:
+            raise LCrossInputError("no transform given", where="lcross transfer", fix="pass --transform or --run")
+        return run / "transform"
+    path = Path(value)
+    named = path.parent if path.name == LATEST and not path.exists() else path
+    if named.is_dir() and ((named / "config.yaml").is_file() or any(named.glob("version_*"))):
+        return resolve_run(path, "--transform") / "transform"
+    return value
 
 
 def _bare_layer(args: argparse.Namespace) -> int | None:

@@ -21,6 +21,7 @@ import torch
 
 from lcross.files import safe_name
 from lcross.models.layers import layer_label
+from lcross.progress import phase
 from lcross.report.operating_points import operating_point_section
 from lcross.report.plots import map_figure, sweep_figure
 from lcross.results import (
@@ -209,11 +210,12 @@ def write_report(runs: list[str], out: str | Path, betas: list[float], config: s
         versus = random_table(cards, beta)
         if versus:
             lines += ["", "Transferred against the random distributions:", "", versus]
-    if table_rows(first):
-        lines += ["", "## Beta sweeps", ""]
-    for concept in table_rows(first):
-        lines.append(_sweep_plot(cards, concept, "efficacy", out))
-    lines += generation_section(cards, out)
+    with phase("plots of the sweeps and the judged answers"):
+        if table_rows(first):
+            lines += ["", "## Beta sweeps", ""]
+        for concept in table_rows(first):
+            lines.append(_sweep_plot(cards, concept, "efficacy", out))
+        lines += generation_section(cards, out)
     if config:
         lines += ["", analyse(config, out)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -244,30 +246,35 @@ def analyse(config: str, out: Path) -> str:
         "of the same shape and norm.",
     ]
     analysis, pairs_of = {}, list(datamodule.concepts)
-    for i, (s, t) in enumerate(pairs):
-        paired = {n: (datamodule.deltas["source"][n][:, i], datamodule.deltas["target"][n][:, i]) for n in pairs_of}
-        label = f"source layer {s} -> target layer {t}"
-        analysis[label] = _ridge_comparison(paired)
-        lines += _comparison_lines(analysis[label], label if len(pairs) > 1 else "")
-    if len(pairs) > 1:
-        xs, xt = datamodule.tensors("train")
-        by_layer = {f"{s}->{t}": (xs[:, i], xt[:, i]) for i, (s, t) in enumerate(pairs)}
-        label = "between layer pairs: T of each pair, fitted on every training concept"
-        analysis[label] = _ridge_comparison(by_layer)
-        lines += _comparison_lines(analysis[label], label)
+    with phase("analysis of T: a closed-form T per concept against random Ts", len(pairs), "layer pairs") as advance:
+        for i, (s, t) in enumerate(pairs):
+            paired = {n: (datamodule.deltas["source"][n][:, i], datamodule.deltas["target"][n][:, i]) for n in pairs_of}
+            label = f"source layer {s} -> target layer {t}"
+            analysis[label] = _ridge_comparison(paired)
+            lines += _comparison_lines(analysis[label], label if len(pairs) > 1 else "")
+            advance(1)
+        if len(pairs) > 1:
+            xs, xt = datamodule.tensors("train")
+            by_layer = {f"{s}->{t}": (xs[:, i], xt[:, i]) for i, (s, t) in enumerate(pairs)}
+            label = "between layer pairs: T of each pair, fitted on every training concept"
+            analysis[label] = _ridge_comparison(by_layer)
+            lines += _comparison_lines(analysis[label], label)
     first = f" (layer pair {pairs[0][0]} -> {pairs[0][1]})" if len(pairs) > 1 else ""
-    for side in ("source", "target"):
-        deltas = torch.cat([d[:, 0] for d in datamodule.deltas[side].values()])
-        labels = [name for name, d in datamodule.deltas[side].items() for _ in range(d.shape[0])]
-        map_figure(f"per-pair deltas, {side}{first}", pca_2d(deltas), labels).savefig(out / f"map_{side}.png", dpi=120)
-        embedded = tsne_2d(deltas, seed=TSNE_SEED)
-        map_figure(f"per-pair deltas, {side}{first}, t-SNE", embedded, labels, axis="t-SNE").savefig(
-            out / f"tsne_{side}.png", dpi=120
-        )
-        shutil.rmtree(out / "projector" / side, ignore_errors=True)  # a rerun replaces, not appends
-        writer = SummaryWriter(str(out / "projector" / side))
-        writer.add_embedding(deltas, metadata=labels, tag=f"deltas_{side}")
-        writer.close()
+    with phase("maps of the deltas (PCA, t-SNE, TensorBoard projector)", 2, "models") as advance:
+        for side in ("source", "target"):
+            deltas = torch.cat([d[:, 0] for d in datamodule.deltas[side].values()])
+            labels = [name for name, d in datamodule.deltas[side].items() for _ in range(d.shape[0])]
+            figure = map_figure(f"per-pair deltas, {side}{first}", pca_2d(deltas), labels)
+            figure.savefig(out / f"map_{side}.png", dpi=120)
+            embedded = tsne_2d(deltas, seed=TSNE_SEED)
+            map_figure(f"per-pair deltas, {side}{first}, t-SNE", embedded, labels, axis="t-SNE").savefig(
+                out / f"tsne_{side}.png", dpi=120
+            )
+            shutil.rmtree(out / "projector" / side, ignore_errors=True)  # a rerun replaces, not appends
+            writer = SummaryWriter(str(out / "projector" / side))
+            writer.add_embedding(deltas, metadata=labels, tag=f"deltas_{side}")
+            writer.close()
+            advance(1)
     lines += [
         "",
         f"Per-pair deltas{first}, first two principal components, then t-SNE as the paper's Figure 3 (perplexity 30, "
