@@ -71,6 +71,15 @@ def test_an_unknown_key_in_a_config_file_is_named_with_the_closest(tmp_path, cap
     assert "--trainer.max_epocs (did you mean --trainer.max_epochs?)" in first
 
 
+def test_a_misspelt_config_file_is_named_with_the_closest_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert console(["fit", "--config", "configs/demo.yml"]) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "no config file" in first and "did you mean" in first and first.rstrip("?").endswith("configs/demo.yaml")
+    assert console(["fit", "--config", str(tmp_path / "nowhere" / "x.yaml")]) == 2
+    assert "check the path" in capsys.readouterr().err.splitlines()[0]
+
+
 def test_a_fit_that_fails_before_its_config_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     logs = tmp_path / "logs"

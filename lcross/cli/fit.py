@@ -380,6 +380,13 @@ def _explain(error: argparse.ArgumentError, argv: list[str]) -> tuple[str, str]:
     message = str(error).strip()
     subcommand = next((a for a in argv if not a.startswith("-")), "fit")
     hint = f"`lcross {subcommand} --help` lists every option with its documentation"
+    missing = re.search(r"File does not exist: '(?P<path>[^']+)'", message)
+    if missing is not None:  # a misspelt config file: the closest file of that folder
+        path = Path(missing.group("path"))
+        siblings = [p.name for p in path.parent.glob("*.y*ml")] if path.parent.is_dir() else []
+        close = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.6)
+        fix = f"did you mean {path.parent / close[0]}?" if close else "check the path (configs/ holds the shipped ones)"
+        return f"no config file {path}", fix
     found = next((m for m in (p.search(message) for p in _UNKNOWN) if m is not None), None)
     if found is None:
         lines = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
