@@ -60,7 +60,8 @@ if ! pip_install "torch==${TORCH_VERSION}" "${index[@]}"; then
   # The CPU wheel index is unreachable here, or lacks a package torch needs (a mirror that serves only PyPI): pip's
   # configured index has torch too (on a machine without a GPU it may pull the larger CUDA build).
   echo "setup: the CPU wheel index $CPU_INDEX failed (unreachable, or a package missing there): retrying torch" \
-    "with pip's configured index, as TORCH_INDEX=default does" >&2
+    "with pip's configured index, as TORCH_INDEX=default does (pip's ERROR lines above are that first try; the" \
+    "set-up goes on)" >&2
   pip_install "torch==${TORCH_VERSION}"
 fi
 step 2 "lcross with its dependencies (torch stays at ${TORCH_VERSION})"
