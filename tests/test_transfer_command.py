@@ -171,3 +171,40 @@ def test_a_run_folder_given_as_transform_means_its_newest_finished_export(tiny_r
     typo = ["transfer", "--transform", str(tmp_path / "logs" / "tniy"), "--vector", str(tmp_path / "src.safetensors")]
     assert console([*typo, "--out", str(tmp_path / "y.gguf")]) == 2
     assert "tniy: no such checkpoint or export folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("beta", ["nan", "inf", "-1e300"])
+def test_a_beta_that_is_not_finite_or_too_large_is_refused_before_anything_is_written(tmp_path, capsys, beta):
+    export = _export(tmp_path)
+    save_vector(
+        SteeringVector.single(torch.randn(32, generator=torch.Generator().manual_seed(0)), 1), tmp_path / "v.gguf"
+    )
+    for out in ("o.easysteer.json", "o.vllm_hook.json", "o.gguf"):
+        argv = [
+            "transfer",
+            "--transform",
+            str(export),
+            "--vector",
+            str(tmp_path / "v.gguf"),
+            "--out",
+            str(tmp_path / out),
+        ]
+        assert console([*argv, f"--beta={beta}"]) == 2
+        assert "--beta" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["transform", "v.gguf"]
+    with pytest.raises(LCrossInputError, match="beta"):  # the library call too
+        save_vector(load_vector(tmp_path / "v.gguf"), tmp_path / "x.easysteer.json", beta=float("nan"))
+    assert not (tmp_path / "x.easysteer.json").exists()
+
+
+def test_a_vector_that_overflows_through_T_is_named_as_the_input(tmp_path, capsys):
+    transform = LinearTransform(32, 48, [(1, 2)])
+    with torch.no_grad():
+        transform.weight.fill_(10.0)  # a finite vector of norm ~6e37 goes past float32's 3.4e38 through it
+    export = transform.save_pretrained(tmp_path / "transform")
+    save_vector(SteeringVector.single(torch.full((32,), 1e37), 1), tmp_path / "huge.safetensors")
+    argv = ["transfer", "--transform", str(export), "--vector", str(tmp_path / "huge.safetensors")]
+    assert console([*argv, "--out", str(tmp_path / "out.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert "--vector" in err and "overflows through T" in err and "out.gguf" not in err
+    assert not (tmp_path / "out.gguf").exists()

@@ -39,6 +39,7 @@ from lcross.errors import LCrossInputError
 from lcross.formats import load_vector, save_vector
 from lcross.formats.gguf_file import model_type_of, with_model_type
 from lcross.formats.vector_files import FORMATS, SUFFIXES, format_for, named_format, write_named_vectors
+from lcross.setting_checks import beta_value
 from lcross.steering.vector import SteeringVector
 from lcross.transform.base import Transform
 
@@ -96,7 +97,17 @@ def transfer_vector(
         raise LCrossInputError("--target-layer needs a one-map transform", fix="leave it out: T names its pairs")
     if target_layer is not None:
         _check_target_layer(transform, target_layer)
-    return transform.transfer(vector, target_layer=target_layer)
+    moved = transform.transfer(vector, target_layer=target_layer)
+    for layer in moved.layers:
+        if not bool(torch.isfinite(moved[layer]).all()):
+            raise LCrossInputError(
+                f"the vector (norm {float(vector[vector.layers[0]].float().norm()):.3g}) overflows through T: its "
+                f"image at target layer {layer} holds NaN or Inf",
+                where="--vector",
+                fix="check the vector file (a steering vector's norm is that of hidden-state differences, about 1 to "
+                "1e3)",
+            )
+    return moved
 
 
 def _check_target_layer(transform: Transform, layer: int) -> None:
@@ -281,6 +292,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise LCrossInputError("give either --vector FILE or --run RUN (or --config CONFIG)", where="lcross transfer")
     if args.run and args.config:
         raise LCrossInputError("give --run or --config, not both", where="lcross transfer")
+    beta_value(args.beta, "--beta")  # written into serving configs: finite, as generate's
     if args.concept or args.vector:
         if not args.out:
             raise LCrossInputError("where to write the vector?", where="lcross transfer", fix="pass --out FILE.gguf")

@@ -34,6 +34,7 @@ from lcross.formats.safetensors_file import SafetensorsFile
 from lcross.formats.vector_format import VectorFormat
 from lcross.formats.vllm_hook_config import VllmHookConfig
 from lcross.formats.vllm_hook_config import vector_path_for as vllm_hook_vector_path
+from lcross.setting_checks import beta_value
 from lcross.steering.vector import SteeringVector
 
 # Read-only: a format is added by a class in this package, not by writing into the registry.
@@ -65,6 +66,7 @@ def save_vector(vector: SteeringVector, path: str | Path, *, beta: float = 1.0) 
             fix="transfer a vector through T and save that (lcross transfer --run RUN --concept NAME --out "
             f"v{fmt.suffix}); save T itself with save_pretrained",
         )
+    beta = beta_value(beta, f"{path} (beta)")  # a serving config's scale: finite, |beta| <= 1e6, as everywhere
     fmt.check_layers(vector.layers, str(path))
     check_directions(vector, str(path))  # a NaN vector (a NaN T, NaN deltas) is never written as if it were one
     fmt.write(vector, path, beta)
@@ -85,6 +87,7 @@ def write_named_vectors(
     (``lcross.files.record_written``), before anything is written: a file of someone else's is refused unless
     ``force``."""
     chosen = [named_format(fmt, where) for fmt in formats]
+    beta_value(beta, f"{where} (beta)")  # before any file is written
     for name, vector in vectors.items():
         for fmt in chosen:
             fmt.check_layers(vector.layers, f"concept {name!r}, format {fmt.name}")
