@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from lcross.evaluation.variants import transferred_vector
 from lcross.steering.vector import SteeringVector
 from lcross.transform.base import Transform
 
@@ -24,28 +25,14 @@ def keep_states_for(transform: Transform, data: Any) -> None:
         data.store.keep_states = True
 
 
-def through_states(transform: Transform, data: Any, concept: str, model: str | None = None) -> SteeringVector:
-    """The concept's source states (the rows its source SV is made of) through T: per layer pair, the mean of
-    ``T(h_pos) - T(h_neg)``, at T's target layers. ``data``: a prepared ``PairedDeltas`` whose store kept states."""
-    states = data.source_states(concept)
-    if states is None:
-        raise RuntimeError(f"the states of {concept} were not kept: call keep_states_for before prepare_data")
-    positive, negative = states
-    return transform.transfer_through_states(
-        data.steering_vector("source", concept),
-        positive,
-        negative,
-        data.layers["source"],
-        data.layer_pairs,
-        model=data.model_name("target") if model is None else model,
-    )
-
-
 def concept_vector(transform: Transform, data: Any, concept: str, model: str | None = None) -> SteeringVector:
-    """The concept's transferred vector as T defines it: ``transfer`` of the source SV for a linear T, the transfer
-    through the source states (``through_states``) for a non-linear one."""
-    if transform.linear_map:
-        return transform.transfer(
-            data.steering_vector("source", concept).to(torch.float32), data.layer_pairs, model=model
-        )
-    return through_states(transform, data, concept, model)
+    """The concept's transferred vector as T defines it (``lcross.evaluation.variants.transferred_vector``, the one
+    form the evaluation and LCross use): ``transfer`` of the source SV for a linear T, the transfer through the
+    concept's source states for a non-linear one. ``data``: a prepared ``PairedDeltas``; for a non-linear T its store
+    must have kept the states (``keep_states_for`` before ``prepare_data``): no silent linearisation here."""
+    if not transform.linear_map and data.source_states(concept) is None:
+        raise RuntimeError(f"the states of {concept} were not kept: call keep_states_for before prepare_data")
+    if model is None and not transform.linear_map:
+        model = data.model_name("target")
+    source = data.steering_vector("source", concept).to(torch.float32)
+    return transferred_vector(data, transform, concept, source, data.layer_pairs, model)
